@@ -219,7 +219,11 @@ impl Shared {
 /// answers every other path. Further routers (the data-channel gateway) merge
 /// in here.
 fn app(shared: AppState) -> Router {
-    Router::new().fallback(rest::handle).with_state(shared)
+    let max_object_size = shared.config.max_object_size;
+    Router::new()
+        .merge(s3::router(max_object_size))
+        .fallback(rest::handle)
+        .with_state(shared)
 }
 
 /// How often the lifecycle is evaluated in the background (so suspensions and
