@@ -101,8 +101,11 @@ pub mod message;
 pub mod payload;
 pub mod rtt;
 
+/// Re-exported so callers use the same `Bytes` and `Uuid` types.
+pub use bytes::Bytes;
 pub use channel::{Channel, Event, Frame, Stats, Transmit};
 pub use config::{ChannelConfig, IdSource, Role, SeededIds, SteppingClock, WallClock};
 pub use error::{Error, Misuse, PeerMisbehaved};
 pub use message::{DecodeError, Message, MessageType, PayloadType};
 pub use payload::{HandshakeRequest, HandshakeResponse, OpenDataChannel, Token};
+pub use uuid::Uuid;
