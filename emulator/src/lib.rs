@@ -1,1 +1,4 @@
-//! placeholder
+//! Local emulator of AWS CloudShell.
+
+pub mod gateway;
+pub mod kms;
