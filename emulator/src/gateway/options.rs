@@ -54,7 +54,9 @@ pub enum SessionMode {
     /// persistent home directory.
     #[default]
     Shell,
-    /// Input comes straight back as output; no process.
+    /// Input comes straight back as output; no process. Since it prints nothing
+    /// before its first input, an echo session always starts with a `SessionType`
+    /// handshake (with [`HandshakeMode::None`]) so the client learns the session type.
     Echo,
     /// `total_bytes` of output (see [`stream_pattern`](crate::gateway::stream_pattern))
     /// as fast as acknowledgements allow, in messages of at most `chunk_size`
