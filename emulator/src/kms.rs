@@ -8,7 +8,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::post;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -304,6 +312,97 @@ impl FakeKms {
         serde_json::json!({ "__type": e.error_type(), "message": e.to_string() })
             .to_string()
             .into_bytes()
+    }
+}
+
+/// Largest KMS request body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+#[derive(Clone)]
+struct KmsState {
+    shared: crate::AppState,
+    kms: Arc<FakeKms>,
+}
+
+/// `POST /` with `X-Amz-Target: TrentService.*`, SigV4-signed for service `kms`
+/// with one of the emulator's keys. Other `POST /` requests go to the REST side.
+pub(crate) fn router(shared: crate::AppState, kms: Arc<FakeKms>) -> Router {
+    Router::new()
+        .route("/", post(http_handler))
+        .with_state(KmsState { shared, kms })
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+async fn http_handler(State(st): State<KmsState>, req: Request) -> Response {
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if !target.starts_with("TrentService.") {
+        return crate::rest::handle(State(st.shared), req).await;
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = req.into_parts();
+    let error = |status: StatusCode, kind: &str, message: String| {
+        let body = serde_json::json!({ "__type": kind, "message": message })
+            .to_string()
+            .into_bytes();
+        json_response(status, body, &request_id)
+    };
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ValidationException",
+            "request body too large".into(),
+        );
+    };
+    let verified = crate::sigv4::verify(
+        &crate::sigv4::RequestParts {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body: &bytes,
+        },
+        &crate::sigv4::VerifyParams {
+            region: &st.shared.config.region,
+            service: "kms",
+            now: SystemTime::now(),
+            max_skew: st.shared.config.max_clock_skew,
+            credentials: &st.shared.config.credentials,
+        },
+    );
+    if let Err(e) = verified {
+        tracing::info!(operation = %target, status = 400, "KMS request refused: {e}");
+        return error(StatusCode::BAD_REQUEST, e.code(), e.to_string());
+    }
+    match st.kms.dispatch(&target, &bytes) {
+        Ok(body) => {
+            tracing::info!(operation = %target, status = 200, request_id = %request_id, "KMS request");
+            json_response(StatusCode::OK, body, &request_id)
+        }
+        Err(e) => {
+            tracing::info!(operation = %target, status = 400, request_id = %request_id, "KMS request failed: {e}");
+            json_response(
+                StatusCode::BAD_REQUEST,
+                FakeKms::error_body(&e),
+                &request_id,
+            )
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod faults;
+mod glue;
 pub mod metrics;
 pub mod options;
 mod session;
@@ -36,6 +37,8 @@ use tokio::sync::{mpsc, watch};
 
 pub use backend::{STREAM_LINE, stream_pattern};
 pub use faults::FaultCounters;
+pub use glue::EMULATED_ACCOUNT_ID;
+pub(crate) use glue::follow_lifecycle;
 pub use metrics::SessionMetrics;
 pub use options::{
     CutRule, Direction, Directions, FaultAction, FaultSpec, FrameFault, HandshakeMode,
