@@ -177,7 +177,7 @@ async fn replay(capture_name: &str) -> Seen {
             .map(ack_frame)
             .collect();
         for a in pending {
-            ws.send(WsMessage::Binary(a.into())).await.unwrap();
+            ws.send(WsMessage::Binary(a)).await.unwrap();
         }
         let before = seen.raw.len();
         read_until(&mut ws, &mut seen, "more frames", |s| s.raw.len() > before).await;

@@ -248,11 +248,9 @@ impl SessionTask {
     fn process_events(&mut self, now: Instant) {
         while let Some(ev) = self.channel.poll_event() {
             match ev {
-                Event::Opened(_) => {
-                    if !self.opened {
-                        self.opened = true;
-                        self.start_handshake(now);
-                    }
+                Event::Opened(_) if !self.opened => {
+                    self.opened = true;
+                    self.start_handshake(now);
                 }
                 Event::Input(bytes) => {
                     LiveMetrics::add(&self.metrics.input_bytes, bytes.len() as u64);
@@ -290,23 +288,17 @@ impl SessionTask {
                     self.output_enabled = true;
                     self.handshake_deadline = None;
                 }
-                Event::Closed { reason } => {
-                    if self.ending == Ending::Running {
-                        if let Some(e) = self.channel.error() {
-                            tracing::warn!(session_id = %self.session_id, "channel failed: {}", e.chain());
-                        } else {
-                            tracing::debug!(session_id = %self.session_id, ?reason, "channel closed");
-                        }
-                        // A fatal error: nothing more can be sent on this channel.
-                        self.ending = Ending::Stop { keep_program: true };
+                Event::Closed { reason } if self.ending == Ending::Running => {
+                    if let Some(e) = self.channel.error() {
+                        tracing::warn!(session_id = %self.session_id, "channel failed: {}", e.chain());
+                    } else {
+                        tracing::debug!(session_id = %self.session_id, ?reason, "channel closed");
                     }
+                    // A fatal error: nothing more can be sent on this channel.
+                    self.ending = Ending::Stop { keep_program: true };
                 }
-                Event::HandshakeResponse(_)
-                | Event::Flag(_)
-                | Event::SendWindowOpen
-                | Event::Paused
-                | Event::Resumed
-                | Event::Payload { .. } => {}
+                // Handshake responses are checked by the channel; flags (such as
+                // TerminateSession) are ignored by shell sessions, like the agent.
                 _ => {}
             }
         }

@@ -198,10 +198,7 @@ impl Client {
         while !self.pending_input.is_empty() && self.ready {
             let (a, b) = self.pending_input.as_slices();
             let chunk: Vec<u8> = a.iter().chain(b).copied().take(1024).collect();
-            let n = match self.ch.send_input(now, &chunk) {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+            let n = self.ch.send_input(now, &chunk).unwrap_or_default();
             if n == 0 {
                 break;
             }
