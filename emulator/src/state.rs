@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::config::{EmulatorConfig, Timings, write_private_file};
+use crate::config::{EmulatorConfig, Timings, create_private_dir, write_private_file};
 use crate::time::{from_millis, to_millis};
 
 /// File name of the state file inside the state directory.
@@ -405,23 +405,12 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-}
-
-fn stamp(path: &Path) -> Option<FileStamp> {
-    let meta = fs::metadata(path).ok()?;
-    Some(FileStamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-    })
-}
-
 struct Inner {
     state: StateFile,
-    seen: Option<FileStamp>,
+    /// The file's bytes as last read or written by this process. Another
+    /// process's write shows up as different bytes (timestamps are too coarse
+    /// to tell two quick writes apart).
+    seen: Vec<u8>,
 }
 
 /// Why an operation on the store failed.
@@ -447,7 +436,7 @@ impl Store {
     /// Load (or create) the state file. A corrupt file is renamed aside and the
     /// emulator starts fresh.
     pub fn open(config: &EmulatorConfig) -> io::Result<Self> {
-        fs::create_dir_all(&config.state_dir)?;
+        create_private_dir(&config.state_dir)?;
         let path = config.state_dir.join(STATE_FILE);
         let state = match load(&path) {
             Ok(Some(state)) => state,
@@ -479,7 +468,10 @@ impl Store {
         let store = Self {
             path,
             timings: config.timings.clone(),
-            inner: Mutex::new(Inner { state, seen: None }),
+            inner: Mutex::new(Inner {
+                state,
+                seen: Vec::new(),
+            }),
             events: broadcast::channel(1024).0,
         };
         {
@@ -499,30 +491,31 @@ impl Store {
     }
 
     fn refresh(&self, inner: &mut Inner) {
-        let current = stamp(&self.path);
-        if current.is_none() || current == inner.seen {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %self.path.display(), "could not re-read state file: {e}");
+                }
+                return;
+            }
+        };
+        if bytes == inner.seen {
             return;
         }
-        match load(&self.path) {
-            Ok(Some(state)) => {
-                inner.state = state;
-                inner.seen = current;
-            }
-            Ok(None) => {}
-            Err(LoadError::Corrupt(reason)) => {
+        match parse(&bytes) {
+            Ok(state) => inner.state = state,
+            Err(reason) => {
                 tracing::warn!(path = %self.path.display(), "ignoring unreadable state file written by another process ({reason})");
-                inner.seen = current;
-            }
-            Err(LoadError::Io(e)) => {
-                tracing::warn!(path = %self.path.display(), "could not re-read state file: {e}");
             }
         }
+        inner.seen = bytes;
     }
 
     fn persist(&self, inner: &mut Inner) -> io::Result<()> {
         let text = serde_json::to_vec_pretty(&inner.state).map_err(io::Error::other)?;
         write_private_file(&self.path, &text)?;
-        inner.seen = stamp(&self.path);
+        inner.seen = text;
         Ok(())
     }
 
@@ -633,15 +626,15 @@ fn load(path: &Path) -> Result<Option<StateFile>, LoadError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(LoadError::Io(e)),
     };
-    let state: StateFile =
-        serde_json::from_slice(&bytes).map_err(|e| LoadError::Corrupt(e.to_string()))?;
+    parse(&bytes).map(Some).map_err(LoadError::Corrupt)
+}
+
+fn parse(bytes: &[u8]) -> Result<StateFile, String> {
+    let state: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if state.version != STATE_VERSION {
-        return Err(LoadError::Corrupt(format!(
-            "unsupported state version {}",
-            state.version
-        )));
+        return Err(format!("unsupported state version {}", state.version));
     }
-    Ok(Some(state))
+    Ok(state)
 }
 
 #[cfg(test)]
