@@ -1,0 +1,76 @@
+//! A [`TerminalLink`] to a local interactive bash on a pty: the same kind of
+//! terminal a CloudShell session gives, without the data channel.
+
+use bytes::Bytes;
+use cloudshell_rs::exec::TerminalLink;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Every byte the link delivered to the client (a tap for secrecy checks).
+pub type Tap = Arc<Mutex<Vec<u8>>>;
+
+/// A local login-less interactive bash on a fresh pty, HOME set to `home`.
+pub struct LocalShell {
+    pub link: Option<TerminalLink>,
+    pub tap: Tap,
+    pub child: tokio::process::Child,
+}
+
+pub fn spawn_local_shell(home: &Path, tap_enabled: bool) -> LocalShell {
+    let (pty, pts) = pty_process::open().expect("open pty");
+    pty.resize(pty_process::Size::new(40, 120)).expect("resize");
+    let cmd = pty_process::Command::new("bash")
+        .args(["--noprofile", "--norc", "-i"])
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "xterm-256color")
+        .env("LANG", "C.UTF-8")
+        .env("HISTFILE", home.join(".bash_history"))
+        .env("PS1", "[test]$ ")
+        .current_dir(home)
+        .kill_on_drop(true);
+    let child = cmd.spawn(pts).expect("spawn bash");
+    let (mut rd, mut wr) = pty.into_split();
+    let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(64);
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
+    let tap: Tap = Arc::default();
+    let tap2 = tap.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16384];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tap_enabled {
+                        tap2.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    if out_tx
+                        .send(Bytes::copy_from_slice(&buf[..n]))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(b) = in_rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    LocalShell {
+        link: Some(TerminalLink {
+            input: in_tx,
+            output: out_rx,
+        }),
+        tap,
+        child,
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests (one test binary).
+
+mod exec;
+mod exec_support;
