@@ -4,12 +4,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use ssm_channel::{Channel, ChannelConfig, Event, Frame, Transmit};
+use ssm_channel::{Channel, ChannelConfig, Event, Frame, Token, Transmit};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
@@ -38,7 +37,7 @@ impl ssm_channel::IdSource for OsIds {
         uuid::Uuid::new_v4()
     }
     fn fill_random(&mut self, buf: &mut [u8]) {
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, buf);
+        rand::RngCore::fill_bytes(&mut rand::rng(), buf);
     }
 }
 
@@ -81,10 +80,7 @@ pub(crate) async fn start(
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(options.event_queue.max(1));
     let (ready_tx, ready_rx) = oneshot::channel();
-    let client_id = options
-        .client_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_id = options.client_id.unwrap_or_else(uuid::Uuid::new_v4);
     let ready_timeout = options.ready_timeout;
     let mut driver = Driver {
         channel: new_channel(),
@@ -119,6 +115,19 @@ pub(crate) async fn start(
     }
 }
 
+/// What woke the driver loop.
+enum Wake {
+    Nothing,
+    EventsClosed,
+    Ctl(Option<CtlCmd>),
+    Kms(Result<DataKey, KmsError>),
+    Socket(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Input(Option<InputCmd>),
+    Timer,
+    Dead,
+    Ping,
+}
+
 /// Why the socket is no longer usable.
 enum Disconnect {
     /// The peer went away or the socket failed.
@@ -129,7 +138,7 @@ struct Driver {
     channel: Channel,
     ws: Option<Ws>,
     target: SessionTarget,
-    client_id: String,
+    client_id: uuid::Uuid,
     options: SessionOptions,
     input_rx: mpsc::Receiver<InputCmd>,
     ctl_rx: mpsc::UnboundedReceiver<CtlCmd>,
@@ -157,9 +166,11 @@ struct Driver {
 impl Driver {
     /// Queues the open-data-channel frame for the current target.
     fn open_channel(&mut self) {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let token = self.target.token.expose().to_string();
-        self.channel.open(now(), &token, &self.client_id, &request_id);
+        let token = Token::new(self.target.token.expose());
+        // A fresh channel always accepts `open`.
+        if let Err(e) = self.channel.open(now(), token, self.client_id, uuid::Uuid::new_v4()) {
+            self.fail(SessionError::Protocol(e));
+        }
         self.last_rx = Instant::now();
     }
 
@@ -182,70 +193,101 @@ impl Driver {
             }
             let timeout = self.channel.poll_timeout().map(Instant::from_std);
             let dead_at = self.last_rx + self.options.dead_peer_timeout;
-            let want_input = self.ready && self.pending_input.is_empty() && !self.input_closed && self.ws.is_some();
-            let read_socket = self.out_events.is_empty() && self.ws.is_some();
-            tokio::select! {
-                biased;
-                cmd = self.ctl_rx.recv(), if !self.ctl_closed => match cmd {
-                    None => self.ctl_closed = true,
-                    Some(CtlCmd::Resize(c, r)) => {
-                        self.last_size = Some((c, r));
-                        if self.ready {
-                            self.resize(c, r);
+            let connected = self.ws.is_some();
+            let want_input =
+                self.ready && self.pending_input.is_empty() && !self.input_closed && connected;
+            let has_events = !self.out_events.is_empty();
+            let read_socket = !has_events && connected;
+            let ctl_open = !self.ctl_closed;
+            let wake = {
+                let ws = &mut self.ws;
+                let kms = &mut self.kms;
+                let ctl_rx = &mut self.ctl_rx;
+                let input_rx = &mut self.input_rx;
+                let ev_tx = &self.ev_tx;
+                let out_events = &mut self.out_events;
+                tokio::select! {
+                    biased;
+                    cmd = ctl_rx.recv(), if ctl_open => Wake::Ctl(cmd),
+                    permit = ev_tx.reserve(), if has_events => match permit {
+                        Ok(p) => {
+                            if let Some(ev) = out_events.pop_front() {
+                                p.send(ev);
+                            }
+                            Wake::Nothing
                         }
-                    }
-                    Some(CtlCmd::Close(done)) => {
-                        self.closing = Some(done);
-                        let _ = self.channel.close(now());
-                        self.end(SessionEvent::Closed { reason: Some("closed by the client".into()) });
-                    }
-                },
-                permit = self.ev_tx.reserve(), if !self.out_events.is_empty() => match permit {
-                    Ok(p) => {
-                        if let Some(ev) = self.out_events.pop_front() {
-                            p.send(ev);
+                        Err(_) => Wake::EventsClosed,
+                    },
+                    res = async {
+                        match kms.as_mut() {
+                            Some(f) => f.await,
+                            None => std::future::pending().await,
                         }
+                    } => Wake::Kms(res),
+                    msg = async {
+                        match ws.as_mut() {
+                            Some(w) => w.next().await,
+                            None => std::future::pending().await,
+                        }
+                    }, if read_socket => Wake::Socket(msg),
+                    cmd = input_rx.recv(), if want_input => Wake::Input(cmd),
+                    _ = sleep_until(timeout.unwrap_or_else(Instant::now)), if timeout.is_some() => Wake::Timer,
+                    _ = sleep_until(dead_at), if connected => Wake::Dead,
+                    _ = ping.tick(), if connected => Wake::Ping,
+                }
+            };
+            match wake {
+                Wake::Nothing => {}
+                Wake::EventsClosed => self.ended = true,
+                Wake::Ctl(None) => self.ctl_closed = true,
+                Wake::Ctl(Some(CtlCmd::Resize(c, r))) => {
+                    self.last_size = Some((c, r));
+                    if self.ready {
+                        self.resize(c, r);
                     }
-                    // Nobody listens any more: stop.
-                    Err(_) => self.ended = true,
-                },
-                res = async { self.kms.as_mut().expect("guarded").await }, if self.kms.is_some() => {
+                }
+                Wake::Ctl(Some(CtlCmd::Close(done))) => {
+                    self.closing = Some(done);
+                    self.channel.close(now());
+                    self.end(SessionEvent::Closed {
+                        reason: Some("closed by the client".into()),
+                    });
+                }
+                Wake::Kms(res) => {
                     self.kms = None;
                     match res {
                         Ok(key) => {
-                            if let Err(e) = self.channel.provide_data_key(now(), &key.plaintext, &key.ciphertext_blob) {
+                            if let Err(e) =
+                                self.channel
+                                    .provide_data_key(now(), &key.plaintext, &key.ciphertext_blob)
+                            {
                                 self.fail(SessionError::Protocol(e));
                             }
                         }
-                        Err(e) => self.fail(SessionError::Kms(e)),
+                        Err(e) => {
+                            let _ = self.channel.reject_data_key(now(), &e.to_string());
+                            self.fail(SessionError::Kms(e));
+                        }
                     }
                 }
-                msg = async { self.ws.as_mut().expect("guarded").next().await }, if read_socket => {
+                Wake::Socket(msg) => {
                     if let Err(d) = self.on_socket(msg) {
                         if let Err(e) = self.handle_disconnect(d).await {
                             self.fail(e);
                         }
                     }
                 }
-                cmd = self.input_rx.recv(), if want_input => match cmd {
-                    None => self.input_closed = true,
-                    Some(InputCmd::Data(b)) => self.pending_input.push_back(b),
-                    Some(InputCmd::Flush(w)) => self.flush_waiters.push(w),
-                },
-                _ = sleep_until(timeout.unwrap_or_else(Instant::now)), if timeout.is_some() => {
-                    if let Err(e) = self.channel.handle_timeout(now()) {
-                        if e.is_fatal() {
-                            self.fail(SessionError::Protocol(e));
-                        }
-                    }
-                }
-                _ = sleep_until(dead_at), if self.ws.is_some() => {
+                Wake::Input(None) => self.input_closed = true,
+                Wake::Input(Some(InputCmd::Data(b))) => self.pending_input.push_back(b),
+                Wake::Input(Some(InputCmd::Flush(w))) => self.flush_waiters.push(w),
+                Wake::Timer => self.channel.handle_timeout(now()),
+                Wake::Dead => {
                     let d = Disconnect::Lost(SessionError::PeerDead(self.options.dead_peer_timeout));
                     if let Err(e) = self.handle_disconnect(d).await {
                         self.fail(e);
                     }
                 }
-                _ = ping.tick(), if self.ws.is_some() => self.send_ping().await,
+                Wake::Ping => self.send_ping().await,
             }
         }
         // Deliver what is left, then stop.
@@ -302,7 +344,7 @@ impl Driver {
             }
         }
         self.drain_events();
-        if !self.flush_waiters.is_empty() && self.pending_input.is_empty() && self.channel.unacked_input_bytes() == 0 {
+        if !self.flush_waiters.is_empty() && self.pending_input.is_empty() && self.channel.all_acked() {
             for w in self.flush_waiters.drain(..) {
                 let _ = w.send(());
             }
@@ -341,7 +383,10 @@ impl Driver {
                 Event::KmsDataKeyRequired { key_id, challenge } => self.start_kms(key_id, challenge),
                 Event::Closed { reason } => {
                     let reason = reason.filter(|r| !r.trim().is_empty());
-                    if self.ready_tx.is_some() {
+                    if let Some(e) = self.channel.error() {
+                        let e = e.clone();
+                        self.fail(SessionError::Protocol(e));
+                    } else if self.ready_tx.is_some() {
                         self.fail(SessionError::Rejected { reason });
                     } else {
                         self.end(SessionEvent::Closed { reason });
@@ -402,18 +447,18 @@ impl Driver {
         msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> Result<(), Disconnect> {
         self.last_rx = Instant::now();
-        let frame = match msg {
+        let res = match msg {
             None => return Err(Disconnect::Lost(SessionError::SocketClosed(None))),
             Some(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
-            Some(Ok(Message::Binary(b))) => Frame::Binary(b),
-            Some(Ok(Message::Text(t))) => Frame::Text(Bytes::from(t)),
+            Some(Ok(Message::Binary(b))) => self.channel.handle_incoming_bytes(now(), b),
+            Some(Ok(Message::Text(t))) => self.channel.handle_incoming(now(), Frame::Text(t.as_str())),
             Some(Ok(Message::Close(c))) => {
                 let reason = c.map(|c| c.reason.to_string()).filter(|r| !r.is_empty());
                 return Err(Disconnect::Lost(SessionError::SocketClosed(reason)));
             }
             Some(Ok(_)) => return Ok(()), // ping/pong: liveness only
         };
-        if let Err(e) = self.channel.handle_incoming(now(), frame) {
+        if let Err(e) = res {
             if e.is_fatal() {
                 self.fail(SessionError::Protocol(e));
             }
@@ -457,9 +502,8 @@ impl Driver {
         };
         // Everything the old channel sent but did not get acknowledged goes
         // first, before input that never reached it.
-        let mut replay: VecDeque<Bytes> = self.channel.unacknowledged_input().into_iter().collect();
-        let resent: usize = replay.iter().map(|b| b.len()).sum::<usize>()
-            + self.reattach.unwrap_or(0) * 0;
+        let mut replay: VecDeque<Bytes> = self.channel.unacked_input().into_iter().collect();
+        let resent: usize = replay.iter().map(|b| b.len()).sum();
         replay.extend(self.pending_input.drain(..));
         self.pending_input = replay;
         self.ready = false;
@@ -558,11 +602,3 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     s
 }
-
-#[allow(dead_code)]
-fn _assert_send(d: Driver) -> impl Send {
-    d.run()
-}
-
-#[allow(dead_code)]
-fn _unused(_: Arc<()>) {}

@@ -143,7 +143,7 @@ pub struct SessionOptions {
     /// Capacity of the event queue (default 64 events).
     pub event_queue: usize,
     /// Client id sent in every open-data-channel frame (default: a new UUID v4).
-    pub client_id: Option<String>,
+    pub client_id: Option<uuid::Uuid>,
 }
 
 impl fmt::Debug for SessionOptions {
