@@ -95,13 +95,21 @@ pub trait DataKeyProvider: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<DataKey, KmsError>> + Send + '_>>;
 }
 
+/// Where the KMS client gets its credentials.
+#[derive(Clone)]
+enum CredentialSource {
+    Provider(SharedCredentialsProvider),
+    /// The CloudShell client's cached credentials (same identity, same cache).
+    Client(crate::Client),
+}
+
 /// A minimal KMS client: `GenerateDataKey` only.
 #[derive(Clone)]
 pub struct KmsClient {
     http: reqwest::Client,
     endpoint: String,
     region: String,
-    credentials: SharedCredentialsProvider,
+    credentials: CredentialSource,
 }
 
 impl fmt::Debug for KmsClient {
@@ -170,7 +178,18 @@ impl KmsClient {
             http,
             endpoint: endpoint.into().trim_end_matches('/').to_string(),
             region: region.into(),
-            credentials,
+            credentials: CredentialSource::Provider(credentials),
+        }
+    }
+
+    /// A client that signs with the credentials (and region) of a CloudShell
+    /// [`Client`](crate::Client) and sends to `endpoint`.
+    pub fn for_client(client: &crate::Client, endpoint: impl Into<String>) -> Self {
+        Self {
+            http: client.inner.http.clone(),
+            endpoint: endpoint.into().trim_end_matches('/').to_string(),
+            region: client.region().to_string(),
+            credentials: CredentialSource::Client(client.clone()),
         }
     }
 
@@ -194,11 +213,11 @@ impl KmsClient {
             .header("x-amz-target", "TrentService.GenerateDataKey")
             .body(body)
             .map_err(|e| KmsError::Signing(Box::new(e)))?;
-        let creds = self
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(KmsError::Credentials)?;
+        let creds = match &self.credentials {
+            CredentialSource::Provider(p) => p.provide_credentials().await,
+            CredentialSource::Client(c) => c.inner.credentials.get().await,
+        }
+        .map_err(KmsError::Credentials)?;
         let identity = creds.into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
