@@ -226,6 +226,8 @@ pub struct EmulatorConfig {
     /// uses the system time, so clients may sign with their own clock while tests
     /// move this one.
     pub clock: Arc<dyn Clock>,
+    /// Data-channel gateway settings (session modes, faults, grace periods).
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 impl EmulatorConfig {
@@ -244,6 +246,7 @@ impl EmulatorConfig {
             error_codes: ErrorCodes::default(),
             max_object_size: 1 << 30,
             clock: Arc::new(SystemClock),
+            gateway: crate::gateway::GatewayConfig::default(),
         }
     }
 
@@ -262,6 +265,18 @@ impl EmulatorConfig {
     /// Builder-style: use this clock for the lifecycle.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Builder-style: use these data-channel gateway settings.
+    pub fn with_gateway(mut self, gateway: crate::gateway::GatewayConfig) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
+    /// Builder-style: options of data-channel sessions (mode, handshake, faults).
+    pub fn with_session_defaults(mut self, options: crate::gateway::SessionOptions) -> Self {
+        self.gateway.defaults = options;
         self
     }
 

@@ -32,6 +32,8 @@ use tokio::task::JoinHandle;
 
 mod config;
 mod faults;
+pub mod gateway;
+pub mod kms;
 mod rest;
 mod s3;
 pub mod sigv4;
@@ -218,8 +220,12 @@ impl Shared {
 /// The whole HTTP application: fake S3 routes, then the REST fallback that
 /// answers every other path. Further routers (the data-channel gateway) merge
 /// in here.
-fn app(shared: AppState) -> Router {
-    Router::new().fallback(rest::handle).with_state(shared)
+fn app(shared: AppState, gateway: &gateway::Gateway) -> Router {
+    Router::new()
+        .fallback(rest::handle)
+        .with_state(Arc::clone(&shared))
+        .merge(gateway.router())
+        .merge(kms::router(shared, gateway.kms()))
 }
 
 /// How often the lifecycle is evaluated in the background (so suspensions and
@@ -228,6 +234,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 async fn serve(
     shared: AppState,
+    gateway: gateway::Gateway,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -242,10 +249,12 @@ async fn serve(
             }
         })
     };
-    let result = axum::serve(listener, app(shared))
+    let events = gateway::follow_lifecycle(&shared, gateway.clone());
+    let result = axum::serve(listener, app(shared, &gateway))
         .with_graceful_shutdown(shutdown)
         .await;
     ticker.abort();
+    events.abort();
     result.map_err(Error::Io)
 }
 
@@ -257,7 +266,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(config, addr)?);
-    serve(shared, listener, shutdown).await
+    let gateway = gateway::Gateway::for_emulator(&shared);
+    serve(shared, gateway, listener, shutdown).await
 }
 
 /// Entry point: [`Emulator::start`].
@@ -278,9 +288,16 @@ impl Emulator {
             // Either an explicit shutdown or every handle dropped.
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let task = tokio::spawn(serve(Arc::clone(&shared), listener, signal));
+        let gateway = gateway::Gateway::for_emulator(&shared);
+        let task = tokio::spawn(serve(
+            Arc::clone(&shared),
+            gateway.clone(),
+            listener,
+            signal,
+        ));
         Ok(EmulatorHandle {
             shared,
+            gateway,
             addr,
             stop: Arc::new(tx),
             task: Arc::new(Mutex::new(Some(task))),
@@ -294,6 +311,7 @@ type ServerTask = JoinHandle<Result<(), Error>>;
 #[derive(Clone)]
 pub struct EmulatorHandle {
     shared: AppState,
+    gateway: gateway::Gateway,
     addr: SocketAddr,
     stop: Arc<watch::Sender<bool>>,
     task: Arc<Mutex<Option<ServerTask>>>,
@@ -311,6 +329,11 @@ impl EmulatorHandle {
     /// `http://127.0.0.1:PORT`, the REST endpoint to give a client.
     pub fn endpoint(&self) -> String {
         self.shared.http_base.clone()
+    }
+
+    /// The data-channel gateway (session options, faults, metrics).
+    pub fn gateway(&self) -> &gateway::Gateway {
+        &self.gateway
     }
 
     /// The listener's address.
