@@ -1,1 +1,431 @@
-//! placeholder
+//! A local emulator of AWS CloudShell.
+//!
+//! The REST side serves the control-plane operations (`POST /<lowerCamelOp>`,
+//! SigV4-verified) with a persistent, lazily evaluated environment lifecycle,
+//! sessions whose `StreamUrl` points back at the emulator's own listener, and a
+//! fake S3 for file transfer URLs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cloudshell_emulator::Error> {
+//! use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
+//!
+//! let config = EmulatorConfig::new("/tmp/emulator-state")
+//!     .with_credentials(AcceptedCredentials::new("AKIDEXAMPLE", "secret"))
+//!     .with_timings(Timings::instant());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let emulator = Emulator::start(config, listener).await?;
+//! println!("endpoint: {}", emulator.endpoint());
+//! emulator.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+mod config;
+mod faults;
+pub mod gateway;
+pub mod kms;
+mod rest;
+mod s3;
+pub mod sigv4;
+mod state;
+mod time;
+mod wire;
+
+pub use config::{
+    AcceptedCredentials, Clock, EmulatorConfig, ErrorCodes, ManualClock, SystemClock, Timings,
+    default_state_dir, load_or_create_credentials,
+};
+pub use faults::{FaultKind, RecordedRequest, RestFault};
+pub use rest::{OPERATIONS, SERVICE};
+pub use state::{
+    EnvironmentSnapshot, EnvironmentStatus, STATE_FILE, SessionRecord, SessionToken, StateEvent,
+    VpcConfig,
+};
+
+/// Errors starting or running the emulator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The state directory could not be created or its state file written.
+    #[error("cannot use state directory {path}")]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
+    /// Socket-level failure (local address, accept loop).
+    #[error("emulator I/O error")]
+    Io(#[from] io::Error),
+    /// The configuration cannot work.
+    #[error("invalid emulator configuration: {0}")]
+    Config(String),
+}
+
+/// Why a data-channel token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenRejection {
+    /// No such session (never created, deleted, or closed with its environment).
+    #[error("unknown session")]
+    UnknownSession,
+    /// The token does not belong to that session.
+    #[error("token does not match the session")]
+    WrongToken,
+    /// The session's environment is not RUNNING.
+    #[error("environment is not running")]
+    EnvironmentNotRunning,
+}
+
+const MAX_RECORDED: usize = 10_000;
+
+/// State shared by every route of the emulator's router.
+pub(crate) struct Shared {
+    pub(crate) config: EmulatorConfig,
+    pub(crate) store: state::Store,
+    /// `http://127.0.0.1:PORT`
+    pub(crate) http_base: String,
+    /// `ws://127.0.0.1:PORT`
+    pub(crate) ws_base: String,
+    /// `127.0.0.1:PORT` (the Host header clients send)
+    pub(crate) host: String,
+    faults: Mutex<Vec<RestFault>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+/// The axum state type of every route.
+pub(crate) type AppState = Arc<Shared>;
+
+impl Shared {
+    fn new(config: EmulatorConfig, addr: SocketAddr) -> Result<Self, Error> {
+        if config.credentials.is_empty() {
+            return Err(Error::Config(
+                "no credentials configured: every request would be refused".into(),
+            ));
+        }
+        let store = state::Store::open(&config).map_err(|source| Error::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let ip = if addr.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            addr.ip()
+        };
+        let host = SocketAddr::new(ip, addr.port()).to_string();
+        Ok(Self {
+            config,
+            store,
+            http_base: format!("http://{host}"),
+            ws_base: format!("ws://{host}"),
+            host,
+            faults: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn record(&self, req: RecordedRequest) {
+        let mut list = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        if list.len() >= MAX_RECORDED {
+            list.remove(0);
+        }
+        list.push(req);
+    }
+
+    pub(crate) fn take_fault(&self, operation: &str) -> Option<FaultKind> {
+        let mut faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        let i = faults.iter().position(|f| f.matches(operation))?;
+        faults[i].times -= 1;
+        let kind = faults[i].kind.clone();
+        if faults[i].times == 0 {
+            faults.remove(i);
+        }
+        Some(kind)
+    }
+
+    /// Snapshot of one environment as of now.
+    pub(crate) fn environment(&self, id: &str) -> Option<EnvironmentSnapshot> {
+        self.store.read(self.config.clock.now(), |s| {
+            s.env(id).map(|e| s.snapshot(e))
+        })
+    }
+
+    /// Report session traffic (or other activity) on an environment: postpones
+    /// the inactivity suspension. Returns false for an unknown environment.
+    pub(crate) fn touch(&self, env_id: &str) -> bool {
+        self.store.touch(env_id, self.config.clock.now())
+    }
+
+    /// Look up a live session.
+    #[allow(dead_code)]
+    pub(crate) fn session(&self, session_id: &str) -> Option<SessionRecord> {
+        self.store.read(self.config.clock.now(), |s| {
+            s.sessions
+                .iter()
+                .find(|r| r.session_id == session_id)
+                .cloned()
+        })
+    }
+
+    /// Check a data-channel token for a session (constant-time comparison) and
+    /// that its environment is RUNNING. Counts as activity on success.
+    #[allow(dead_code)]
+    pub(crate) fn validate_token(
+        &self,
+        session_id: &str,
+        token: &str,
+    ) -> Result<SessionRecord, TokenRejection> {
+        let found = self.store.read(self.config.clock.now(), |s| {
+            let record = s
+                .sessions
+                .iter()
+                .find(|r| r.session_id == session_id)
+                .cloned()
+                .ok_or(TokenRejection::UnknownSession)?;
+            if !record.token.matches(token) {
+                return Err(TokenRejection::WrongToken);
+            }
+            match s.env(&record.environment_id) {
+                Some(e) if e.phase == EnvironmentStatus::Running => Ok(record),
+                _ => Err(TokenRejection::EnvironmentNotRunning),
+            }
+        })?;
+        self.touch(&found.environment_id);
+        Ok(found)
+    }
+
+    /// Subscribe to session closures and lifecycle events.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
+        self.store.subscribe()
+    }
+
+    /// Directory for an environment's home (created on demand by its user).
+    #[allow(dead_code)]
+    pub(crate) fn home_dir(&self, env_id: &str) -> std::path::PathBuf {
+        self.config.state_dir.join("homes").join(env_id)
+    }
+}
+
+/// The whole HTTP application: fake S3 routes, then the REST fallback that
+/// answers every other path. Further routers (the data-channel gateway) merge
+/// in here.
+fn app(shared: AppState, gateway: &gateway::Gateway) -> Router {
+    Router::new()
+        .fallback(rest::handle)
+        .with_state(Arc::clone(&shared))
+        .merge(gateway.router())
+        .merge(kms::router(shared, gateway.kms()))
+}
+
+/// How often the lifecycle is evaluated in the background (so suspensions and
+/// deletions close live sessions even when no request arrives).
+const TICK: Duration = Duration::from_millis(250);
+
+async fn serve(
+    shared: AppState,
+    gateway: gateway::Gateway,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let ticker = {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                shared.store.read(shared.config.clock.now(), |_| ());
+            }
+        })
+    };
+    let events = gateway::follow_lifecycle(&shared, gateway.clone());
+    let result = axum::serve(listener, app(shared, &gateway))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    ticker.abort();
+    events.abort();
+    result.map_err(Error::Io)
+}
+
+/// Serve on `listener` until `shutdown` completes (mini-redis style).
+pub async fn run(
+    config: EmulatorConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(config, addr)?);
+    let gateway = gateway::Gateway::for_emulator(&shared);
+    serve(shared, gateway, listener, shutdown).await
+}
+
+/// Entry point: [`Emulator::start`].
+#[derive(Debug)]
+pub struct Emulator;
+
+impl Emulator {
+    /// Load the state, then serve on `listener` in a task on the current tokio
+    /// runtime. Returns once the emulator is accepting connections.
+    pub async fn start(
+        config: EmulatorConfig,
+        listener: TcpListener,
+    ) -> Result<EmulatorHandle, Error> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(config, addr)?);
+        let (tx, mut rx) = watch::channel(false);
+        let signal = async move {
+            // Either an explicit shutdown or every handle dropped.
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let gateway = gateway::Gateway::for_emulator(&shared);
+        let task = tokio::spawn(serve(
+            Arc::clone(&shared),
+            gateway.clone(),
+            listener,
+            signal,
+        ));
+        Ok(EmulatorHandle {
+            shared,
+            gateway,
+            addr,
+            stop: Arc::new(tx),
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+}
+
+type ServerTask = JoinHandle<Result<(), Error>>;
+
+/// A running emulator. Clones refer to the same emulator.
+#[derive(Clone)]
+pub struct EmulatorHandle {
+    shared: AppState,
+    gateway: gateway::Gateway,
+    addr: SocketAddr,
+    stop: Arc<watch::Sender<bool>>,
+    task: Arc<Mutex<Option<ServerTask>>>,
+}
+
+impl std::fmt::Debug for EmulatorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorHandle")
+            .field("endpoint", &self.endpoint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:PORT`, the REST endpoint to give a client.
+    pub fn endpoint(&self) -> String {
+        self.shared.http_base.clone()
+    }
+
+    /// The data-channel gateway (session options, faults, metrics).
+    pub fn gateway(&self) -> &gateway::Gateway {
+        &self.gateway
+    }
+
+    /// The listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The region served.
+    pub fn region(&self) -> &str {
+        &self.shared.config.region
+    }
+
+    /// Every request answered so far (oldest first, at most the last 10 000).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Forget the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Inject a fault into upcoming requests. Faults are consumed in the order
+    /// they were injected.
+    pub fn inject(&self, fault: RestFault) {
+        if fault.times == 0 {
+            return;
+        }
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(fault);
+    }
+
+    /// Remove every pending fault.
+    pub fn clear_faults(&self) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// What the emulator knows about an environment now, or `None` if it does
+    /// not exist (any owner).
+    pub fn environment(&self, id: &str) -> Option<EnvironmentSnapshot> {
+        self.shared.environment(id)
+    }
+
+    /// Every live environment (any owner).
+    pub fn environments(&self) -> Vec<EnvironmentSnapshot> {
+        self.shared.store.read(self.shared.config.clock.now(), |s| {
+            s.environments.iter().map(|e| s.snapshot(e)).collect()
+        })
+    }
+
+    /// Report activity on an environment (postpones inactivity suspension).
+    /// Returns false if the environment does not exist.
+    pub fn touch(&self, env_id: &str) -> bool {
+        self.shared.touch(env_id)
+    }
+
+    /// Subscribe to lifecycle events (session closed, suspended, deleted).
+    pub fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
+        self.shared.subscribe()
+    }
+
+    /// Stop accepting connections, finish in-flight requests and wait for the
+    /// server task (at most 5 s, then it is aborted).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut task) = task {
+            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!("emulator stopped with an error: {e}"),
+                Ok(Err(e)) => tracing::warn!("emulator task failed: {e}"),
+                Err(_) => task.abort(),
+            }
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The programs behind sessions: a login shell on a pty, an echo loop, or a byte
+//! stream. Each one writes into an [`OutputPipe`], a bounded buffer the session
+//! task reads from as fast as the channel's send window allows. A full pipe stops
+//! the producer (the shell blocks on its terminal), so no output is ever dropped,
+//! whether a client is attached or not.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::options::SessionMode;
+
+/// Size of the buffer between a program and its session (the output kept while
+/// no client is attached).
+pub const DEFAULT_PIPE_CAPACITY: usize = 256 * 1024;
+
+/// How long output may keep coming after the shell process exits (from background
+/// jobs still holding the terminal) before the session ends anyway.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// The repeating 64-byte line that stream mode sends: byte `i` of the stream is
+/// `STREAM_LINE[i % 64]`.
+pub const STREAM_LINE: &[u8; 64] =
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_\n";
+
+/// The first `total` bytes that stream mode sends.
+pub fn stream_pattern(total: usize) -> Vec<u8> {
+    STREAM_LINE.iter().copied().cycle().take(total).collect()
+}
+
+#[derive(Debug, Default)]
+struct PipeInner {
+    buf: VecDeque<u8>,
+    closed: bool,
+}
+
+/// What a read from the pipe found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PipeRead {
+    /// Some bytes.
+    Data(Bytes),
+    /// Nothing yet; wait on [`OutputPipe::readable`].
+    Empty,
+    /// The producer is done and everything was read.
+    Eof,
+}
+
+/// Bounded single-producer / single-consumer byte buffer with async wake-ups.
+#[derive(Debug)]
+pub struct OutputPipe {
+    inner: Mutex<PipeInner>,
+    readable: Notify,
+    writable: Notify,
+    capacity: usize,
+}
+
+impl OutputPipe {
+    /// A pipe holding at most `capacity` bytes.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(PipeInner::default()),
+            readable: Notify::new(),
+            writable: Notify::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PipeInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends all of `data`, waiting for room as needed. Returns early (dropping
+    /// the rest) only if the pipe was closed.
+    pub async fn write_all(&self, mut data: &[u8]) {
+        while !data.is_empty() {
+            {
+                let mut g = self.lock();
+                if g.closed {
+                    return;
+                }
+                let room = self.capacity.saturating_sub(g.buf.len());
+                if room > 0 {
+                    let n = room.min(data.len());
+                    g.buf.extend(&data[..n]);
+                    data = &data[n..];
+                    drop(g);
+                    self.readable.notify_one();
+                    continue;
+                }
+            }
+            self.writable.notified().await;
+        }
+    }
+
+    /// Takes up to `max` bytes. A trailing incomplete UTF-8 sequence is held back
+    /// (like the agent, which never splits a character across messages) unless
+    /// nothing else is available or the producer is done.
+    pub fn read(&self, max: usize) -> PipeRead {
+        let mut g = self.lock();
+        if g.buf.is_empty() {
+            return if g.closed {
+                PipeRead::Eof
+            } else {
+                PipeRead::Empty
+            };
+        }
+        let mut n = g.buf.len().min(max.max(1));
+        if n < g.buf.len() || !g.closed {
+            let held = incomplete_utf8_tail(g.buf.range(..n));
+            if held < n {
+                n -= held;
+            }
+        }
+        let out: Vec<u8> = g.buf.drain(..n).collect();
+        drop(g);
+        self.writable.notify_one();
+        PipeRead::Data(Bytes::from(out))
+    }
+
+    /// Puts bytes back at the front (output that was taken but never acknowledged
+    /// by a client that went away).
+    pub fn unread(&self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let mut g = self.lock();
+        for &b in data.iter().rev() {
+            g.buf.push_front(b);
+        }
+        drop(g);
+        self.readable.notify_one();
+    }
+
+    /// Marks the producer as done; readers see [`PipeRead::Eof`] after the rest.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.readable.notify_one();
+        self.writable.notify_one();
+    }
+
+    /// Whether the producer is done.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Bytes waiting to be read.
+    pub fn len(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    /// Whether no bytes are waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Completes when data may be available (single consumer).
+    pub async fn readable(&self) {
+        self.readable.notified().await;
+    }
+}
+
+/// Length of an incomplete UTF-8 sequence at the end of `bytes` (0 if none).
+fn incomplete_utf8_tail<'a>(bytes: impl DoubleEndedIterator<Item = &'a u8>) -> usize {
+    for (i, &b) in bytes.rev().take(4).enumerate() {
+        if b & 0xC0 == 0x80 {
+            continue; // continuation byte: keep looking for the lead byte
+        }
+        let need = if b & 0xE0 == 0xC0 {
+            2
+        } else if b & 0xF0 == 0xE0 {
+            3
+        } else if b & 0xF8 == 0xF0 {
+            4
+        } else {
+            return 0; // ASCII or invalid: nothing to hold back
+        };
+        let have = i + 1;
+        return if have < need { have } else { 0 };
+    }
+    0
+}
+
+/// Input for a program.
+#[derive(Debug)]
+pub enum BackendInput {
+    /// Bytes typed by the client.
+    Bytes(Bytes),
+    /// New terminal size.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+}
+
+/// How to start a shell.
+#[derive(Debug, Clone)]
+pub struct ShellSpec {
+    /// The home directory (created if missing); also the working directory.
+    pub home: PathBuf,
+    /// Region exported as `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    pub region: String,
+    /// Initial terminal size (cols, rows).
+    pub size: (u16, u16),
+}
+
+/// A running program. Dropping it stops the program.
+#[derive(Debug)]
+pub struct Backend {
+    /// Where the program's output goes.
+    pub output: Arc<OutputPipe>,
+    input: mpsc::UnboundedSender<BackendInput>,
+    kill: watch::Sender<bool>,
+    exit: watch::Receiver<Option<ExitStatusInfo>>,
+    /// Process id, for shells.
+    pub pid: Option<u32>,
+}
+
+/// How a program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatusInfo {
+    /// Exit code, if it exited normally.
+    pub code: Option<i32>,
+}
+
+impl From<ExitStatus> for ExitStatusInfo {
+    fn from(s: ExitStatus) -> Self {
+        Self { code: s.code() }
+    }
+}
+
+/// Starting a program failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The home directory could not be created.
+    #[error("cannot create home directory {path}")]
+    Home {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No pty could be opened, or the shell could not be spawned.
+    #[error("cannot start the shell on a pty")]
+    Pty(#[source] pty_process::Error),
+}
+
+impl Backend {
+    /// Starts the program for `mode`. `shell` is needed for [`SessionMode::Shell`].
+    pub fn start(
+        mode: &SessionMode,
+        shell: Option<&ShellSpec>,
+        pipe_capacity: usize,
+    ) -> Result<Backend, BackendError> {
+        match mode {
+            SessionMode::Echo => Ok(Self::echo(pipe_capacity)),
+            SessionMode::Stream { total_bytes, .. } => {
+                Ok(Self::stream(*total_bytes, pipe_capacity))
+            }
+            SessionMode::Shell => {
+                let spec = shell.cloned().unwrap_or_else(|| ShellSpec {
+                    home: std::env::temp_dir(),
+                    region: "us-east-1".into(),
+                    size: (80, 24),
+                });
+                Self::shell(&spec, pipe_capacity)
+            }
+        }
+    }
+
+    fn parts(
+        pipe_capacity: usize,
+    ) -> (
+        Arc<OutputPipe>,
+        mpsc::UnboundedSender<BackendInput>,
+        mpsc::UnboundedReceiver<BackendInput>,
+        watch::Sender<bool>,
+        watch::Sender<Option<ExitStatusInfo>>,
+        watch::Receiver<Option<ExitStatusInfo>>,
+    ) {
+        let output = Arc::new(OutputPipe::new(pipe_capacity));
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (kill, _) = watch::channel(false);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        (output, in_tx, in_rx, kill, exit_tx, exit_rx)
+    }
+
+    /// Input comes back as output.
+    pub fn echo(pipe_capacity: usize) -> Backend {
+        let (output, input, mut in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+        let pipe = output.clone();
+        let mut killed = kill.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = in_rx.recv() => match m {
+                        Some(BackendInput::Bytes(b)) => pipe.write_all(&b).await,
+                        Some(BackendInput::Resize { .. }) => {}
+                        None => break,
+                    },
+                    _ = killed.changed() => break,
+                }
+            }
+            pipe.close();
+            let _ = exit_tx.send(Some(ExitStatusInfo { code: Some(0) }));
+        });
+        Backend {
+            output,
+            input,
+            kill,
+            exit,
+            pid: None,
+        }
+    }
+
+    /// `total` bytes of [`stream_pattern`], then the end.
+    pub fn stream(total: u64, pipe_capacity: usize) -> Backend {
+        let (output, input, _in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+        let pipe = output.clone();
+        let mut killed = kill.subscribe();
+        tokio::spawn(async move {
+            let produce = async {
+                let mut sent: u64 = 0;
+                let block: Vec<u8> = stream_pattern(64 * 256);
+                while sent < total {
+                    let n = (total - sent).min(block.len() as u64) as usize;
+                    pipe.write_all(&block[..n]).await;
+                    sent += n as u64;
+                }
+            };
+            tokio::select! {
+                _ = produce => {}
+                _ = killed.changed() => {}
+            }
+            pipe.close();
+            let _ = exit_tx.send(Some(ExitStatusInfo { code: Some(0) }));
+        });
+        Backend {
+            output,
+            input,
+            kill,
+            exit,
+            pid: None,
+        }
+    }
+
+    /// A login shell on a pty.
+    pub fn shell(spec: &ShellSpec, pipe_capacity: usize) -> Result<Backend, BackendError> {
+        std::fs::create_dir_all(&spec.home).map_err(|source| BackendError::Home {
+            path: spec.home.clone(),
+            source,
+        })?;
+        let (pty, pts) = pty_process::open().map_err(BackendError::Pty)?;
+        let (cols, rows) = spec.size;
+        pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))
+            .map_err(BackendError::Pty)?;
+        let program = find_shell();
+        let path = std::env::var("PATH")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        let lang = std::env::var("LANG")
+            .ok()
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "C.UTF-8".into());
+        // A clean environment: the emulator's own variables (credentials included)
+        // never reach the shell, as on the real service.
+        let cmd = pty_process::Command::new(&program)
+            .arg("-l")
+            .env_clear()
+            .env("HOME", &spec.home)
+            .env("USER", "cloudshell-user")
+            .env("LOGNAME", "cloudshell-user")
+            .env("SHELL", &program)
+            .env("PATH", path)
+            .env("TERM", "xterm-256color")
+            .env("LANG", lang)
+            .env("AWS_REGION", &spec.region)
+            .env("AWS_DEFAULT_REGION", &spec.region)
+            .env("AWS_EXECUTION_ENV", "CloudShell")
+            .current_dir(&spec.home)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn(pts).map_err(BackendError::Pty)?;
+        let pid = child.id();
+        let (mut reader, mut writer) = pty.into_split();
+
+        let (output, input, mut in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+
+        // Output: pty → pipe, until EIO (every holder of the terminal has gone).
+        let pipe = output.clone();
+        let mut killed = kill.subscribe();
+        let (read_done_tx, mut read_done) = watch::channel(false);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                tokio::select! {
+                    r = reader.read(&mut buf) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => pipe.write_all(&buf[..n]).await,
+                    },
+                    _ = killed.changed() => break,
+                }
+            }
+            let _ = read_done_tx.send(true);
+        });
+
+        // Input: channel → pty; resizes applied to the pty.
+        let mut killed = kill.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = in_rx.recv() => match m {
+                        Some(BackendInput::Bytes(b)) => {
+                            if writer.write_all(&b).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(BackendInput::Resize { cols, rows }) => {
+                            let _ = writer.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
+                        }
+                        None => break,
+                    },
+                    _ = killed.changed() => break,
+                }
+            }
+            // Dropping the write half (and the read half in the other task) hangs
+            // up the terminal: the shell and its jobs get SIGHUP.
+        });
+
+        // The process: wait for it, then let the last output drain.
+        let pipe = output.clone();
+        let mut killed = kill.subscribe();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                s = child.wait() => s.ok(),
+                _ = killed.changed() => {
+                    // Give SIGHUP (from the hang-up) a moment, then kill.
+                    match tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
+                        Ok(s) => s.ok(),
+                        Err(_) => {
+                            let _ = child.start_kill();
+                            child.wait().await.ok()
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, read_done.wait_for(|d| *d)).await;
+            pipe.close();
+            let _ = exit_tx.send(Some(
+                status.map_or(ExitStatusInfo { code: None }, Into::into),
+            ));
+        });
+
+        Ok(Backend {
+            output,
+            input,
+            kill,
+            exit,
+            pid,
+        })
+    }
+
+    /// Passes input to the program (ignored once it has ended).
+    pub fn send(&self, input: BackendInput) {
+        let _ = self.input.send(input);
+    }
+
+    /// Whether the program has ended and all its output was read.
+    pub fn is_finished(&self) -> bool {
+        self.output.is_closed() && self.output.is_empty()
+    }
+
+    /// How the program ended, once it has.
+    pub fn exit_status(&self) -> Option<ExitStatusInfo> {
+        *self.exit.borrow()
+    }
+
+    /// Stops the program.
+    pub fn kill(&self) {
+        let _ = self.kill.send(true);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `bash` if it can be found on PATH (or in /bin, /usr/bin), else `sh`.
+fn find_shell() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push("/bin".into());
+    dirs.push("/usr/bin".into());
+    for name in ["bash", "sh"] {
+        for d in &dirs {
+            let p = d.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    PathBuf::from("/bin/sh")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_tail_detection() {
+        let t = |b: &[u8]| incomplete_utf8_tail(b.iter());
+        assert_eq!(t(b"abc"), 0);
+        assert_eq!(t("é".as_bytes()), 0);
+        assert_eq!(t(&"é".as_bytes()[..1]), 1);
+        assert_eq!(t(&"€".as_bytes()[..2]), 2);
+        assert_eq!(t(&"😀".as_bytes()[..3]), 3);
+        assert_eq!(t("😀".as_bytes()), 0);
+        assert_eq!(t(&[0xff]), 0);
+    }
+
+    #[test]
+    fn pipe_reads_in_chunks_and_keeps_characters_whole() {
+        let pipe = OutputPipe::new(1024);
+        futures_util::FutureExt::now_or_never(pipe.write_all("ab€".as_bytes())).expect("room");
+        // 'a' 'b' + first two bytes of € would split the character: hold it back.
+        assert_eq!(pipe.read(4), PipeRead::Data(Bytes::from_static(b"ab")));
+        assert_eq!(pipe.read(4), PipeRead::Data(Bytes::from("€")));
+        assert_eq!(pipe.read(4), PipeRead::Empty);
+        pipe.unread(b"xy");
+        assert_eq!(pipe.read(1), PipeRead::Data(Bytes::from_static(b"x")));
+        pipe.close();
+        assert_eq!(pipe.read(9), PipeRead::Data(Bytes::from_static(b"y")));
+        assert_eq!(pipe.read(9), PipeRead::Eof);
+    }
+
+    #[tokio::test]
+    async fn pipe_applies_backpressure() {
+        let pipe = Arc::new(OutputPipe::new(8));
+        let p = pipe.clone();
+        let writer = tokio::spawn(async move { p.write_all(&[7u8; 20]).await });
+        let mut got = Vec::new();
+        while got.len() < 20 {
+            match pipe.read(5) {
+                PipeRead::Data(d) => {
+                    assert!(pipe.len() <= 8);
+                    got.extend_from_slice(&d);
+                }
+                PipeRead::Empty => pipe.readable().await,
+                PipeRead::Eof => unreachable!(),
+            }
+        }
+        writer.await.expect("writer");
+        assert_eq!(got, vec![7u8; 20]);
+    }
+
+    #[test]
+    fn stream_pattern_repeats_the_line() {
+        let p = stream_pattern(130);
+        assert_eq!(&p[..64], STREAM_LINE);
+        assert_eq!(&p[64..128], STREAM_LINE);
+        assert_eq!(&p[128..], b"01");
+    }
+}

@@ -1,0 +1,163 @@
+//! Data-channel gateway tests: a real WebSocket client with a client-role channel
+//! against the gateway on 127.0.0.1:0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod gateway_support;
+
+use std::time::Duration;
+
+use cloudshell_emulator::gateway::{
+    CLOSE_POLICY_VIOLATION, FaultSpec, GatewayConfig, SessionMode, SessionOptions, stream_pattern,
+};
+use futures_util::{SinkExt, StreamExt};
+use gateway_support::{TestGateway, raw_connect};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+fn echo() -> SessionOptions {
+    SessionOptions {
+        mode: SessionMode::Echo,
+        ..SessionOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn echo_mode_round_trip() {
+    let t = TestGateway::with_defaults(echo()).await;
+    let (id, mut c) = t.client("env-1", None).await;
+    // Echo sessions start with a SessionType handshake (no prompt would make the
+    // client ready otherwise).
+    c.run_until("ready", |c| c.ready).await;
+    assert_eq!(c.ch.session_type(), Some("Standard_Stream"));
+    c.send_input(b"hello gateway");
+    c.wait_for_output("hello gateway").await;
+    assert_eq!(c.output, b"hello gateway");
+    let m = t.gw.session_metrics(&id).expect("metrics");
+    assert_eq!(m.input_bytes, 13);
+    assert_eq!(m.output_bytes, 13);
+    assert_eq!(m.connections, 1);
+    assert!(m.frames_in >= 2 && m.frames_out >= 3, "{m:?}");
+    assert!(t.dir.touches.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
+async fn shell_runs_commands() {
+    let t = TestGateway::with_defaults(SessionOptions::default()).await;
+    let (_id, mut c) = t.client("env-shell", None).await;
+    // The shell's first output (its prompt) makes the client ready.
+    c.run_until("ready", |c| c.ready).await;
+    c.send_input(b"echo h\"\"i; echo $USER:$TERM:$AWS_REGION; pwd\r");
+    c.wait_for_output("hi\r\ncloudshell-user:xterm-256color:us-east-1\r\n")
+        .await;
+    let home = t.gw.home_dir("env-shell");
+    c.wait_for_output(&home.display().to_string()).await;
+    assert!(home.is_dir());
+}
+
+#[tokio::test]
+async fn resize_reaches_the_pty() {
+    let t = TestGateway::with_defaults(SessionOptions::default()).await;
+    let (_id, mut c) = t.client("env-size", None).await;
+    c.run_until("ready", |c| c.ready).await;
+    c.resize(120, 40);
+    c.send_input(b"stty size | sed 's/^/SIZE=/'\r");
+    c.wait_for_output("SIZE=40 120").await;
+}
+
+#[tokio::test]
+async fn bad_token_closes_without_starting_anything() {
+    let t = TestGateway::with_defaults(SessionOptions::default()).await;
+    let (id, _token) = t.add_session("env-x", Some("tab-x"));
+    let mut ws = raw_connect(&t.url(&id)).await;
+    let open = serde_json::json!({
+        "MessageSchemaVersion": "1.0",
+        "RequestId": "8c1f6f3e-2b7a-4d0e-9a55-0c4b2f1d9e77",
+        "TokenValue": "not-the-token",
+        "ClientId": "3f9b2c1d-7e6a-4b58-9c0d-1e2f3a4b5c6d",
+        "ClientVersion": "1.2.677.0"
+    });
+    ws.send(WsMessage::Text(open.to_string().into()))
+        .await
+        .unwrap();
+    let mut close_code = None;
+    while let Some(m) = ws.next().await {
+        match m {
+            Ok(WsMessage::Close(Some(f))) => close_code = Some(u16::from(f.code)),
+            Ok(WsMessage::Binary(b)) => panic!("got a data frame: {} bytes", b.len()),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(close_code, Some(CLOSE_POLICY_VIOLATION));
+    assert!(t.gw.session_metrics(&id).is_none());
+    assert!(t.gw.live_sessions().is_empty());
+    assert_eq!(t.gw.live_tabs(), 0);
+    assert!(!t.gw.home_dir("env-x").exists(), "no shell was started");
+
+    // Not JSON at all, and a binary first frame: closed the same way.
+    for first in [
+        WsMessage::Text("hello".into()),
+        WsMessage::Binary(vec![0u8; 10].into()),
+    ] {
+        let mut ws = raw_connect(&t.url(&id)).await;
+        ws.send(first).await.unwrap();
+        let mut closed = false;
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(WsMessage::Close(_)) => closed = true,
+                Ok(WsMessage::Binary(_)) => panic!("data frame"),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        assert!(closed);
+    }
+    assert!(t.gw.live_sessions().is_empty());
+}
+
+#[tokio::test]
+async fn stream_mode_delivers_exactly_n_bytes_then_closes() {
+    let total = 300_000usize;
+    let t = TestGateway::with_defaults(SessionOptions {
+        mode: SessionMode::Stream {
+            total_bytes: total as u64,
+            chunk_size: Some(1000),
+        },
+        ..SessionOptions::default()
+    })
+    .await;
+    let (id, mut c) = t.client("env-s", None).await;
+    let reason = c.wait_closed().await;
+    assert_eq!(reason, None);
+    assert_eq!(c.output.len(), total);
+    assert!(c.output == stream_pattern(total), "stream content differs");
+    let m = t.gw.session_metrics(&id).unwrap();
+    assert_eq!(m.output_bytes, total as u64);
+    // 300 messages of 1000 bytes: each frame is header + at most 1000 bytes.
+    assert!(m.frames_out >= 300, "{m:?}");
+}
+
+#[tokio::test]
+async fn shell_exit_sends_channel_closed() {
+    let t = TestGateway::with_defaults(SessionOptions::default()).await;
+    let (id, mut c) = t.client("env-exit", Some("tab-exit")).await;
+    c.run_until("ready", |c| c.ready).await;
+    c.send_input(b"exit\r");
+    let reason = c.wait_closed().await;
+    assert_eq!(reason, None);
+    // The tab ended with its shell.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while t.gw.live_sessions().contains(&id) || t.gw.live_tabs() != 0 {
+        assert!(std::time::Instant::now() < give_up);
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn config_defaults_are_sane() {
+    let c = GatewayConfig::default();
+    assert_eq!(c.defaults.chunk_size, 1024);
+    assert_eq!(c.defaults.ping_interval, Some(Duration::from_secs(54)));
+    assert!(c.defaults.faults.is_empty());
+    assert_eq!("none".parse::<FaultSpec>().unwrap(), FaultSpec::default());
+}
