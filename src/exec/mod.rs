@@ -63,10 +63,13 @@
 //! reported as [`ExecError::RemoteUnsupported`].
 
 mod frame;
+mod remote;
 mod script;
 
 pub use frame::FrameError;
+pub use remote::{run, run_with_io};
 
+use crate::Secret;
 use bytes::Bytes;
 use frame::{Frame, FrameDecoder};
 use script::{Nonce, ScriptOptions};
@@ -169,25 +172,21 @@ impl std::fmt::Debug for Interrupt {
     }
 }
 
-/// A value that must never be shown: its `Debug` prints `<redacted>`.
+/// Observes every byte received from the remote terminal, before any
+/// decoding (auditing, debugging, tests that check what crossed the wire).
 #[derive(Clone)]
-pub struct SecretValue(Vec<u8>);
+pub struct Tap(pub(crate) Arc<dyn Fn(&[u8]) + Send + Sync>);
 
-impl SecretValue {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<Vec<u8>>) -> Self {
-        SecretValue(value.into())
-    }
-
-    /// The secret bytes.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
+impl Tap {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
+        Tap(Arc::new(f))
     }
 }
 
-impl std::fmt::Debug for SecretValue {
+impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
+        f.write_str("Tap")
     }
 }
 
@@ -197,8 +196,10 @@ pub struct ExecOptions {
     timeout: Option<Duration>,
     startup_timeout: Duration,
     interrupt: Option<Interrupt>,
-    env: Vec<(String, SecretValue)>,
+    env: Vec<(String, Secret)>,
     stdin: Option<Bytes>,
+    session_options: Option<crate::session::SessionOptions>,
+    tap: Option<Tap>,
 }
 
 impl Default for ExecOptions {
@@ -209,6 +210,8 @@ impl Default for ExecOptions {
             interrupt: None,
             env: Vec::new(),
             stdin: None,
+            session_options: None,
+            tap: None,
         }
     }
 }
@@ -241,12 +244,25 @@ impl ExecOptions {
     /// Exports `name=value` for the command. The value is sent after echo is
     /// off, as base64 input read by the `export` builtin: it never appears in
     /// the terminal output, a command line or the history.
-    pub fn env(mut self, name: impl Into<String>, value: SecretValue) -> Self {
+    pub fn env(mut self, name: impl Into<String>, value: Secret) -> Self {
         self.env.push((name.into(), value));
         self
     }
 
-    /// For [`run_collect`]: bytes given to the command's stdin, followed by EOF.
+    /// Data-channel options for [`run`] (default: AWS gateways only for an
+    /// AWS endpoint, any host for another endpoint such as the emulator).
+    pub fn session_options(mut self, options: crate::session::SessionOptions) -> Self {
+        self.session_options = Some(options);
+        self
+    }
+
+    /// Observes every byte received from the remote terminal (see [`Tap`]).
+    pub fn tap(mut self, tap: Tap) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// For [`run_collect`] and [`run`]: bytes given to the command's stdin, followed by EOF.
     pub fn stdin(mut self, data: impl Into<Bytes>) -> Self {
         self.stdin = Some(data.into());
         self
@@ -415,7 +431,7 @@ where
         let vars: Vec<(String, Vec<u8>)> = options
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_vec()))
+            .map(|(k, v)| (k.clone(), v.expose().as_bytes().to_vec()))
             .collect();
         send(&input, &script::env_lines(&vars)).await?;
     }

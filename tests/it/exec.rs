@@ -137,9 +137,18 @@ async fn exec_interrupt_gives_130_and_framing_survives() {
 }
 
 /// A writer that requests an interrupt on the first output it receives.
-struct InterruptOnOutput {
-    buf: Vec<u8>,
+pub struct InterruptOnOutput {
+    pub buf: Vec<u8>,
     int: Interrupt,
+}
+
+impl InterruptOnOutput {
+    pub fn new(int: Interrupt) -> Self {
+        InterruptOnOutput {
+            buf: Vec::new(),
+            int,
+        }
+    }
 }
 
 impl tokio::io::AsyncWrite for InterruptOnOutput {
@@ -229,9 +238,9 @@ pub fn peak_rss_kib() -> u64 {
 
 /// Hashes and counts what it is given, storing nothing.
 #[derive(Default)]
-struct HashSink {
-    hasher: sha2::Sha256,
-    len: u64,
+pub struct HashSink {
+    pub hasher: sha2::Sha256,
+    pub len: u64,
 }
 
 impl tokio::io::AsyncWrite for HashSink {
