@@ -189,6 +189,7 @@ pub struct ClientBuilder {
     connect_timeout: Option<Duration>,
     operation_timeout: Option<Duration>,
     http_client: Option<reqwest::Client>,
+    config_file: Option<std::path::PathBuf>,
     env: Option<Arc<dyn Fn(&str) -> Option<String> + Send + Sync>>,
 }
 
@@ -203,6 +204,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
             .field("http_client", &self.http_client.is_some())
+            .field("config_file", &self.config_file)
             .finish()
     }
 }
@@ -259,6 +261,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Reads profiles from this file (in `~/.aws/config` format, where
+    /// `[profile NAME]` sections may also hold keys) instead of `~/.aws/config` and
+    /// `~/.aws/credentials`.
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
     /// Replaces the process environment as the source of `AWS_ENDPOINT_URL*`,
     /// `AWS_MAX_ATTEMPTS` and `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` (for tests and
     /// embedding). The aws-config chain still reads the real environment.
@@ -309,6 +319,14 @@ impl ClientBuilder {
                         );
                     if let Some(p) = &self.profile {
                         loader = loader.profile_name(p);
+                    }
+                    if let Some(path) = &self.config_file {
+                        use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
+                        loader = loader.profile_files(
+                            ProfileFiles::builder()
+                                .with_file(ProfileFileKind::Config, path)
+                                .build(),
+                        );
                     }
                     if let Some(r) = &self.region {
                         loader = loader.region(aws_config::Region::new(r.clone()));

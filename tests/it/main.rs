@@ -1,4 +1,14 @@
-//! Integration tests (one test binary).
+//! Integration tests of the library against scripted loopback servers.
+
+mod support {
+    pub mod mock_http;
+}
+
+mod client_compat;
+mod client_config;
+mod client_errors;
+mod client_ops;
+mod client_support;
 
 mod exec;
 mod exec_emulator;
