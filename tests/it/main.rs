@@ -10,6 +10,7 @@ mod client_errors;
 mod client_ops;
 mod client_support;
 
+mod credentials;
 mod exec;
 mod exec_emulator;
 mod exec_support;
