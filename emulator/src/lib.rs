@@ -221,7 +221,9 @@ impl Shared {
 /// answers every other path. Further routers (the data-channel gateway) merge
 /// in here.
 fn app(shared: AppState, gateway: &gateway::Gateway) -> Router {
+    let max_object_size = shared.config.max_object_size;
     Router::new()
+        .merge(s3::router(max_object_size))
         .fallback(rest::handle)
         .with_state(Arc::clone(&shared))
         .merge(gateway.router())
