@@ -14,5 +14,6 @@ mod client_support;
 
 mod credentials;
 mod exec;
+mod exec_cli;
 mod exec_emulator;
 mod exec_support;
