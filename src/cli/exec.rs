@@ -176,6 +176,7 @@ fn os_bytes(s: OsString) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

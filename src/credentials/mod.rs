@@ -478,6 +478,7 @@ impl std::fmt::Display for ErrorChain<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -218,6 +218,7 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -315,7 +316,7 @@ mod tests {
         #[test]
         fn never_panics(data: Vec<u8>, cut in 0usize..64) {
             let mut d = FrameDecoder::new(N);
-            let mut prefix = format!("{N}").into_bytes();
+            let mut prefix = N.as_bytes().to_vec();
             prefix.truncate(cut.min(prefix.len()));
             prefix.extend_from_slice(&data);
             let mut v = Vec::new();

@@ -175,7 +175,10 @@ impl std::fmt::Debug for Interrupt {
 /// Observes every byte received from the remote terminal, before any
 /// decoding (auditing, debugging, tests that check what crossed the wire).
 #[derive(Clone)]
-pub struct Tap(pub(crate) Arc<dyn Fn(&[u8]) + Send + Sync>);
+pub struct Tap(pub(crate) TapFn);
+
+/// The callback inside a [`Tap`].
+pub(crate) type TapFn = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 impl Tap {
     /// Wraps a callback.
@@ -412,10 +415,13 @@ where
             chunk = link.output.recv() => {
                 let chunk = chunk.ok_or(ExecError::SessionClosed)?;
                 decoder.feed(&chunk, &mut frames).map_err(ExecError::Frame)?;
-                for f in frames.drain(..) {
-                    match f {
-                        Frame::Ready => break 'ready,
-                        Frame::Fatal(m) => return Err(ExecError::RemoteUnsupported(m)),
+                if let Some(first) = frames.first() {
+                    match first {
+                        Frame::Ready => {
+                            frames.remove(0);
+                            break 'ready;
+                        }
+                        Frame::Fatal(m) => return Err(ExecError::RemoteUnsupported(m.clone())),
                         _ => return Err(ExecError::Frame(FrameError::Malformed("frame before ready marker"))),
                     }
                 }
@@ -424,7 +430,7 @@ where
         }
     }
     // Anything after the ready marker in the same chunk belongs to phase 2.
-    let mut pending: Vec<Frame> = frames.drain(..).collect();
+    let mut pending: Vec<Frame> = std::mem::take(&mut frames);
 
     send(&input, &script::script_lines(&nonce, &argv, sopts)).await?;
     if sopts.with_env {

@@ -303,3 +303,30 @@ async fn exec_100_mib_streams_with_bounded_memory() {
         "peak RSS grew by {growth_mib} MiB while streaming 100 MiB"
     );
 }
+
+#[tokio::test]
+async fn exec_env_values_never_cross_the_terminal() {
+    let home = tempfile::tempdir().unwrap();
+    let mut sh = spawn_local_shell(home.path(), true);
+    let link = sh.link.take().unwrap();
+    let secret = "s3cr3t-'\"$(x)`y`\\-VALUE";
+    let opts = ExecOptions::new()
+        .env("MY_SECRET", cloudshell_rs::Secret::new(secret))
+        .stdin(&b"piped"[..]);
+    let out = exec::run_collect(
+        link,
+        &["bash", "-c", "printf '%s|' \"$MY_SECRET\"; cat; history"],
+        opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{secret}|piped")
+    );
+    // The terminal carried the output (base64 inside frames), never the value.
+    let tapped = sh.tap.lock().unwrap().clone();
+    assert!(tapped.len() > 200);
+    assert!(!String::from_utf8_lossy(&tapped).contains(secret));
+    assert!(!String::from_utf8_lossy(&tapped).contains("piped"));
+}

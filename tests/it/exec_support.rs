@@ -15,7 +15,7 @@ pub type Tap = Arc<Mutex<Vec<u8>>>;
 pub struct LocalShell {
     pub link: Option<TerminalLink>,
     pub tap: Tap,
-    pub child: tokio::process::Child,
+    pub _child: tokio::process::Child,
 }
 
 pub fn spawn_local_shell(home: &Path, tap_enabled: bool) -> LocalShell {
@@ -71,7 +71,7 @@ pub fn spawn_local_shell(home: &Path, tap_enabled: bool) -> LocalShell {
             output: out_rx,
         }),
         tap,
-        child,
+        _child: child,
     }
 }
 
@@ -82,7 +82,7 @@ pub struct Emu {
     pub emulator: cloudshell_emulator::EmulatorHandle,
     pub client: cloudshell_rs::Client,
     pub env: String,
-    pub state: tempfile::TempDir,
+    pub _state: tempfile::TempDir,
 }
 
 pub const EMU_KEY: &str = "AKIDEXECTEST";
@@ -115,6 +115,6 @@ pub async fn start_emulator() -> Emu {
         emulator,
         client,
         env,
-        state,
+        _state: state,
     }
 }
