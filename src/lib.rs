@@ -37,7 +37,11 @@
 
 pub mod client;
 pub mod compat;
+pub mod credentials;
+pub mod exec;
 pub mod secret;
+pub mod session;
+pub mod terminal;
 
 pub use client::types;
 pub use client::types::*;

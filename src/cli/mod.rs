@@ -5,6 +5,7 @@
 mod args;
 mod context;
 mod environments;
+mod exec;
 mod output;
 mod sessions;
 
@@ -143,6 +144,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::UploadUrls(a) => sessions::file_urls(&ctx, &out, a, true).await,
         Command::DownloadUrls(a) => sessions::file_urls(&ctx, &out, a, false).await,
         Command::PutCredentials(a) => sessions::put_credentials(&ctx, &out, a).await,
+        Command::Exec(a) => exec::run(&ctx, a).await,
         Command::Completions(_) => Ok(()),
         #[cfg(feature = "local")]
         Command::Emulator(_) => Ok(()),

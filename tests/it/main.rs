@@ -11,3 +11,9 @@ mod client_config;
 mod client_errors;
 mod client_ops;
 mod client_support;
+
+mod credentials;
+mod exec;
+mod exec_cli;
+mod exec_emulator;
+mod exec_support;
