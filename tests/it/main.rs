@@ -17,3 +17,6 @@ mod exec;
 mod exec_cli;
 mod exec_emulator;
 mod exec_support;
+
+mod cp_local;
+mod cp_support;
