@@ -162,6 +162,16 @@ impl ExecRunner {
                 }
             }
         });
+        // If this future is dropped (the caller gave up), stop the pumps: the
+        // session ends with them, and is deleted in the background.
+        let mut guard = SessionGuard {
+            tasks: vec![input_task, output_task],
+            delete: Some((
+                self.client.clone(),
+                self.environment_id.clone(),
+                session_id.clone(),
+            )),
+        };
         let link = TerminalLink {
             input: in_tx,
             output: out_rx,
@@ -179,8 +189,8 @@ impl ExecRunner {
             r => r,
         };
         let _ = writer.close().await;
-        input_task.abort();
-        output_task.abort();
+        guard.abort_tasks();
+        guard.delete = None;
         self.delete(&session_id).await;
         let status = result?;
         Ok(RunOutcome {
@@ -201,6 +211,38 @@ impl ExecRunner {
             .await
         {
             tracing::warn!(session_id, error = %e, "could not delete the transfer session");
+        }
+    }
+}
+
+/// Stops a run's background tasks and deletes its session when the run is abandoned.
+struct SessionGuard {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    delete: Option<(Client, String, String)>,
+}
+
+impl SessionGuard {
+    fn abort_tasks(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.abort_tasks();
+        if let Some((client, env, session_id)) = self.delete.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                let _ = client
+                    .delete_session()
+                    .environment_id(env)
+                    .session_id(session_id)
+                    .send()
+                    .await;
+            });
         }
     }
 }

@@ -28,7 +28,7 @@ umask 077
 csrs_fail() { printf 'CSRS-ERR %s %s\n' "$1" "$2" >&2; exit 3; }
 csrs_kind() {
   case $1 in
-    *"No space left"*|*"Disk quota"*|*"File too large"*|*"Failure writing"*) k=nospace ;;
+    *"No space left"*|*"Disk quota"*|*"File too large"*) k=nospace ;;
     *"Permission denied"*|*"Operation not permitted"*|*"Read-only file system"*) k=perm ;;
     *"No such file"*) k=notfound ;;
     *"Not a directory"*) k=notdir ;;
@@ -94,6 +94,7 @@ mode=$4 times=$5 nonce=$6 src=$7 want=$8
 tmp=$target.cloudshell-rs.tmp.$nonce
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
+e=$( { : > "$tmp"; } 2>&1 ) || csrs_check "$target" "$e"
 if [ "$src" = stdin ]; then
   e=$( { csrs_recv > "$tmp"; } 2>&1 ); st=$?
   [ $st = 86 ] && csrs_fail short "the input ended early"
@@ -101,7 +102,7 @@ if [ "$src" = stdin ]; then
   IFS= read -r want || csrs_fail short "the input ended before its checksum"
 else
   command -v curl >/dev/null 2>&1 || csrs_fail tool "curl is not installed in the environment"
-  e=$(curl -fsS --config - -o "$tmp" 2>&1) || csrs_check "$target" "$e"
+  e=$( { set -o pipefail; curl -fsS --config - | cat > "$tmp"; } 2>&1 ) || csrs_check "$target" "$e"
 fi
 got=$(sha256sum < "$tmp") || csrs_fail io "$target"
 got=${got%% *}

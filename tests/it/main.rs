@@ -18,5 +18,6 @@ mod exec_cli;
 mod exec_emulator;
 mod exec_support;
 
+mod cp_emulator;
 mod cp_local;
 mod cp_support;
