@@ -4,6 +4,7 @@
 
 mod args;
 mod context;
+mod cp;
 mod environments;
 mod exec;
 mod output;
@@ -145,6 +146,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::DownloadUrls(a) => sessions::file_urls(&ctx, &out, a, false).await,
         Command::PutCredentials(a) => sessions::put_credentials(&ctx, &out, a).await,
         Command::Exec(a) => exec::run(&ctx, a).await,
+        Command::Cp(a) => cp::run(&ctx, a).await,
         Command::Completions(_) => Ok(()),
         #[cfg(feature = "local")]
         Command::Emulator(_) => Ok(()),

@@ -130,6 +130,10 @@ pub(crate) fn remote_error(
     }
 }
 
+fn is_broken_pipe(e: &TransferError) -> bool {
+    matches!(e, TransferError::Local { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 /// Best effort: remove the temporary file of a failed upload (the script's
 /// trap does it when the script itself fails; this covers a lost connection).
 pub(crate) async fn cleanup(runner: &dyn RemoteRunner, remote: &str, name: &[u8], nonce: &str) {
@@ -224,24 +228,22 @@ pub(crate) async fn upload(
             )),
         },
         (Ok(outcome), produced) => {
-            // The script failed (its trap removed the temporary file). A local
-            // read error explains a short input better than "short".
+            // The script failed (its trap removed the temporary file).
+            let code = outcome.status.code();
+            if report.failure.is_none() && matches!(code, 129 | 130 | 143) {
+                return Err(TransferError::Interrupted);
+            }
+            // A local read error explains a short input better than "short";
+            // a broken pipe only means the remote side stopped reading.
             match produced {
-                Err(local) if report.failure.as_ref().is_none_or(|f| f.kind == "short") => {
+                Err(local)
+                    if !is_broken_pipe(&local)
+                        && report.failure.as_ref().is_none_or(|f| f.kind == "short") =>
+                {
                     Err(local)
                 }
-                Ok((sha256, ..)) => Err(remote_error(
-                    &report,
-                    outcome.status.code(),
-                    &sha256,
-                    Direction::Upload,
-                )),
-                Err(_) => Err(remote_error(
-                    &report,
-                    outcome.status.code(),
-                    "",
-                    Direction::Upload,
-                )),
+                Ok((sha256, ..)) => Err(remote_error(&report, code, &sha256, Direction::Upload)),
+                Err(_) => Err(remote_error(&report, code, "", Direction::Upload)),
             }
         }
         (Err(e), produced) => {

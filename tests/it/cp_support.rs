@@ -96,7 +96,7 @@ impl LocalRunner {
             Ok::<_, std::io::Error>(())
         };
         let (a, b, c) = tokio::join!(feed, pump_out, pump_err);
-        a.map_err(|e| ExecError::Stdin(e))?;
+        a.map_err(ExecError::Stdin)?;
         b.map_err(ExecError::Output)?;
         c.map_err(ExecError::Output)?;
         let status = child.wait().await.map_err(io)?;
