@@ -9,3 +9,7 @@ mod client_config;
 mod client_errors;
 mod client_ops;
 mod client_support;
+
+mod session;
+mod session_support;
+mod session_replay;
