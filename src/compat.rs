@@ -67,7 +67,7 @@
 //! # Changes from the earlier library
 //!
 //! - Errors are [`cloudshell_rs::Error`](crate::Error) (and
-//!   [`ConfigError`](crate::ConfigError) from [`CloudShellClient::new`]) instead of
+//!   [`ConfigError`] from [`CloudShellClient::new`]) instead of
 //!   `Box<dyn Error>`; both convert into `Box<dyn Error>` with `?`. Service errors
 //!   are parsed (code, message, request id) instead of being
 //!   `"CloudShell API error: <status> - <body>"`.

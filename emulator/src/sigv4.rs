@@ -380,7 +380,7 @@ pub fn uri_encode(input: &[u8], keep_slash: bool) -> String {
     out
 }
 
-fn percent_decode(input: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(input: &str) -> Vec<u8> {
     let b = input.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

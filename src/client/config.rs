@@ -121,6 +121,7 @@ pub(crate) fn env_flag(env: &dyn Fn(&str) -> Option<String>, name: &str) -> bool
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

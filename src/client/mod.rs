@@ -178,6 +178,9 @@ impl Client {
     }
 }
 
+/// Reads one environment variable.
+type EnvSource = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Builds a [`Client`]. Every setting is optional.
 #[derive(Default)]
 pub struct ClientBuilder {
@@ -190,7 +193,7 @@ pub struct ClientBuilder {
     operation_timeout: Option<Duration>,
     http_client: Option<reqwest::Client>,
     config_file: Option<std::path::PathBuf>,
-    env: Option<Arc<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    env: Option<EnvSource>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -282,7 +285,7 @@ impl ClientBuilder {
 
     /// Resolves the configuration and builds the client.
     pub async fn build(self) -> Result<Client, ConfigError> {
-        let env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync> = match self.env {
+        let env: EnvSource = match self.env {
             Some(e) => e,
             None => Arc::new(|k: &str| std::env::var(k).ok()),
         };
@@ -320,6 +323,9 @@ impl ClientBuilder {
                     if let Some(p) = &self.profile {
                         loader = loader.profile_name(p);
                     }
+                    // `ProfileFiles` is a deprecated alias of aws-runtime's type, but it is
+                    // what `ConfigLoader::profile_files` takes.
+                    #[allow(deprecated)]
                     if let Some(path) = &self.config_file {
                         use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
                         loader = loader.profile_files(

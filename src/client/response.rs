@@ -193,6 +193,7 @@ pub(crate) fn parse_error(operation: &'static str, resp: &RawResponse) -> Error 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::client::types::{

@@ -98,14 +98,15 @@ impl Inner {
                         error = %e,
                         "transport error"
                     );
-                    let retryable = !e.is_builder();
+                    // A builder error is a bug in the request, not a transient failure.
+                    let permanent = e.is_builder();
                     let err = Error::Dispatch {
                         operation,
                         endpoint: self.endpoint.clone(),
                         attempts: attempt,
                         source: Box::new(e),
                     };
-                    if !retryable {
+                    if permanent {
                         return Err(err);
                     }
                     Err(err)
@@ -171,6 +172,7 @@ impl Inner {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

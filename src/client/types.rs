@@ -524,6 +524,7 @@ impl FileUrlsOutput {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -497,3 +497,56 @@ async fn no_secret_in_debug_or_display_of_client_and_errors() {
         assert!(!text.contains(SESSION_TOKEN), "{text}");
     }
 }
+
+/// Every test's log output goes to one process-wide subscriber at TRACE level
+/// (installed by `isolate_env`), so this covers the other tests' calls too.
+#[tokio::test]
+async fn logs_show_attempts_but_no_secrets() {
+    let server = MockServer::start().await;
+    server.push(MockResponse::json(
+        200,
+        r#"{"SessionId":"s","TokenValue":"TOKEN-VALUE-SECRET","StreamUrl":"wss://x"}"#,
+    ));
+    server.push(MockResponse::error(
+        400,
+        "ThrottlingException",
+        "Rate exceeded",
+    ));
+    server.push(MockResponse::json(200, "{}"));
+    let c = client(&server).await;
+    c.create_session().environment_id(ENV).send().await.unwrap();
+    c.put_credentials()
+        .environment_id(ENV)
+        .key_base("kb")
+        .refresh_token(Secret::new("REFRESH-TOKEN-SECRET"))
+        .send()
+        .await
+        .unwrap();
+
+    let logs = crate::client_support::captured_logs();
+    let has_line = |parts: &[&str]| logs.lines().any(|l| parts.iter().all(|p| l.contains(p)));
+    assert!(
+        has_line(&["retrying", "operation=\"PutCredentials\"", "attempt=1"]),
+        "{logs}"
+    );
+    assert!(
+        has_line(&[
+            "response",
+            "operation=\"PutCredentials\"",
+            "attempt=2",
+            "status=200"
+        ]),
+        "{logs}"
+    );
+    for secret in [
+        SECRET_KEY,
+        SESSION_TOKEN,
+        "TOKEN-VALUE-SECRET",
+        "REFRESH-TOKEN-SECRET",
+        "SSEC-KEY-SECRET",
+        "PROFILESECRET",
+        "Signature=",
+    ] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+}

@@ -21,6 +21,7 @@ pub const REGION: &str = "us-east-1";
 pub fn isolate_env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        install_log_capture();
         // SAFETY: done once, before any test of this binary reads these variables;
         // no C code reads the environment concurrently in these tests.
         unsafe {
@@ -50,6 +51,36 @@ pub fn isolate_env() {
             }
         }
     });
+}
+
+/// A writer appending to the process-wide log buffer.
+#[derive(Clone, Copy)]
+struct LogWriter;
+
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn install_log_capture() {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(|| LogWriter)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+}
+
+/// Everything logged by every test so far.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
 }
 
 pub fn credentials() -> Credentials {

@@ -1,5 +1,7 @@
 //! Integration tests of the library against scripted loopback servers.
 
+#![allow(clippy::unwrap_used)]
+
 mod support {
     pub mod mock_http;
 }

@@ -71,6 +71,7 @@ fn check_text(field: &'static str, v: &str) -> Result<(), ValidationError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

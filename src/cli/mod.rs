@@ -1,0 +1,150 @@
+//! The command-line front end: argument parsing, client set-up and one
+//! function per subcommand. `main` maps every outcome to an exit code:
+//! 0 success, 1 failure, 2 usage error, 130 after Ctrl-C, 0 on a broken pipe.
+
+mod args;
+mod context;
+mod environments;
+mod output;
+mod sessions;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+pub use args::{Cli, Command, GlobalArgs, OutputFormat};
+
+/// A failure the CLI reports: a message chain printed once, and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    code: u8,
+}
+
+impl CliError {
+    /// A failure with exit code 1.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+
+    /// A failure with a specific exit code.
+    pub fn with_code(message: impl Into<String>, code: u8) -> Self {
+        Self {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+/// Renders an error and its whole `source()` chain, once: `a: b: c`.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !s.is_empty() && !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+impl From<cloudshell_rs::Error> for CliError {
+    fn from(e: cloudshell_rs::Error) -> Self {
+        CliError::new(chain(&e))
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::new(chain(&e))
+    }
+}
+
+/// Result type of subcommands.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Entry point: parse, run, map to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.global.debug {
+        init_tracing();
+    }
+    if let Command::Completions(args) = &cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(
+            args.shell,
+            &mut cmd,
+            "cloudshell-rs",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cloudshell-rs: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Do not wait for stray background tasks (e.g. an in-process emulator).
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.message.is_empty() {
+                let _ = writeln!(std::io::stderr(), "cloudshell-rs: {}", e.message);
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CLOUDSHELL_RS_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("cloudshell_rs=debug,cloudshell_emulator=debug,ssm_channel=debug")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let Cli { global, command } = cli;
+    #[cfg(feature = "local")]
+    if let Command::Emulator(args) = &command {
+        return context::run_emulator(&global, args).await;
+    }
+    let ctx = context::Context::new(&global).await?;
+    let out = output::Printer::new(global.output);
+    match command {
+        Command::Describe => environments::describe(&ctx, &out).await,
+        Command::Create(a) => environments::create(&ctx, &out, a).await,
+        Command::Status(a) => environments::status(&ctx, &out, a.env).await,
+        Command::Start(a) => environments::start(&ctx, &out, a).await,
+        Command::Stop(a) => environments::stop(&ctx, &out, a.env).await,
+        Command::Delete(a) => environments::delete(&ctx, &out, a.env).await,
+        Command::Session(a) => sessions::create(&ctx, &out, a).await,
+        Command::DeleteSession(a) => sessions::delete(&ctx, &out, a).await,
+        Command::Heartbeat(a) => sessions::heartbeat(&ctx, &out, a).await,
+        Command::UploadUrls(a) => sessions::file_urls(&ctx, &out, a, true).await,
+        Command::DownloadUrls(a) => sessions::file_urls(&ctx, &out, a, false).await,
+        Command::PutCredentials(a) => sessions::put_credentials(&ctx, &out, a).await,
+        Command::Completions(_) => Ok(()),
+        #[cfg(feature = "local")]
+        Command::Emulator(_) => Ok(()),
+    }
+}
