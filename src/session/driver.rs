@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use super::kms::{DataKey, DataKeyRequest, KmsError};
 use super::ws::{self, Ws};
 use super::{
-    BoxError, CtlCmd, InputCmd, ReadyInfo, SessionError, SessionEvent, SessionOptions, SessionTarget,
-    url,
+    BoxError, CtlCmd, InputCmd, ReadyInfo, SessionError, SessionEvent, SessionOptions,
+    SessionTarget, url,
 };
 
 /// Version reported to the agent (four dotted numbers, see the protocol reference).
@@ -54,7 +54,11 @@ impl ssm_channel::WallClock for SystemClock {
 }
 
 fn new_channel() -> Channel {
-    Channel::new(ChannelConfig::client(CLIENT_VERSION, Box::new(OsIds), Box::new(SystemClock)))
+    Channel::new(ChannelConfig::client(
+        CLIENT_VERSION,
+        Box::new(OsIds),
+        Box::new(SystemClock),
+    ))
 }
 
 fn now() -> std::time::Instant {
@@ -172,7 +176,10 @@ impl Driver {
     fn open_channel(&mut self) {
         let token = Token::new(self.target.token.expose());
         // A fresh channel always accepts `open`.
-        if let Err(e) = self.channel.open(now(), token, self.client_id, uuid::Uuid::new_v4()) {
+        if let Err(e) = self
+            .channel
+            .open(now(), token, self.client_id, uuid::Uuid::new_v4())
+        {
             self.fail(SessionError::Protocol(e));
         }
         self.last_rx = Instant::now();
@@ -263,10 +270,11 @@ impl Driver {
                     self.kms = None;
                     match res {
                         Ok(key) => {
-                            if let Err(e) =
-                                self.channel
-                                    .provide_data_key(now(), &key.plaintext, &key.ciphertext_blob)
-                            {
+                            if let Err(e) = self.channel.provide_data_key(
+                                now(),
+                                &key.plaintext,
+                                &key.ciphertext_blob,
+                            ) {
                                 self.fail(SessionError::Protocol(e));
                             }
                         }
@@ -288,7 +296,8 @@ impl Driver {
                 Wake::Input(Some(InputCmd::Flush(w))) => self.flush_waiters.push(w),
                 Wake::Timer => self.channel.handle_timeout(now()),
                 Wake::Dead => {
-                    let d = Disconnect::Lost(SessionError::PeerDead(self.options.dead_peer_timeout));
+                    let d =
+                        Disconnect::Lost(SessionError::PeerDead(self.options.dead_peer_timeout));
                     if let Err(e) = self.handle_disconnect(d).await {
                         self.fail(e);
                     }
@@ -329,7 +338,10 @@ impl Driver {
     }
 
     fn resize(&mut self, cols: u16, rows: u16) {
-        if let Err(e) = self.channel.send_resize(now(), u32::from(cols), u32::from(rows)) {
+        if let Err(e) = self
+            .channel
+            .send_resize(now(), u32::from(cols), u32::from(rows))
+        {
             if e.is_fatal() {
                 self.fail(SessionError::Protocol(e));
             }
@@ -357,7 +369,10 @@ impl Driver {
             }
         }
         self.drain_events();
-        if !self.flush_waiters.is_empty() && self.pending_input.is_empty() && self.channel.all_acked() {
+        if !self.flush_waiters.is_empty()
+            && self.pending_input.is_empty()
+            && self.channel.all_acked()
+        {
             for w in self.flush_waiters.drain(..) {
                 let _ = w.send(());
             }
@@ -368,7 +383,10 @@ impl Driver {
     fn drain_events(&mut self) {
         while let Some(ev) = self.channel.poll_event() {
             match ev {
-                Event::Ready { session_type, customer_message } => {
+                Event::Ready {
+                    session_type,
+                    customer_message,
+                } => {
                     self.ready = true;
                     let info = ReadyInfo {
                         session_type,
@@ -394,7 +412,9 @@ impl Driver {
                 Event::Paused => self.out_events.push_back(SessionEvent::Paused),
                 Event::Resumed => self.out_events.push_back(SessionEvent::Resumed),
                 Event::SendWindowOpen => {}
-                Event::KmsDataKeyRequired { key_id, challenge } => self.start_kms(key_id, challenge),
+                Event::KmsDataKeyRequired { key_id, challenge } => {
+                    self.start_kms(key_id, challenge)
+                }
                 Event::Closed { reason } => {
                     let reason = reason.filter(|r| !r.trim().is_empty());
                     if let Some(e) = self.channel.error() {
@@ -417,7 +437,10 @@ impl Driver {
             return;
         };
         let mut ctx = BTreeMap::new();
-        ctx.insert("aws:ssm:SessionId".to_string(), self.target.session_id.clone());
+        ctx.insert(
+            "aws:ssm:SessionId".to_string(),
+            self.target.session_id.clone(),
+        );
         let target_id = self
             .options
             .kms_target_id
@@ -425,8 +448,13 @@ impl Driver {
             .unwrap_or_else(|| self.target.session_id.clone());
         ctx.insert("aws:ssm:TargetId".to_string(), target_id);
         let _ = challenge;
-        let request = DataKeyRequest { key_id, encryption_context: ctx };
-        self.kms = Some(Box::pin(async move { provider.generate_data_key(request).await }));
+        let request = DataKeyRequest {
+            key_id,
+            encryption_context: ctx,
+        };
+        self.kms = Some(Box::pin(async move {
+            provider.generate_data_key(request).await
+        }));
     }
 
     async fn flush_transmits(&mut self) -> Result<(), Disconnect> {
@@ -465,7 +493,9 @@ impl Driver {
             None => return Err(Disconnect::Lost(SessionError::SocketClosed(None))),
             Some(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
             Some(Ok(Message::Binary(b))) => self.channel.handle_incoming_bytes(now(), b),
-            Some(Ok(Message::Text(t))) => self.channel.handle_incoming(now(), Frame::Text(t.as_str())),
+            Some(Ok(Message::Text(t))) => {
+                self.channel.handle_incoming(now(), Frame::Text(t.as_str()))
+            }
             Some(Ok(Message::Close(c))) => {
                 let reason = c.map(|c| c.reason.to_string()).filter(|r| !r.is_empty());
                 return Err(Disconnect::Lost(SessionError::SocketClosed(reason)));
@@ -533,7 +563,11 @@ impl Driver {
                 reason: error_chain(&*last),
             });
             if attempt > 1 {
-                if self.wait_or_close(Box::pin(tokio::time::sleep(delay))).await.is_none() {
+                if self
+                    .wait_or_close(Box::pin(tokio::time::sleep(delay)))
+                    .await
+                    .is_none()
+                {
                     return Ok(());
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
@@ -559,7 +593,10 @@ impl Driver {
                 Err(e) => last = Box::new(e),
             }
         }
-        Err(SessionError::Reconnect { attempts: max, source: last })
+        Err(SessionError::Reconnect {
+            attempts: max,
+            source: last,
+        })
     }
 
     /// Opens a new socket and channel for `target`.
@@ -569,7 +606,12 @@ impl Driver {
             self.options.host_policy,
             self.options.expected_region.as_deref(),
         )?;
-        let ws = ws::open(&target.stream_url, &checked.host, self.options.connect_timeout).await?;
+        let ws = ws::open(
+            &target.stream_url,
+            &checked.host,
+            self.options.connect_timeout,
+        )
+        .await?;
         self.ws = Some(ws);
         self.target = target;
         self.channel = new_channel();
@@ -578,7 +620,10 @@ impl Driver {
     }
 
     /// Runs `fut` while honouring a close request; `None` if the caller closed.
-    async fn wait_or_close<T>(&mut self, fut: Pin<Box<dyn Future<Output = T> + Send + '_>>) -> Option<T> {
+    async fn wait_or_close<T>(
+        &mut self,
+        fut: Pin<Box<dyn Future<Output = T> + Send + '_>>,
+    ) -> Option<T> {
         let mut fut = fut;
         loop {
             tokio::select! {

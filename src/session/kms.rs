@@ -328,7 +328,13 @@ mod tests {
         KmsClient::new(
             "us-east-1",
             "https://kms.us-east-1.amazonaws.com",
-            SharedCredentialsProvider::new(Credentials::new("AKIDEXAMPLE", "secretkey", None, None, "test")),
+            SharedCredentialsProvider::new(Credentials::new(
+                "AKIDEXAMPLE",
+                "secretkey",
+                None,
+                None,
+                "test",
+            )),
         )
     }
 
@@ -348,12 +354,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(req.method(), "POST");
-        assert_eq!(req.uri().to_string(), "https://kms.us-east-1.amazonaws.com/");
+        assert_eq!(
+            req.uri().to_string(),
+            "https://kms.us-east-1.amazonaws.com/"
+        );
         let h = req.headers();
         assert_eq!(h["x-amz-target"], "TrentService.GenerateDataKey");
         assert_eq!(h["content-type"], "application/x-amz-json-1.1");
         let auth = h["authorization"].to_str().unwrap();
-        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/us-east-1/kms/aws4_request"), "{auth}");
+        assert!(
+            auth.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/us-east-1/kms/aws4_request"
+            ),
+            "{auth}"
+        );
         assert!(auth.contains("x-amz-target"), "{auth}");
         assert!(!auth.contains("secretkey"));
         let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
@@ -379,11 +393,21 @@ mod tests {
         assert_eq!(k.ciphertext_blob, vec![9u8; 20]);
         assert!(!format!("{k:?}").contains('7'));
 
-        let e = parse_response(400, br#"{"__type":"com.amazonaws.kms#NotFoundException","message":"no key"}"#)
-            .unwrap_err();
-        assert_eq!(e.to_string(), "KMS returned NotFoundException (HTTP 400): no key");
-        assert!(matches!(parse_response(500, b"<html>"), Err(KmsError::Service { status: 500, .. })));
-        let short = serde_json::json!({"CiphertextBlob": "AA==", "Plaintext": B64.encode([1u8; 32])});
+        let e = parse_response(
+            400,
+            br#"{"__type":"com.amazonaws.kms#NotFoundException","message":"no key"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "KMS returned NotFoundException (HTTP 400): no key"
+        );
+        assert!(matches!(
+            parse_response(500, b"<html>"),
+            Err(KmsError::Service { status: 500, .. })
+        ));
+        let short =
+            serde_json::json!({"CiphertextBlob": "AA==", "Plaintext": B64.encode([1u8; 32])});
         assert!(matches!(
             parse_response(200, short.to_string().as_bytes()),
             Err(KmsError::BadResponse(_))
@@ -393,7 +417,13 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(default_kms_endpoint("eu-west-1"), "https://kms.eu-west-1.amazonaws.com");
-        assert_eq!(default_kms_endpoint("cn-north-1"), "https://kms.cn-north-1.amazonaws.com.cn");
+        assert_eq!(
+            default_kms_endpoint("eu-west-1"),
+            "https://kms.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            default_kms_endpoint("cn-north-1"),
+            "https://kms.cn-north-1.amazonaws.com.cn"
+        );
     }
 }

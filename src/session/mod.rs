@@ -352,7 +352,11 @@ impl SessionWriter {
         if data.is_empty() {
             return Ok(());
         }
-        let permit = self.input.reserve().await.map_err(|_| SessionError::Closed)?;
+        let permit = self
+            .input
+            .reserve()
+            .await
+            .map_err(|_| SessionError::Closed)?;
         permit.send(InputCmd::Data(Bytes::copy_from_slice(data)));
         Ok(())
     }
@@ -420,7 +424,10 @@ impl Session {
     ///
     /// The `StreamUrl` is checked against `options.host_policy` before
     /// anything is sent.
-    pub async fn connect(target: SessionTarget, options: SessionOptions) -> Result<Session, SessionError> {
+    pub async fn connect(
+        target: SessionTarget,
+        options: SessionOptions,
+    ) -> Result<Session, SessionError> {
         let session_id = target.session_id.clone();
         let (writer, reader, info) = driver::start(target, options).await?;
         Ok(Session {

@@ -11,8 +11,12 @@ use tokio::sync::mpsc::OwnedPermit;
 
 use super::{InputCmd, SessionEvent, SessionReader, SessionWriter};
 
-type PermitFuture =
-    Pin<Box<dyn Future<Output = Result<OwnedPermit<InputCmd>, tokio::sync::mpsc::error::SendError<()>>> + Send>>;
+type PermitFuture = Pin<
+    Box<
+        dyn Future<Output = Result<OwnedPermit<InputCmd>, tokio::sync::mpsc::error::SendError<()>>>
+            + Send,
+    >,
+>;
 type FlushFuture = Pin<Box<dyn Future<Output = Result<(), super::SessionError>> + Send>>;
 
 /// A session as a byte stream (see [`super::Session::into_stream`]).
@@ -32,7 +36,10 @@ pub struct SessionStream {
 
 impl std::fmt::Debug for SessionStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionStream").field("buffered", &self.buf.len()).field("eof", &self.eof).finish()
+        f.debug_struct("SessionStream")
+            .field("buffered", &self.buf.len())
+            .field("eof", &self.eof)
+            .finish()
     }
 }
 
@@ -55,7 +62,11 @@ impl SessionStream {
 }
 
 impl AsyncRead for SessionStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if !self.buf.is_empty() {
                 let n = self.buf.len().min(out.remaining());
@@ -80,7 +91,11 @@ impl AsyncRead for SessionStream {
 }
 
 impl AsyncWrite for SessionStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -98,7 +113,10 @@ impl AsyncWrite for SessionStream {
                 permit.send(InputCmd::Data(Bytes::copy_from_slice(data)));
                 Poll::Ready(Ok(data.len()))
             }
-            Err(_) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the session is closed"))),
+            Err(_) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the session is closed",
+            ))),
         }
     }
 

@@ -53,7 +53,8 @@ fn looks_like_region(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
         && s.split('-').count() >= 3
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && s.bytes().last().is_some_and(|b| b.is_ascii_digit())
         && !s.contains("--")
         && !s.starts_with('-')
@@ -119,7 +120,9 @@ pub(crate) fn check_stream_url(
                 return Err(refuse(format!("{region:?} is not a region name")));
             }
             let Some(want) = partition_suffix(region) else {
-                return Err(refuse(format!("the partition of region {region} is not supported")));
+                return Err(refuse(format!(
+                    "the partition of region {region} is not supported"
+                )));
             };
             if suffix != want {
                 return Err(refuse(format!(
@@ -171,7 +174,10 @@ mod tests {
     #[test]
     fn refuses_other_hosts_with_a_clear_message() {
         let msg = refused("wss://evil.example.com/v1/data-channel/s");
-        assert!(msg.starts_with("refusing to send the session token to evil.example.com"), "{msg}");
+        assert!(
+            msg.starts_with("refusing to send the session token to evil.example.com"),
+            "{msg}"
+        );
         refused("wss://ssmmessages.us-east-1.amazonaws.com.evil.com/v1/data-channel/s");
         refused("wss://ssmmessages.us-east-1.evil.com/v1/data-channel/s");
         refused("wss://xssmmessages.us-east-1.amazonaws.com/v1/data-channel/s");
@@ -213,8 +219,12 @@ mod tests {
 
     #[test]
     fn allow_any_accepts_loopback_ws() {
-        let c = check_stream_url("ws://127.0.0.1:4566/v1/data-channel/s?x=1", HostPolicy::AllowAny, None)
-            .unwrap();
+        let c = check_stream_url(
+            "ws://127.0.0.1:4566/v1/data-channel/s?x=1",
+            HostPolicy::AllowAny,
+            None,
+        )
+        .unwrap();
         assert_eq!(c.host, "127.0.0.1");
     }
 }

@@ -89,7 +89,9 @@ pub fn terminal_size() -> Option<(u16, u16)> {
     if !io::stdout().is_terminal() && !io::stdin().is_terminal() {
         return None;
     }
-    crossterm::terminal::size().ok().filter(|&(c, r)| c > 0 && r > 0)
+    crossterm::terminal::size()
+        .ok()
+        .filter(|&(c, r)| c > 0 && r > 0)
 }
 
 /// How [`pump`] behaves.

@@ -12,6 +12,7 @@ mod client_errors;
 mod client_ops;
 mod client_support;
 
+mod connect;
 mod session;
-mod session_support;
 mod session_replay;
+mod session_support;

@@ -50,7 +50,10 @@ async fn reattach_by_tab_id_finds_the_same_shell() {
         read_until(&mut first, "set-m42").await;
         // Output made while nobody is attached reaches the next session (as
         // tmux redraws on attach).
-        first.send_input(b"sleep 0.5; echo later-$MARK\r").await.unwrap();
+        first
+            .send_input(b"sleep 0.5; echo later-$MARK\r")
+            .await
+            .unwrap();
         first.flush().await.unwrap();
         first.close().await.unwrap();
         drop(first);
@@ -89,11 +92,16 @@ async fn count_lines(s: &mut Session) {
         .unwrap();
     let out = read_until(s, "DONE-2").await;
     let expected: String = (1..=2000).map(|i| format!("L{i}\r\n")).collect();
-    assert!(out.contains(&expected), "output lines missing or out of order");
+    assert!(
+        out.contains(&expected),
+        "output lines missing or out of order"
+    );
 }
 
 fn digits(n: usize) -> String {
-    (0..n).map(|i| char::from(b'0' + (i * 7 % 10) as u8)).collect()
+    (0..n)
+        .map(|i| char::from(b'0' + (i * 7 % 10) as u8))
+        .collect()
 }
 
 #[tokio::test]
@@ -102,16 +110,27 @@ async fn survives_loss_duplication_and_reordering() {
     within(120, async {
         let tab = new_tab();
         let target = env.create(&tab).await;
-        let faults = "drop:both:0.1,dup:both:0.1,reorder:both:0.1,seed:7".parse().unwrap();
+        let faults = "drop:both:0.1,dup:both:0.1,reorder:both:0.1,seed:7"
+            .parse()
+            .unwrap();
         env.emulator.gateway().configure_session(
             target.session_id.clone(),
             GwOptions::default().with_faults(faults),
         );
-        let mut s = Session::connect(target.clone(), local_options()).await.unwrap();
+        let mut s = Session::connect(target.clone(), local_options())
+            .await
+            .unwrap();
         type_and_check(&mut s, &digits(200)).await;
         count_lines(&mut s).await;
-        let m = env.emulator.gateway().session_metrics(&target.session_id).unwrap();
-        assert!(m.faults.dropped > 0 && m.faults.duplicated > 0 && m.faults.reordered > 0, "{m:?}");
+        let m = env
+            .emulator
+            .gateway()
+            .session_metrics(&target.session_id)
+            .unwrap();
+        assert!(
+            m.faults.dropped > 0 && m.faults.duplicated > 0 && m.faults.reordered > 0,
+            "{m:?}"
+        );
     })
     .await;
 }
@@ -183,16 +202,21 @@ async fn survives_a_cut_websocket_through_a_new_session_for_the_tab() {
                         });
                     }
                 }
-                Some(SessionEvent::Reconnected { session_id, resent_bytes }) => {
-                    reconnected = Some((session_id, resent_bytes))
-                }
+                Some(SessionEvent::Reconnected {
+                    session_id,
+                    resent_bytes,
+                }) => reconnected = Some((session_id, resent_bytes)),
                 other => panic!("unexpected {other:?}; output {out:?}"),
             }
         }
         let (new_id, _) = reconnected.expect("the connection was cut and re-established");
         assert_ne!(new_id, first_id);
         assert_eq!(out.matches(&expected).count(), 1, "{out:?}");
-        assert_eq!(out.matches("for i in").count(), 1, "acknowledged input was sent again: {out:?}");
+        assert_eq!(
+            out.matches("for i in").count(),
+            1,
+            "acknowledged input was sent again: {out:?}"
+        );
         let m = env.emulator.gateway().session_metrics(&first_id);
         assert!(m.is_none_or(|m| m.faults.cuts == 1));
         // The shell carries on in the new session.
@@ -224,16 +248,33 @@ async fn a_stream_url_that_is_not_ssmmessages_is_refused_before_connecting() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut target = env.create(&new_tab()).await;
-    target.stream_url = format!("ws://127.0.0.1:{port}/v1/data-channel/{}", target.session_id);
+    target.stream_url = format!(
+        "ws://127.0.0.1:{port}/v1/data-channel/{}",
+        target.session_id
+    );
     // Default options: AWS message gateways only.
-    let err = Session::connect(target.clone(), Default::default()).await.unwrap_err();
+    let err = Session::connect(target.clone(), Default::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, SessionError::RefusedHost { .. }), "{err:?}");
-    assert!(err.to_string().starts_with("refusing to send the session token to 127.0.0.1"), "{err}");
-    target.stream_url = format!("wss://ssm-messages.evil.example/v1/data-channel/{}", target.session_id);
-    let err = Session::connect(target, Default::default()).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("refusing to send the session token to 127.0.0.1"),
+        "{err}"
+    );
+    target.stream_url = format!(
+        "wss://ssm-messages.evil.example/v1/data-channel/{}",
+        target.session_id
+    );
+    let err = Session::connect(target, Default::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("evil.example"), "{err}");
     // Nothing ever connected.
-    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
 }
 
 #[tokio::test]
@@ -256,7 +297,9 @@ async fn a_dead_peer_is_detected() {
         token: "t".into(),
         session_id: "s-1".into(),
     };
-    let err = within(30, Session::connect(target, options)).await.unwrap_err();
+    let err = within(30, Session::connect(target, options))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SessionError::PeerDead(_)), "{err:?}");
     assert!(err.to_string().contains("stopped responding"), "{err}");
     server.abort();
@@ -273,7 +316,11 @@ async fn kms_encrypted_session_uses_the_fake_kms() {
         let options = local_options()
             .data_key_provider(KmsClient::for_client(&env.client, env.emulator.endpoint()));
         let mut s = Session::connect(target, options).await.unwrap();
-        assert!(s.customer_message().unwrap_or_default().contains("KMS"), "{:?}", s.customer_message());
+        assert!(
+            s.customer_message().unwrap_or_default().contains("KMS"),
+            "{:?}",
+            s.customer_message()
+        );
         s.send_input(b"echo enc-$((3*3))\r").await.unwrap();
         read_until(&mut s, "enc-9").await;
     })
@@ -287,7 +334,9 @@ async fn kms_session_without_a_provider_fails_clearly() {
     }))
     .await;
     let target = env.create(&new_tab()).await;
-    let err = within(30, Session::connect(target, local_options())).await.unwrap_err();
+    let err = within(30, Session::connect(target, local_options()))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SessionError::Kms(_)), "{err:?}");
 }
 
@@ -297,7 +346,10 @@ async fn stream_adapter_reads_and_writes() {
     within(30, async {
         let s = env.connect(&new_tab()).await;
         let mut stream = s.into_stream();
-        stream.write_all(b"hello through the adapter").await.unwrap();
+        stream
+            .write_all(b"hello through the adapter")
+            .await
+            .unwrap();
         stream.shutdown().await.unwrap(); // waits for the acknowledgement
         let mut buf = vec![0u8; 25];
         stream.read_exact(&mut buf).await.unwrap();

@@ -35,7 +35,9 @@ fn binaries(ch: &mut Channel, now: Instant) -> Vec<Vec<u8>> {
 fn unacked_input_is_exactly_what_the_agent_did_not_acknowledge() {
     let now = Instant::now();
     let (mut client, mut agent) = pair();
-    client.open(now, Token::new("t"), Uuid::nil(), Uuid::nil()).unwrap();
+    client
+        .open(now, Token::new("t"), Uuid::nil(), Uuid::nil())
+        .unwrap();
     while let Some(t) = client.poll_transmit(now) {
         if let Transmit::Text(s) = t {
             agent.handle_incoming(now, Frame::Text(&s)).unwrap();
@@ -82,7 +84,9 @@ fn unacked_input_is_exactly_what_the_agent_did_not_acknowledge() {
 fn input_queued_before_ready_counts_as_unacknowledged() {
     let now = Instant::now();
     let (mut client, _) = pair();
-    client.open(now, Token::new("t"), Uuid::nil(), Uuid::nil()).unwrap();
+    client
+        .open(now, Token::new("t"), Uuid::nil(), Uuid::nil())
+        .unwrap();
     client.send_input(now, b"early").unwrap();
     client.send_resize(now, 80, 24).ok();
     assert_eq!(client.unacked_input().concat(), b"early");

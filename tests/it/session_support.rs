@@ -92,7 +92,8 @@ pub fn new_tab() -> String {
 pub async fn read_until(session: &mut Session, needle: &str) -> String {
     let mut out = String::new();
     loop {
-        let Ok(ev) = tokio::time::timeout(Duration::from_secs(20), session.next_event()).await else {
+        let Ok(ev) = tokio::time::timeout(Duration::from_secs(20), session.next_event()).await
+        else {
             panic!("no event for 20 s while waiting for {needle:?}; output so far: {out:?}");
         };
         match ev {
@@ -102,7 +103,9 @@ pub async fn read_until(session: &mut Session, needle: &str) -> String {
                     return out;
                 }
             }
-            Some(SessionEvent::Failed(e)) => panic!("session failed: {e:?}; output so far: {out:?}"),
+            Some(SessionEvent::Failed(e)) => {
+                panic!("session failed: {e:?}; output so far: {out:?}")
+            }
             Some(SessionEvent::Closed { reason }) => {
                 panic!("session closed ({reason:?}) before {needle:?}; output: {out:?}")
             }
@@ -120,7 +123,9 @@ pub async fn read_to_close(session: &mut Session) -> String {
             Some(SessionEvent::Output(b)) | Some(SessionEvent::StdErr(b)) => {
                 out.push_str(&String::from_utf8_lossy(&b))
             }
-            Some(SessionEvent::Failed(e)) => panic!("session failed: {e:?}; output so far: {out:?}"),
+            Some(SessionEvent::Failed(e)) => {
+                panic!("session failed: {e:?}; output so far: {out:?}")
+            }
             Some(SessionEvent::Closed { .. }) | None => return out,
             Some(_) => {}
         }
