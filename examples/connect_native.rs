@@ -24,7 +24,9 @@ use cloudshell_rs::terminal::{self, PumpOptions, RawModeGuard};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -71,7 +73,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session = Session::connect(target, options).await?;
 
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let guard = if interactive { Some(RawModeGuard::enable()?) } else { None };
+    let guard = if interactive {
+        Some(RawModeGuard::enable()?)
+    } else {
+        None
+    };
     let result = terminal::pump(
         session,
         PumpOptions {

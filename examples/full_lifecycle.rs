@@ -16,7 +16,9 @@ use cloudshell_rs::session::{Session, SessionEvent, SessionOptions, SessionTarge
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -35,7 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = client.find_or_create_default().await?;
     println!("environment: {env}");
     let status = client
-        .wait_until_running(&env, Duration::from_secs(300), |s| println!("  status: {s}"))
+        .wait_until_running(&env, Duration::from_secs(300), |s| {
+            println!("  status: {s}")
+        })
         .await?;
     println!("ready: {status}");
 
@@ -93,17 +97,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_upload_path("notes.txt")
         .send()
         .await?;
-    println!("upload URL: {}", up.file_upload_presigned_url.unwrap_or_default());
+    println!(
+        "upload URL: {}",
+        up.file_upload_presigned_url.unwrap_or_default()
+    );
     let down = client
         .get_file_download_urls()
         .environment_id(env.clone())
         .file_download_path("/home/cloudshell-user/notes.txt")
         .send()
         .await?;
-    println!("download URL: {}", down.file_download_presigned_url.unwrap_or_default());
+    println!(
+        "download URL: {}",
+        down.file_download_presigned_url.unwrap_or_default()
+    );
 
     // 5. A heartbeat keeps the environment from being suspended as idle.
-    client.send_heart_beat().environment_id(env.clone()).send().await?;
+    client
+        .send_heart_beat()
+        .environment_id(env.clone())
+        .send()
+        .await?;
     println!("heartbeat sent");
 
     // 6. Clean up the session; the environment (and its home directory) stays.
