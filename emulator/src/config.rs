@@ -118,6 +118,18 @@ impl Timings {
     }
 }
 
+impl Timings {
+    /// Look up a preset by name: `realistic`, `fast` or `instant`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "realistic" => Some(Self::realistic()),
+            "fast" => Some(Self::fast()),
+            "instant" => Some(Self::instant()),
+            _ => None,
+        }
+    }
+}
+
 impl Default for Timings {
     fn default() -> Self {
         Self::fast()
@@ -322,7 +334,7 @@ pub fn load_or_create_credentials(state_dir: &Path) -> io::Result<AcceptedCreden
             )
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(state_dir)?;
+            create_private_dir(state_dir)?;
             let creds = AcceptedCredentials::generate();
             let text = format!(
                 "aws_access_key_id = {}\naws_secret_access_key = {}\n",
@@ -354,6 +366,19 @@ fn parse_credentials(text: &str) -> Option<AcceptedCredentials> {
         }
         _ => None,
     }
+}
+
+/// Create a directory (and its parents); a directory created here is private
+/// to its owner (0700), since it holds keys and session tokens.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 /// Write a file readable only by its owner, atomically (temporary file + rename).
@@ -428,6 +453,16 @@ mod tests {
         let err = load_or_create_credentials(&dir).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(!err.to_string().contains(&a.secret_access_key));
+    }
+
+    #[test]
+    fn timing_presets_by_name() {
+        assert_eq!(Timings::from_name("instant"), Some(Timings::instant()));
+        assert_eq!(Timings::from_name("realistic"), Some(Timings::realistic()));
+        assert_eq!(Timings::from_name("fast"), Some(Timings::fast()));
+        assert_eq!(Timings::from_name("slow"), None);
+        assert_eq!(Timings::realistic().resume_delay, Duration::from_secs(7));
+        assert_eq!(Timings::instant().create_delay, Duration::ZERO);
     }
 
     #[test]

@@ -5,6 +5,16 @@
 //! sessions whose `StreamUrl` points back at the emulator's own listener, and a
 //! fake S3 for file transfer URLs.
 //!
+//! Lifecycle statuses are computed from timestamps stored in
+//! `state_dir/state.json` and the configured [`Clock`], so a test can move a
+//! [`ManualClock`] instead of sleeping, and several processes can share one
+//! state directory.
+//!
+//! Hooks for the data-channel gateway (crate-internal, on the router state):
+//! `Shared::session`, `Shared::validate_token`, `Shared::touch`,
+//! `Shared::subscribe` (session closures) and `Shared::home_dir`; its router
+//! merges into `app()` beside the fake S3 routes.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), cloudshell_emulator::Error> {
 //! use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
@@ -309,7 +319,8 @@ impl Emulator {
 
 type ServerTask = JoinHandle<Result<(), Error>>;
 
-/// A running emulator. Clones refer to the same emulator.
+/// A running emulator. Clones refer to the same emulator; the server stops on
+/// [`EmulatorHandle::shutdown`] or when the last clone is dropped.
 #[derive(Clone)]
 pub struct EmulatorHandle {
     shared: AppState,
@@ -429,5 +440,107 @@ impl EmulatorHandle {
                 Err(_) => task.abort(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::state::{SessionToken, StoredEnv};
+
+    fn shared(dir: &std::path::Path) -> Shared {
+        let config = EmulatorConfig::new(dir)
+            .with_credentials(AcceptedCredentials::new("AKID", "secret"))
+            .with_timings(Timings::instant());
+        Shared::new(config, "127.0.0.1:9".parse().unwrap()).unwrap()
+    }
+
+    fn add_running_env_with_session(s: &Shared, token: &str) {
+        s.store
+            .write(s.config.clock.now(), |st, now, _| {
+                st.environments.push(StoredEnv {
+                    id: "env".into(),
+                    owner: "AKID".into(),
+                    name: None,
+                    vpc: None,
+                    phase: EnvironmentStatus::Running,
+                    phase_since_ms: now,
+                    created_ms: now,
+                    last_activity_ms: now,
+                    heartbeats: 0,
+                    last_heartbeat_ms: None,
+                    has_credentials: false,
+                });
+                st.sessions.push(SessionRecord {
+                    session_id: "1700000000000000000-0123456789abcdef0".into(),
+                    environment_id: "env".into(),
+                    tab_id: None,
+                    session_type: Some("TMUX".into()),
+                    q_cli_disabled: None,
+                    token: SessionToken::new(token.into()),
+                    created_ms: now,
+                });
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn gateway_token_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = shared(dir.path());
+        add_running_env_with_session(&s, "tok");
+        let sid = "1700000000000000000-0123456789abcdef0";
+        assert_eq!(s.session(sid).unwrap().environment_id, "env");
+        assert_eq!(s.validate_token(sid, "tok").unwrap().session_id, sid);
+        assert_eq!(
+            s.validate_token(sid, "tok2"),
+            Err(TokenRejection::WrongToken)
+        );
+        assert_eq!(
+            s.validate_token("1-0", "tok"),
+            Err(TokenRejection::UnknownSession)
+        );
+        let mut events = s.subscribe();
+        s.store
+            .write(s.config.clock.now(), |st, now, ev| {
+                st.enter_phase("env", EnvironmentStatus::Suspending, now, ev);
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .unwrap();
+        assert_eq!(
+            s.validate_token(sid, "tok"),
+            Err(TokenRejection::UnknownSession)
+        );
+        assert_eq!(
+            events.try_recv().unwrap(),
+            StateEvent::Suspended {
+                environment_id: "env".into()
+            }
+        );
+        assert_eq!(
+            events.try_recv().unwrap(),
+            StateEvent::SessionClosed {
+                session_id: sid.into(),
+                environment_id: "env".into()
+            }
+        );
+        assert!(s.home_dir("env").ends_with("homes/env"));
+    }
+
+    #[test]
+    fn state_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        let _s = shared(&nested);
+        let file_mode = std::fs::metadata(nested.join(STATE_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(file_mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(&nested).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
     }
 }

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::config::{EmulatorConfig, Timings, write_private_file};
+use crate::config::{EmulatorConfig, Timings, create_private_dir, write_private_file};
 use crate::time::{from_millis, to_millis};
 
 /// File name of the state file inside the state directory.
@@ -436,7 +436,7 @@ impl Store {
     /// Load (or create) the state file. A corrupt file is renamed aside and the
     /// emulator starts fresh.
     pub fn open(config: &EmulatorConfig) -> io::Result<Self> {
-        fs::create_dir_all(&config.state_dir)?;
+        create_private_dir(&config.state_dir)?;
         let path = config.state_dir.join(STATE_FILE);
         let state = match load(&path) {
             Ok(Some(state)) => state,
