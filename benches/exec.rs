@@ -95,6 +95,7 @@ fn client(home: &Path, emu: &Emulator) -> Command {
 }
 
 /// Runs the command, counting its stdout: (wall, bytes, peak RSS KiB).
+#[allow(clippy::zombie_processes)] // reaped by wait4 in wait_rusage
 fn run(mut cmd: Command) -> (Duration, u64, i64) {
     let start = Instant::now();
     let mut child = cmd
