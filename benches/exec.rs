@@ -28,7 +28,11 @@ fn wait_rusage(child: &Child) -> (i32, i64) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(r, pid, "wait4 failed");
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     (code, usage.ru_maxrss)
 }
 
@@ -91,10 +95,15 @@ fn client(home: &Path, emu: &Emulator) -> Command {
 }
 
 /// Runs the command, counting its stdout: (wall, bytes, peak RSS KiB).
+#[allow(clippy::zombie_processes)] // reaped by wait4 in wait_rusage
 fn run(mut cmd: Command) -> (Duration, u64, i64) {
     let start = Instant::now();
-    let mut child =
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
     let mut out = child.stdout.take().expect("stdout");
     let counter = std::thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];
@@ -114,8 +123,14 @@ fn run(mut cmd: Command) -> (Duration, u64, i64) {
 }
 
 fn main() {
-    let runs: usize = std::env::var("EXEC_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let tp_runs: usize = std::env::var("EXEC_THROUGHPUT_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let runs: usize = std::env::var("EXEC_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let tp_runs: usize = std::env::var("EXEC_THROUGHPUT_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().to_path_buf();
     let mut emu = start_emulator(&home);

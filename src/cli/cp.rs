@@ -16,7 +16,7 @@ use cloudshell_rs::transfer::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::context::Context;
-use super::{CliError, CliResult, chain};
+use super::{CliError, CliResult, GlobalArgs, chain};
 
 /// Arguments of `cp`.
 #[derive(Debug, Args)]
@@ -68,7 +68,7 @@ fn parse(arg: &OsString) -> CliResult<Location> {
 }
 
 /// `cp`.
-pub async fn run(ctx: &Context, args: CpArgs) -> CliResult {
+pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult {
     let mut locs = args
         .paths
         .iter()
@@ -117,7 +117,8 @@ pub async fn run(ctx: &Context, args: CpArgs) -> CliResult {
             Via::InBand => Transport::InBand,
             Via::S3 => Transport::S3,
         })
-        .interrupt(interrupt.clone());
+        .interrupt(interrupt.clone())
+        .session_options(super::connect::session_options(global, &ctx.client));
 
     for src in &locs {
         let (label, job) = match (src, &dst) {

@@ -10,7 +10,9 @@ use cloudshell_rs::credentials::{self, AwsEnv};
 use cloudshell_rs::exec::{self, ExecError, ExecOptions, Interrupt};
 
 use super::context::Context;
-use super::{CliError, CliResult, chain};
+use super::{CliError, CliResult, GlobalArgs, chain};
+use cloudshell_rs::credentials::{InjectOptions, Injection};
+use cloudshell_rs::session::Session;
 
 /// Exit code after `--timeout` expired (as coreutils `timeout`).
 const TIMEOUT_EXIT: u8 = 124;
@@ -92,13 +94,15 @@ fn non_empty(
 }
 
 /// Runs the command and exits with its status.
-pub async fn run(ctx: &Context, args: ExecArgs) -> CliResult {
+pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResult {
     let (env, cmd) = split_words(args.words)?;
     let argv: Vec<Vec<u8>> = cmd.into_iter().map(os_bytes).collect();
     let env = ctx.env_or_create_default(env).await?;
 
     let interrupt = Interrupt::new();
-    let mut options = ExecOptions::new().interrupt(interrupt.clone());
+    let mut options = ExecOptions::new()
+        .interrupt(interrupt.clone())
+        .session_options(super::connect::session_options(global, &ctx.client));
     if let Some(t) = args.timeout {
         if !(t.is_finite() && t > 0.0) {
             return Err(CliError::with_code(
@@ -161,6 +165,35 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> CliResult {
         Err(e @ ExecError::Timeout(_)) => Err(CliError::with_code(chain(&e), TIMEOUT_EXIT)),
         Err(ExecError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::new(chain(&e))),
+    }
+}
+
+/// `connect --inject-credentials`: writes the credentials file through a
+/// helper exec run, then types the (secret-free) line that sources it into
+/// the interactive shell.
+pub async fn inject_into_shell(
+    ctx: &Context,
+    global: &GlobalArgs,
+    env: &str,
+    session: &Session,
+) -> CliResult<Injection> {
+    let options = InjectOptions::new().exec_options(
+        ExecOptions::new().session_options(super::connect::session_options(global, &ctx.client)),
+    );
+    let injection = Injection::start(&ctx.client, env, options)
+        .await
+        .map_err(|e| CliError::new(chain(&e)))?;
+    session
+        .send_input(&injection.shell_line())
+        .await
+        .map_err(|e| CliError::new(chain(&e)))?;
+    Ok(injection)
+}
+
+/// Removes the credentials file at the end of `connect` (best effort).
+pub async fn finish_injection(injection: Injection) {
+    if let Err(e) = injection.finish().await {
+        tracing::debug!(error = %chain(&e), "removing the injected credentials failed");
     }
 }
 

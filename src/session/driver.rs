@@ -106,6 +106,7 @@ pub(crate) async fn start(
         input_closed: false,
         ctl_closed: false,
         reattach: None,
+        reattach_deadline: None,
         closing: None,
         ended: false,
     };
@@ -130,6 +131,7 @@ enum Wake {
     Timer,
     Dead,
     Ping,
+    NotReady,
 }
 
 /// Why the socket is no longer usable.
@@ -161,6 +163,8 @@ struct Driver {
     ctl_closed: bool,
     /// After a reconnect: bytes replayed, reported once the new channel is ready.
     reattach: Option<usize>,
+    /// After a reconnect: the new channel must be ready by then.
+    reattach_deadline: Option<Instant>,
     /// A close requested by the caller: reply once done.
     closing: Option<oneshot::Sender<()>>,
     /// The session is over (closed or failed); stop after delivering events.
@@ -206,6 +210,7 @@ impl Driver {
             let has_events = !self.out_events.is_empty();
             let read_socket = !has_events && connected;
             let ctl_open = !self.ctl_closed;
+            let reattach_deadline = self.reattach_deadline;
             let wake = {
                 let ws = &mut self.ws;
                 let kms = &mut self.kms;
@@ -240,6 +245,7 @@ impl Driver {
                     cmd = input_rx.recv(), if want_input => Wake::Input(cmd),
                     _ = sleep_until(timeout.unwrap_or_else(Instant::now)), if timeout.is_some() => Wake::Timer,
                     _ = sleep_until(dead_at), if connected => Wake::Dead,
+                    _ = sleep_until(reattach_deadline.unwrap_or_else(Instant::now)), if reattach_deadline.is_some() => Wake::NotReady,
                     _ = ping.tick(), if connected => Wake::Ping,
                 }
             };
@@ -297,6 +303,13 @@ impl Driver {
                     }
                 }
                 Wake::Ping => self.send_ping().await,
+                Wake::NotReady => {
+                    self.reattach_deadline = None;
+                    let d = Disconnect::Lost(SessionError::NotReady(self.options.ready_timeout));
+                    if let Err(e) = self.handle_disconnect(d).await {
+                        self.fail(e);
+                    }
+                }
             }
         }
         // Deliver what is left, then stop.
@@ -385,6 +398,7 @@ impl Driver {
                     if let Some((c, r)) = self.last_size {
                         self.resize(c, r);
                     }
+                    self.reattach_deadline = None;
                     if let Some(resent_bytes) = self.reattach.take() {
                         self.out_events.push_back(SessionEvent::Reconnected {
                             session_id: self.target.session_id.clone(),
@@ -533,7 +547,10 @@ impl Driver {
         // Everything the old channel sent but did not get acknowledged goes
         // first, before input that never reached it.
         let mut replay: VecDeque<Bytes> = self.channel.unacked_input().into_iter().collect();
-        let resent: usize = replay.iter().map(|b| b.len()).sum();
+        // A reconnect that never became ready still owes the earlier replay.
+        let resent: usize =
+            replay.iter().map(|b| b.len()).sum::<usize>() + self.reattach.take().unwrap_or(0);
+        self.reattach_deadline = None;
         replay.extend(self.pending_input.drain(..));
         self.pending_input = replay;
         self.ready = false;
@@ -570,6 +587,7 @@ impl Driver {
             match self.connect_new(target).await {
                 Ok(()) => {
                     self.reattach = Some(resent);
+                    self.reattach_deadline = Some(Instant::now() + self.options.ready_timeout);
                     return Ok(());
                 }
                 Err(e) => last = Box::new(e),

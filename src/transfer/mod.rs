@@ -112,6 +112,7 @@ pub struct TransferOptions {
     transport: Transport,
     progress: Option<ProgressCallback>,
     interrupt: Option<Interrupt>,
+    session_options: Option<crate::session::SessionOptions>,
 }
 
 impl std::fmt::Debug for TransferOptions {
@@ -168,6 +169,14 @@ impl TransferOptions {
     /// [`TransferError::Interrupted`] (or [`TransferError::Exec`] if interrupted twice).
     pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
         self.interrupt = Some(interrupt);
+        self
+    }
+
+    /// Data-channel options of the sessions [`upload`] and [`download`] open
+    /// (default: AWS gateways only for an AWS endpoint, any host for another
+    /// endpoint such as the emulator; no KMS data-key provider).
+    pub fn session_options(mut self, options: crate::session::SessionOptions) -> Self {
+        self.session_options = Some(options);
         self
     }
 }
@@ -285,6 +294,9 @@ async fn runner_for(
             }
         })?;
     let mut runner = ExecRunner::new(client, environment_id);
+    if let Some(o) = &options.session_options {
+        runner = runner.session_options(o.clone());
+    }
     if let Some(i) = &options.interrupt {
         runner = runner.interrupt(i.clone());
     }

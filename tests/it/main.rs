@@ -12,7 +12,13 @@ mod client_errors;
 mod client_ops;
 mod client_support;
 
+mod connect;
+mod session;
+mod session_replay;
+mod session_support;
+
 mod credentials;
+mod credentials_cli;
 mod exec;
 mod exec_cli;
 mod exec_emulator;
