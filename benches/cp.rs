@@ -1,1 +1,301 @@
-fn main() {}
+//! End-to-end benchmark of `cloudshell-rs cp`.
+//!
+//! 1. Against an emulator in its own process (`cloudshell-rs emulator --port 0`),
+//!    so only the client process is measured: a `CP_BENCH_MIB` MiB file
+//!    (default 100) is uploaded and downloaded with each transport. For each
+//!    copy: wall time, MB/s (10^6 bytes per second), the client's CPU seconds
+//!    (user + system, from wait4) per MiB, its peak RSS, and the data-channel
+//!    payload it moved (from the JSON report of `--output json`) per file byte.
+//! 2. Wire overhead: the same copies through an emulator inside this process,
+//!    whose counters give the bytes of every WebSocket binary frame in both
+//!    directions (SSM headers, acks and retransmissions included) per file byte.
+//!
+//! Every copy is checked: the SHA-256 reported must equal the file's.
+//! Run with `cargo bench --bench cp`. Only loopback traffic is involved.
+
+#![allow(unsafe_code)] // wait4(2) for per-child resource usage
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudshell-rs");
+
+/// Waits for `child` with wait4(2): exit code, CPU seconds (user + system)
+/// and peak RSS (KiB) of the child itself.
+fn wait_rusage(child: &Child) -> (i32, f64, i64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: plain syscall on a child we spawned and have not waited for;
+    // `usage` is a valid, zeroed out-parameter.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        code,
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+        usage.ru_maxrss,
+    )
+}
+
+struct Emulator {
+    child: Child,
+    endpoint: String,
+    key: String,
+    secret: String,
+}
+
+fn base(home: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
+    c
+}
+
+fn start_emulator(home: &Path) -> Emulator {
+    let mut child = base(home)
+        .args(["emulator", "--port", "0", "--state-dir"])
+        .arg(home.join("emu"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn emulator");
+    let stdout = child.stdout.take().expect("emulator stdout");
+    let (mut endpoint, mut key, mut secret) = (None, None, None);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read emulator output");
+        if let Some(v) = line.strip_prefix("export AWS_ENDPOINT_URL_CLOUDSHELL=") {
+            endpoint = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("export AWS_ACCESS_KEY_ID=") {
+            key = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("export AWS_SECRET_ACCESS_KEY=") {
+            secret = Some(v.to_string());
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    Emulator {
+        child,
+        endpoint: endpoint.expect("endpoint"),
+        key: key.expect("access key"),
+        secret: secret.expect("secret key"),
+    }
+}
+
+fn client(home: &Path, emu: &Emulator) -> Command {
+    let mut c = base(home);
+    c.env("AWS_ENDPOINT_URL_CLOUDSHELL", &emu.endpoint)
+        .env("AWS_ACCESS_KEY_ID", &emu.key)
+        .env("AWS_SECRET_ACCESS_KEY", &emu.secret);
+    c
+}
+
+struct Run {
+    wall: Duration,
+    cpu: f64,
+    rss_kib: i64,
+    report: serde_json::Value,
+}
+
+/// Runs a `cp` with `--output json`: wall time, CPU, peak RSS and its report.
+#[allow(clippy::zombie_processes)] // reaped by wait4 in wait_rusage
+fn run(mut cmd: Command) -> Run {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let (code, cpu, rss_kib) = wait_rusage(&child);
+    let wall = start.elapsed();
+    let text = reader.join().expect("reader");
+    assert_eq!(code, 0, "command failed: {cmd:?}");
+    let report = serde_json::from_str(text.trim()).unwrap_or(serde_json::Value::Null);
+    Run {
+        wall,
+        cpu,
+        rss_kib,
+        report,
+    }
+}
+
+fn sha256_file(path: &Path) -> String {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// A file of `len` pseudo-random bytes (incompressible, all byte values).
+fn make_file(path: &Path, len: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut left = len;
+    let mut block = vec![0u8; 1 << 16];
+    while left > 0 {
+        for b in block.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = (x >> 24) as u8;
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
+
+fn print_run(what: &str, r: &Run, size: u64, want_sha: &str) {
+    assert_eq!(r.report["Sha256"], want_sha, "{what}: hash");
+    assert_eq!(r.report["Bytes"], size, "{what}: size");
+    let mib = size as f64 / (1024.0 * 1024.0);
+    let payload = r.report["ChannelBytesSent"].as_u64().unwrap_or(0)
+        + r.report["ChannelBytesReceived"].as_u64().unwrap_or(0);
+    println!(
+        "{what:<22} {:>7.2} s {:>7.1} MB/s  CPU {:>6.4} s/MiB  peak RSS {:>6.1} MiB  data-channel payload {:.3} x file",
+        r.wall.as_secs_f64(),
+        size as f64 / 1e6 / r.wall.as_secs_f64(),
+        r.cpu / mib,
+        r.rss_kib as f64 / 1024.0,
+        payload as f64 / size as f64,
+    );
+}
+
+/// Part 2: wire bytes per file byte from the emulator's own counters.
+fn wire_overhead(file: &Path, size: u64, want_sha: &str) {
+    use cloudshell_rs::transfer::{self, TransferOptions, Transport};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
+        let state = tempfile::tempdir().unwrap();
+        let config = EmulatorConfig::new(state.path())
+            .with_credentials(AcceptedCredentials::new("AKIDCPBENCH", "cp-bench-secret"))
+            .with_timings(Timings::instant())
+            .with_region("us-east-1");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let emu = Emulator::start(config, listener).await.unwrap();
+        let client = cloudshell_rs::Client::builder()
+            .region("us-east-1")
+            .endpoint_url(emu.endpoint())
+            .credentials(cloudshell_rs::Credentials::new(
+                "AKIDCPBENCH",
+                "cp-bench-secret",
+                None,
+                None,
+                "bench",
+            ))
+            .build()
+            .await
+            .unwrap();
+        let env = client.find_or_create_default().await.unwrap();
+        client
+            .wait_until_running(&env, Duration::from_secs(30), |_| {})
+            .await
+            .unwrap();
+        let back_dir = tempfile::tempdir().unwrap();
+        for t in [Transport::InBand, Transport::S3] {
+            let o = TransferOptions::new().transport(t);
+            let name = format!("wire-{t}.bin");
+            let up = transfer::upload(&client, &env, file, &name, &o).await.unwrap();
+            let back: PathBuf = back_dir.path().join(&name);
+            let down = transfer::download(&client, &env, &name, &back, &o)
+                .await
+                .unwrap();
+            assert_eq!(up.sha256, want_sha);
+            assert_eq!(down.sha256, want_sha);
+            for (dir, r) in [("upload", &up), ("download", &down)] {
+                let (mut inb, mut out) = (0u64, 0u64);
+                for id in &r.session_ids {
+                    let m = emu.gateway().session_metrics(id).unwrap();
+                    inb += m.bytes_in;
+                    out += m.bytes_out;
+                }
+                println!(
+                    "wire {t:<7} {dir:<8}  client->gateway {inb:>11} B  gateway->client {out:>11} B  = {:.3} x file bytes on the data channel{}",
+                    (inb + out) as f64 / size as f64,
+                    if t == Transport::S3 {
+                        format!(" (+ {} B of file data over HTTP)", r.http_bytes)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            std::fs::remove_file(&back).unwrap();
+            std::fs::remove_file(emu.gateway().home_dir(&env).join(&name)).unwrap();
+        }
+        emu.shutdown().await;
+    });
+}
+
+fn main() {
+    let mib: u64 = std::env::var("CP_BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let size = mib * 1024 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().to_path_buf();
+    let file = home.join("payload.bin");
+    make_file(&file, size);
+    let want = sha256_file(&file);
+    let mut emu = start_emulator(&home);
+    println!("binary: {BIN}");
+    println!(
+        "emulator: {} (separate process); file: {mib} MiB ({size} bytes), sha256 {want}",
+        emu.endpoint
+    );
+    for (via, label) in [("in-band", "in-band"), ("s3", "s3")] {
+        let remote = format!(":bench-{via}.bin");
+        let mut c = client(&home, &emu);
+        c.args(["--output", "json", "cp", "-q", "--via", via])
+            .arg(&file)
+            .arg(&remote);
+        let r = run(c);
+        print_run(&format!("upload   {label}"), &r, size, &want);
+        let back = home.join(format!("back-{via}.bin"));
+        let mut c = client(&home, &emu);
+        c.args(["--output", "json", "cp", "-q", "--via", via, &remote])
+            .arg(&back);
+        let r = run(c);
+        print_run(&format!("download {label}"), &r, size, &want);
+        assert_eq!(sha256_file(&back), want);
+        std::fs::remove_file(&back).unwrap();
+    }
+    let _ = emu.child.kill();
+    let _ = emu.child.wait();
+    wire_overhead(&file, size, &want);
+}

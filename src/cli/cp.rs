@@ -16,7 +16,7 @@ use cloudshell_rs::transfer::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::context::Context;
-use super::{CliError, CliResult, GlobalArgs, chain};
+use super::{CliError, CliResult, GlobalArgs, OutputFormat, chain};
 
 /// Arguments of `cp`.
 #[derive(Debug, Args)]
@@ -149,6 +149,9 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
                 if let Some(bar) = bar {
                     finish(&bar, &report);
                 }
+                if global.output == OutputFormat::Json {
+                    print_json(&label, &report)?;
+                }
             }
             Some(Err(e)) => {
                 if let Some(bar) = bar {
@@ -168,6 +171,24 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
         }
     }
     Ok(())
+}
+
+/// One JSON line per copy (with `--output json`).
+fn print_json(source: &str, r: &TransferReport) -> CliResult {
+    let v = serde_json::json!({
+        "Source": source,
+        "Destination": r.destination,
+        "Bytes": r.bytes,
+        "Files": r.files,
+        "Tree": r.tree,
+        "Sha256": r.sha256,
+        "Transport": r.transport.to_string(),
+        "ChannelBytesSent": r.channel_bytes_sent,
+        "ChannelBytesReceived": r.channel_bytes_received,
+        "HttpBytes": r.http_bytes,
+        "SessionIds": r.session_ids,
+    });
+    super::output::write_stdout(&format!("{v}\n"))
 }
 
 enum Job {

@@ -18,6 +18,11 @@ impl Cli {
     }
 
     fn cmd(&self) -> Command {
+        self.cmd_with(&[])
+    }
+
+    /// `cp` with global options before it.
+    fn cmd_with(&self, global: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cloudshell-rs"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -29,6 +34,7 @@ impl Cli {
             .arg("--local")
             .arg("--state-dir")
             .arg(self.dir.path().join("state"))
+            .args(global)
             .arg("cp")
             .stdin(Stdio::null());
         c
@@ -86,6 +92,18 @@ fn cp_cli_round_trip_files_and_trees() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(back.join("a.bin")).unwrap(), all_bytes());
     assert_eq!(std::fs::read(back.join("b:colon.txt")).unwrap(), b"colon");
+    // --output json: one line per copy, with the verified hash.
+    let out = cli
+        .cmd_with(&["--output", "json"])
+        .arg(":a.bin")
+        .arg(local.join("again.bin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Sha256"], sha256_hex(&all_bytes()));
+    assert_eq!(v["Bytes"], all_bytes().len() as u64);
+    assert_eq!(v["Transport"], "in-band");
     // A tree with -r -p, up and down.
     let tree = local.join("tree");
     make_tree(&tree);
