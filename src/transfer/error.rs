@@ -195,3 +195,51 @@ impl TransferError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_errors_map_to_clear_variants() {
+        let e =
+            |code| TransferError::local("writing", "/x", std::io::Error::from_raw_os_error(code));
+        assert!(matches!(
+            e(28),
+            TransferError::NoSpace {
+                side: Side::Local,
+                ..
+            }
+        )); // ENOSPC
+        assert!(matches!(
+            e(122),
+            TransferError::NoSpace {
+                side: Side::Local,
+                ..
+            }
+        )); // EDQUOT
+        assert!(matches!(
+            e(13),
+            TransferError::PermissionDenied {
+                side: Side::Local,
+                ..
+            }
+        )); // EACCES
+        assert!(matches!(
+            e(30),
+            TransferError::PermissionDenied {
+                side: Side::Local,
+                ..
+            }
+        )); // EROFS
+        assert!(matches!(
+            e(2),
+            TransferError::NotFound {
+                side: Side::Local,
+                ..
+            }
+        )); // ENOENT
+        assert!(matches!(e(5), TransferError::Local { .. })); // EIO
+        assert_eq!(e(28).to_string(), "local /x: no space left on device");
+    }
+}

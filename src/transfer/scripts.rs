@@ -410,6 +410,32 @@ mod tests {
     }
 
     #[test]
+    fn tool_messages_are_classified() {
+        let cases = [
+            ("dd: error writing 'x': No space left on device", "nospace"),
+            ("cat: write error: Disk quota exceeded", "nospace"),
+            ("mv: cannot move 'a' to 'b': Permission denied", "perm"),
+            ("touch: cannot touch 'x': Read-only file system", "perm"),
+            ("tar: x: Cannot open: No such file or directory", "notfound"),
+            (
+                "mkdir: cannot create directory 'a/b': Not a directory",
+                "notdir",
+            ),
+            ("curl: (22) The requested URL returned error: 403", "io"),
+        ];
+        for (msg, want) in cases {
+            let mut script =
+                String::from_utf8(script("csrs_kind \"$1\"; printf %s \"$k\"")).unwrap();
+            script.push('\n');
+            let out = std::process::Command::new("bash")
+                .args(["-c", &script, "t", msg])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{msg}");
+        }
+    }
+
+    #[test]
     fn scripts_are_valid_bash() {
         for body in [UPLOAD_FILE, UPLOAD_TREE, DOWNLOAD, CLEANUP] {
             let out = std::process::Command::new("bash")

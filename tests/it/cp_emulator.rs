@@ -63,7 +63,24 @@ pub async fn start(gateway: GatewayConfig) -> Emu {
     }
 }
 
+/// The S3 transport runs `curl` in the environment, which is this machine here.
+fn require_curl() {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v curl"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "curl is not installed on this machine: the S3 transport tests need it \
+         (the emulator's shell runs `curl` to reach its fake S3)"
+    );
+}
+
 fn opts(t: Transport) -> TransferOptions {
+    if t == Transport::S3 {
+        require_curl();
+    }
     TransferOptions::new().transport(t)
 }
 
@@ -427,4 +444,59 @@ async fn wait_for(cond: impl Fn() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The SSE-C key and the presigned URLs reach `curl` on its stdin: no
+/// process's command line ever holds them while S3 copies run.
+#[tokio::test]
+async fn cp_emu_s3_secrets_never_on_a_command_line() {
+    let emu = start(GatewayConfig::default()).await;
+    let src = emu.local.join("s.bin");
+    write_file(&src, &pseudo_random(8 * 1024 * 1024, 2), 0o644);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut scans = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            scans += 1;
+            for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&cmd);
+                for needle in [
+                    "customer-key",
+                    "X-Amz-Signature",
+                    "X-Amz-Credential",
+                    "_s3/",
+                ] {
+                    if text.contains(needle) {
+                        seen.push(text.chars().take(200).collect::<String>());
+                    }
+                }
+            }
+        }
+        (seen, scans)
+    });
+    let o = opts(Transport::S3);
+    transfer::upload(&emu.client, &emu.env, &src, "s.bin", &o)
+        .await
+        .unwrap();
+    transfer::download(
+        &emu.client,
+        &emu.env,
+        "s.bin",
+        &emu.local.join("s2.bin"),
+        &o,
+    )
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, scans) = watcher.join().unwrap();
+    assert!(
+        scans > 10,
+        "the process list was scanned {scans} times only"
+    );
+    assert!(seen.is_empty(), "secrets on a command line: {seen:?}");
 }
