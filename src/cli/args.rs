@@ -203,8 +203,9 @@ To give a shell your own local credentials instead, see `connect --inject-creden
     /// Run the local CloudShell emulator (REST API + data channel) in the foreground.
     #[cfg(feature = "local")]
     #[command(after_long_help = "\
-Prints the endpoint and the credentials it accepts, ready to paste:
+Prints the endpoint and the credentials it accepts, ready to paste.
 
+Example:
   cloudshell-rs emulator --port 4566
   export AWS_ENDPOINT_URL_CLOUDSHELL=http://127.0.0.1:4566 AWS_REGION=us-east-1
   export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...
