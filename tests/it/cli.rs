@@ -654,6 +654,22 @@ async fn usage_errors_exit_2_and_completions_work() {
         .unwrap();
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("cloudshell-rs"));
+    // emulator options are validated before anything starts
+    for bad in [
+        vec!["emulator", "--fault", "bogus"],
+        vec!["emulator", "--session-mode", "nope"],
+        vec!["emulator", "--handshake", "maybe"],
+        vec!["emulator", "--chunk-size", "0"],
+    ] {
+        let out = isolated(home.path())
+            .args(&bad)
+            .arg("--state-dir")
+            .arg(home.path().join("s"))
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+    }
     // every subcommand has examples in its long help
     for sub in [
         "describe",
