@@ -44,6 +44,7 @@ pub(crate) fn configure(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
