@@ -38,6 +38,8 @@
 pub mod client;
 pub mod compat;
 pub mod secret;
+pub mod session;
+pub mod terminal;
 
 pub use client::types;
 pub use client::types::*;

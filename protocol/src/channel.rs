@@ -203,6 +203,8 @@ struct Outgoing {
     resends: u32,
     /// Sent more than once: no RTT sample (Karn).
     ambiguous: bool,
+    /// Client input (payload type 1) in clear text, for [`Channel::unacked_input`].
+    input: Option<Bytes>,
 }
 
 /// Client side: a handshake request waiting for the caller's data key.
@@ -419,6 +421,21 @@ impl Channel {
     /// Stream messages queued or unacknowledged.
     pub fn unacked_messages(&self) -> usize {
         self.unacked.len() + self.pre_ready.len()
+    }
+
+    /// Client: the input bytes (payload type 1) not acknowledged yet, in order: those
+    /// in flight, then those queued before the session was ready. For carrying input
+    /// over to a *new* channel when the session itself is replaced (CloudShell
+    /// re-attaches a tab through a new session); reconnecting this channel with
+    /// [`open`](Self::open) resends them by itself.
+    pub fn unacked_input(&self) -> Vec<Bytes> {
+        let in_flight = self.unacked.values().filter_map(|o| o.input.clone());
+        let queued = self
+            .pre_ready
+            .iter()
+            .filter(|(pt, _)| *pt == PayloadType::Output)
+            .map(|(_, b)| b.clone());
+        in_flight.chain(queued).collect()
     }
 
     /// True when every stream message sent has been acknowledged and nothing waits.
@@ -1338,6 +1355,8 @@ impl Channel {
                 last_sent: None,
                 resends: 0,
                 ambiguous: false,
+                input: (self.role == Role::Client && pt == PayloadType::Output)
+                    .then(|| Bytes::copy_from_slice(plaintext)),
             },
         );
         self.next_seq += 1;

@@ -194,6 +194,39 @@ Example:
 To give a shell your own local credentials instead, see `connect --inject-credentials`.")]
     PutCredentials(PutCredentialsArgs),
 
+    /// Open an interactive shell in an environment (native data channel, no plugin).
+    #[command(after_long_help = "\
+Finds (or creates) the environment, starts it if it is suspended, waits until it
+is RUNNING, creates a session and connects to it natively. The local terminal is
+put into raw mode (Ctrl-C, Ctrl-Z and Ctrl-\\ go to the remote shell) and
+restored on exit. Enter ~. disconnects, ~~ sends a literal ~, ~? lists escapes.
+A heartbeat is sent every --heartbeat-secs while connected. When the connection
+drops, a new session for the same tab re-attaches to the same shell and input
+that was not acknowledged is sent again. With stdin/stdout as pipes the shell
+runs the piped input; end of input sends Ctrl-D (EOF) to the remote shell.
+
+Examples:
+  cloudshell-rs connect
+  cloudshell-rs --local connect
+  cloudshell-rs connect --tab-id 4f9c2a2e-6a53-4b1e-8c5e-0d7c9f1e2a3b   # re-attach later
+  echo 'uname -a' | cloudshell-rs connect")]
+    Connect(super::connect::ConnectArgs),
+
+    /// Drop-in replacement for session-manager-plugin (used by `aws ssm start-session`).
+    #[command(
+        name = "session-manager-plugin",
+        after_long_help = "\
+Takes the arguments the AWS CLI passes to session-manager-plugin:
+  <StartSession response JSON> <region> StartSession [profile] [parameters JSON] [endpoint]
+and opens the session natively. Without arguments it prints the plugin's
+installation message. Installing (or linking) this binary under the name
+session-manager-plugin has the same effect.
+
+Example:
+  ln -s \"$(command -v cloudshell-rs)\" ~/bin/session-manager-plugin"
+    )]
+    SessionManagerPlugin(PluginArgs),
+
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     #[command(
         after_long_help = "Examples:\n  cloudshell-rs completions bash > ~/.local/share/bash-completion/completions/cloudshell-rs\n  cloudshell-rs completions zsh > ~/.zfunc/_cloudshell-rs"
@@ -369,4 +402,16 @@ pub struct EmulatorArgs {
     /// Largest output payload per message (the agent's default is 1024).
     #[arg(long, value_name = "BYTES")]
     pub chunk_size: Option<usize>,
+}
+
+/// Arguments of `session-manager-plugin`: passed through unchanged.
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// The plugin's positional arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }

@@ -3,9 +3,11 @@
 //! 0 success, 1 failure, 2 usage error, 130 after Ctrl-C, 0 on a broken pipe.
 
 mod args;
+mod connect;
 mod context;
 mod environments;
 mod output;
+mod plugin;
 mod sessions;
 
 use std::io::Write as _;
@@ -72,7 +74,13 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 
 /// Entry point: parse, run, map to an exit code.
 pub fn main() -> ExitCode {
+    if let Some(code) = plugin::main_if_plugin() {
+        return code;
+    }
     let cli = Cli::parse();
+    if let Command::SessionManagerPlugin(args) = cli.command {
+        return plugin::run(args.args);
+    }
     if cli.global.debug {
         init_tracing();
     }
@@ -143,6 +151,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::UploadUrls(a) => sessions::file_urls(&ctx, &out, a, true).await,
         Command::DownloadUrls(a) => sessions::file_urls(&ctx, &out, a, false).await,
         Command::PutCredentials(a) => sessions::put_credentials(&ctx, &out, a).await,
+        Command::Connect(a) => connect::connect(&ctx, &global, a).await,
+        Command::SessionManagerPlugin(_) => Ok(()),
         Command::Completions(_) => Ok(()),
         #[cfg(feature = "local")]
         Command::Emulator(_) => Ok(()),

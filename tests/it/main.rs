@@ -12,3 +12,8 @@ mod client_config;
 mod client_errors;
 mod client_ops;
 mod client_support;
+
+mod connect;
+mod session;
+mod session_replay;
+mod session_support;

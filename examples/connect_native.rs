@@ -1,0 +1,99 @@
+//! An interactive CloudShell shell from the library: create a session, connect
+//! natively and pump the terminal.
+//!
+//! ```text
+//! cargo run --example connect_native -- [--endpoint-url URL] [--region REGION] [--env ENV_ID]
+//! ```
+//!
+//! Credentials come from the standard AWS chain (environment variables,
+//! profiles, SSO, ...). Against the emulator
+//! (`cloudshell-rs emulator` prints the endpoint and credentials to export):
+//!
+//! ```text
+//! cargo run --example connect_native -- --endpoint-url http://127.0.0.1:4566
+//! ```
+//!
+//! Type `exit` (or Enter `~.`) to leave.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use cloudshell_rs::Client;
+use cloudshell_rs::session::{Session, SessionOptions, SessionTarget};
+use cloudshell_rs::terminal::{self, PumpOptions, RawModeGuard};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let endpoint = arg("--endpoint-url");
+    let mut builder = Client::builder();
+    if let Some(r) = arg("--region") {
+        builder = builder.region(r);
+    }
+    if let Some(e) = &endpoint {
+        builder = builder.endpoint_url(e.clone());
+    }
+    let client = builder.build().await?;
+
+    let env = match arg("--env") {
+        Some(e) => e,
+        None => client.find_or_create_default().await?,
+    };
+    eprintln!("waiting for {env} ...");
+    client
+        .wait_until_running(&env, Duration::from_secs(300), |s| eprintln!("  {s}"))
+        .await?;
+    let out = client
+        .create_session()
+        .environment_id(env.clone())
+        .tab_id(uuid::Uuid::new_v4().to_string())
+        .send()
+        .await?;
+    let session_id = out.session_id.clone();
+    let target = SessionTarget {
+        stream_url: out.stream_url,
+        token: out.token_value,
+        session_id: out.session_id,
+    };
+    let mut options = SessionOptions {
+        expected_region: Some(client.region().to_string()),
+        ..SessionOptions::default()
+    };
+    if endpoint.is_some() {
+        // An emulator hands out ws://127.0.0.1 stream URLs.
+        options = options.allow_any_host();
+        options.expected_region = None;
+    }
+    let session = Session::connect(target, options).await?;
+
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let guard = if interactive {
+        Some(RawModeGuard::enable()?)
+    } else {
+        None
+    };
+    let result = terminal::pump(
+        session,
+        PumpOptions {
+            escapes: interactive,
+            forward_resize: interactive,
+            eof_sends_eot: true,
+        },
+    )
+    .await;
+    drop(guard);
+    client
+        .delete_session()
+        .environment_id(env)
+        .session_id(session_id)
+        .send()
+        .await?;
+    eprintln!("session ended: {:?}", result?);
+    Ok(())
+}

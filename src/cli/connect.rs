@@ -1,0 +1,280 @@
+//! `connect`: an interactive shell in an environment, over the native data
+//! channel.
+
+use std::io::IsTerminal as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use cloudshell_rs::Client;
+use cloudshell_rs::session::{BoxError, KmsClient, Session, SessionOptions, SessionTarget};
+use cloudshell_rs::terminal::{self, PumpExit, PumpOptions, RawModeGuard};
+
+use super::context::Context;
+use super::{CliError, CliResult, GlobalArgs, chain};
+
+/// Arguments of `connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Environment id (default: the default environment, created if needed).
+    #[arg(value_name = "ENV")]
+    pub env: Option<String>,
+    /// Tab id (UUID v4): the same tab id re-attaches to the same shell.
+    /// A new one is generated when absent.
+    #[arg(long)]
+    pub tab_id: Option<String>,
+    /// How long to wait for the environment to be RUNNING.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout_secs: u64,
+    /// Interval of SendHeartBeat calls while connected.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_secs: u64,
+    /// Do not reconnect (through a new session for the same tab) when the
+    /// connection drops.
+    #[arg(long)]
+    pub no_reconnect: bool,
+    /// Disable the `~.` escape (disconnect) after Enter.
+    #[arg(long)]
+    pub no_escape: bool,
+    /// Keep the session when disconnecting (skip DeleteSession), to re-attach
+    /// later with the same --tab-id.
+    #[arg(long)]
+    pub keep_session: bool,
+}
+
+/// A spinner on stderr, only when stderr is a terminal.
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn new(msg: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Spinner(None);
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        pb.enable_steady_tick(Duration::from_millis(100));
+        pb.set_message(msg.to_string());
+        Spinner(Some(pb))
+    }
+
+    fn set(&self, msg: String) {
+        if let Some(pb) = &self.0 {
+            pb.set_message(msg);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(pb) = self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// Creates sessions for one tab; remembers the latest session id.
+#[derive(Clone)]
+struct TabSessions {
+    client: Client,
+    env: String,
+    tab_id: String,
+    current: Arc<Mutex<String>>,
+}
+
+impl TabSessions {
+    async fn create(&self) -> Result<SessionTarget, cloudshell_rs::Error> {
+        let out = self
+            .client
+            .create_session()
+            .environment_id(self.env.clone())
+            .tab_id(self.tab_id.clone())
+            .send()
+            .await?;
+        if let Ok(mut c) = self.current.lock() {
+            c.clone_from(&out.session_id);
+        }
+        Ok(SessionTarget {
+            stream_url: out.stream_url,
+            token: out.token_value,
+            session_id: out.session_id,
+        })
+    }
+
+    fn current(&self) -> String {
+        self.current.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+/// Session options for targets created through `client`.
+pub(super) fn session_options(global: &GlobalArgs, client: &Client) -> SessionOptions {
+    let mut options = SessionOptions {
+        expected_region: Some(client.region().to_string()),
+        ..SessionOptions::default()
+    };
+    // An emulator or a custom endpoint hands out its own stream URLs.
+    if global.local || global.endpoint_url.is_some() || custom_endpoint_env() {
+        options = options.allow_any_host();
+        options.expected_region = None;
+    }
+    let kms_endpoint = if global.local {
+        client.endpoint().to_string()
+    } else {
+        cloudshell_rs::session::kms_endpoint_from_env(client.region())
+    };
+    options.data_key_provider = Some(Arc::new(KmsClient::for_client(client, kms_endpoint)));
+    options
+}
+
+fn custom_endpoint_env() -> bool {
+    ["AWS_ENDPOINT_URL_CLOUDSHELL", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
+}
+
+/// `connect`
+pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> CliResult {
+    let client = ctx.client.clone();
+    let spinner = Spinner::new("looking up the environment");
+    let env = ctx.env_or_create_default(args.env.clone()).await?;
+    spinner.set(format!("waiting for {env} to be RUNNING"));
+    let waited = client
+        .wait_until_running(&env, Duration::from_secs(args.timeout_secs), |s| {
+            spinner.set(format!("environment {env}: {s}"));
+        })
+        .await;
+    if let Err(e) = waited {
+        spinner.finish();
+        return Err(e.into());
+    }
+    spinner.set("creating a session".to_string());
+    let tab_id = args
+        .tab_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let tabs = TabSessions {
+        client: client.clone(),
+        env: env.clone(),
+        tab_id: tab_id.clone(),
+        current: Arc::new(Mutex::new(String::new())),
+    };
+    let target = match tabs.create().await {
+        Ok(t) => t,
+        Err(e) => {
+            spinner.finish();
+            return Err(e.into());
+        }
+    };
+    let mut options = session_options(global, &client);
+    options.kms_target_id = Some(env.clone());
+    if !args.no_reconnect {
+        let t = tabs.clone();
+        options = options.reconnector(move |previous: String| {
+            let t = t.clone();
+            async move {
+                // The old session is gone for good; free its slot.
+                let _ = t
+                    .client
+                    .delete_session()
+                    .environment_id(t.env.clone())
+                    .session_id(previous)
+                    .send()
+                    .await;
+                t.create().await.map_err(|e| Box::new(e) as BoxError)
+            }
+        });
+    }
+    spinner.set("connecting".to_string());
+    let connected = Session::connect(target, options).await;
+    spinner.finish();
+    let session = match connected {
+        Ok(s) => s,
+        Err(e) => {
+            delete_session(&client, &env, &tabs.current()).await;
+            return Err(CliError::new(chain(&e)));
+        }
+    };
+    if let Some(msg) = session.customer_message() {
+        terminal::status(msg);
+    }
+
+    // Heartbeats keep the environment from being suspended while connected.
+    let hb_client = client.clone();
+    let hb_env = env.clone();
+    let every = Duration::from_secs(args.heartbeat_secs);
+    let heartbeat = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = hb_client
+                .send_heart_beat()
+                .environment_id(hb_env.clone())
+                .send()
+                .await
+            {
+                tracing::debug!(error = %chain(&e), "heartbeat failed");
+            }
+        }
+    });
+
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let guard = if interactive {
+        match RawModeGuard::enable() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                heartbeat.abort();
+                let _ = session.close().await;
+                delete_session(&client, &env, &tabs.current()).await;
+                return Err(CliError::new(format!(
+                    "cannot put the terminal into raw mode: {e}"
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    let pump_options = PumpOptions {
+        escapes: interactive && !args.no_escape,
+        forward_resize: interactive,
+        eof_sends_eot: true,
+    };
+    let result = terminal::pump(session, pump_options).await;
+    drop(guard);
+    heartbeat.abort();
+    if !args.keep_session {
+        delete_session(&client, &env, &tabs.current()).await;
+    }
+    finish(result)
+}
+
+/// Maps the end of a pumped session to the CLI's outcome.
+pub(super) fn finish(result: Result<PumpExit, cloudshell_rs::session::SessionError>) -> CliResult {
+    match result {
+        Ok(PumpExit::Closed {
+            exit_code: Some(c), ..
+        }) if c != 0 => Err(CliError::with_code(
+            "",
+            u8::try_from(c.clamp(1, 255)).unwrap_or(1),
+        )),
+        Ok(PumpExit::Closed { .. }) | Ok(PumpExit::StdoutClosed) => Ok(()),
+        Ok(PumpExit::EscapeDisconnect) => {
+            terminal::status("[cloudshell-rs] disconnected");
+            Ok(())
+        }
+        Ok(PumpExit::Signal(n)) => Err(CliError::with_code("", 128 + n as u8)),
+        Err(e) => Err(CliError::new(chain(&e))),
+    }
+}
+
+async fn delete_session(client: &Client, env: &str, session_id: &str) {
+    if session_id.is_empty() {
+        return;
+    }
+    if let Err(e) = client
+        .delete_session()
+        .environment_id(env.to_string())
+        .session_id(session_id.to_string())
+        .send()
+        .await
+    {
+        tracing::debug!(error = %chain(&e), "DeleteSession failed");
+    }
+}

@@ -1,0 +1,249 @@
+//! Drop-in replacement for `session-manager-plugin`.
+//!
+//! The AWS CLI runs `session-manager-plugin <StartSession response JSON>
+//! <region> StartSession [profile] [parameters JSON] [endpoint]`. The same
+//! arguments work as `cloudshell-rs session-manager-plugin ...`, and when this
+//! binary is installed (or linked) under the name `session-manager-plugin`.
+//! The session is opened natively; no token is ever logged.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
+use std::process::ExitCode;
+
+use cloudshell_rs::Secret;
+use cloudshell_rs::session::{Session, SessionOptions, SessionTarget};
+use cloudshell_rs::terminal::{self, PumpOptions, RawModeGuard};
+use serde::Deserialize;
+
+/// What the official plugin prints when run without arguments; the AWS CLI
+/// runs it that way to check that the plugin is installed.
+pub const INSTALLED_MESSAGE: &str = "\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a session.\n\n";
+
+/// If the program was started as `session-manager-plugin`, runs in plugin
+/// mode and returns its exit code.
+pub fn main_if_plugin() -> Option<ExitCode> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = Path::new(&argv0).file_stem()?.to_string_lossy().to_string();
+    if name != "session-manager-plugin" {
+        return None;
+    }
+    Some(run(args.collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartSessionResponse {
+    session_id: String,
+    token_value: Secret,
+    stream_url: String,
+}
+
+/// The parsed command line.
+struct PluginArgs {
+    target: SessionTarget,
+    region: String,
+    endpoint: Option<String>,
+}
+
+/// Parses the plugin's positional arguments.
+fn parse(args: &[String]) -> Result<PluginArgs, String> {
+    let json = args
+        .first()
+        .ok_or("missing the StartSession response JSON")?;
+    let region = args.get(1).ok_or("missing the region argument")?;
+    let op = args
+        .get(2)
+        .ok_or("missing the operation name (StartSession)")?;
+    if op != "StartSession" {
+        return Err(format!(
+            "unsupported operation {op:?} (only StartSession is supported)"
+        ));
+    }
+    let resp: StartSessionResponse = serde_json::from_str(json).map_err(|e| {
+        // serde's message names the missing field or the position, never the token.
+        format!("the first argument is not a StartSession response: {e}")
+    })?;
+    if resp.token_value.is_empty() || resp.stream_url.is_empty() {
+        return Err("the StartSession response has an empty TokenValue or StreamUrl".into());
+    }
+    let endpoint = args.get(5).filter(|e| !e.trim().is_empty()).cloned();
+    Ok(PluginArgs {
+        target: SessionTarget {
+            stream_url: resp.stream_url,
+            token: resp.token_value,
+            session_id: resp.session_id,
+        },
+        region: region.clone(),
+        endpoint,
+    })
+}
+
+/// Whether an SSM endpoint override points away from AWS (an emulator).
+fn is_custom_endpoint(endpoint: &str) -> bool {
+    let lower = endpoint.to_ascii_lowercase();
+    let host = lower
+        .split("://")
+        .nth(1)
+        .unwrap_or(&lower)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    !(host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+}
+
+/// Runs plugin mode with the arguments after the program name.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.is_empty() {
+        print!("{INSTALLED_MESSAGE}");
+        let _ = std::io::stdout().flush();
+        return ExitCode::SUCCESS;
+    }
+    if args.len() == 1 && (args[0] == "--version" || args[0] == "version") {
+        println!("{}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let parsed = match parse(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("session-manager-plugin: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("session-manager-plugin: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(session(parsed));
+    runtime.shutdown_background();
+    code
+}
+
+async fn session(args: PluginArgs) -> ExitCode {
+    let mut options = SessionOptions {
+        expected_region: Some(args.region.clone()),
+        ..SessionOptions::default()
+    };
+    if args.endpoint.as_deref().is_some_and(is_custom_endpoint) {
+        options = options.allow_any_host();
+        options.expected_region = None;
+    }
+    let session_id = args.target.session_id.clone();
+    eprintln!("\nStarting session with SessionId: {session_id}");
+    let session = match Session::connect(args.target, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("session-manager-plugin: {}", super::chain(&e));
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(msg) = session.customer_message() {
+        eprintln!("{msg}");
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let guard = if interactive {
+        match RawModeGuard::enable() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                let _ = session.close().await;
+                eprintln!("session-manager-plugin: cannot put the terminal into raw mode: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+    let result = terminal::pump(
+        session,
+        PumpOptions {
+            escapes: false,
+            forward_resize: interactive,
+            eof_sends_eot: true,
+        },
+    )
+    .await;
+    drop(guard);
+    match super::connect::finish(result) {
+        Ok(()) => {
+            eprintln!("\n\nExiting session with sessionId: {session_id}.\n");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if !e.message.is_empty() {
+                eprintln!("session-manager-plugin: {}", e.message);
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_the_aws_cli_arguments() {
+        let json = r#"{"SessionId":"u-0123","TokenValue":"tok-secret","StreamUrl":"wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/u-0123?role=publish_subscribe","ResponseMetadata":{}}"#;
+        let p = parse(&s(&[
+            json,
+            "us-east-1",
+            "StartSession",
+            "default",
+            "{\"Target\":\"i-1\"}",
+            "https://ssm.us-east-1.amazonaws.com",
+        ]))
+        .unwrap();
+        assert_eq!(p.target.session_id, "u-0123");
+        assert_eq!(p.target.token.expose(), "tok-secret");
+        assert_eq!(p.region, "us-east-1");
+        assert!(!is_custom_endpoint(p.endpoint.as_deref().unwrap()));
+        let p = parse(&s(&[json, "us-east-1", "StartSession"])).unwrap();
+        assert!(p.endpoint.is_none());
+    }
+
+    #[test]
+    fn bad_arguments_give_clear_errors_without_the_token() {
+        let e = parse(&s(&[
+            "{\"TokenValue\":\"tok-secret\"}",
+            "us-east-1",
+            "StartSession",
+        ]))
+        .err()
+        .unwrap();
+        assert!(e.contains("StartSession response"), "{e}");
+        assert!(!e.contains("tok-secret"));
+        assert!(
+            parse(&s(&["{}", "us-east-1", "ResumeSession"]))
+                .err()
+                .unwrap()
+                .contains("StartSession")
+        );
+        assert!(parse(&s(&["{}"])).is_err());
+        assert!(parse(&s(&["not json", "r", "StartSession"])).is_err());
+    }
+
+    #[test]
+    fn custom_endpoints() {
+        assert!(is_custom_endpoint("http://127.0.0.1:4566"));
+        assert!(!is_custom_endpoint("https://ssm.eu-west-1.amazonaws.com"));
+        assert!(!is_custom_endpoint(
+            "https://ssm.cn-north-1.amazonaws.com.cn/"
+        ));
+    }
+}

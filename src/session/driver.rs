@@ -1,0 +1,666 @@
+//! The connection driver: one task owning the protocol channel, the WebSocket
+//! and the timers.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use ssm_channel::{Channel, ChannelConfig, Event, Frame, Token, Transmit};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::kms::{DataKey, DataKeyRequest, KmsError};
+use super::ws::{self, Ws};
+use super::{
+    BoxError, CtlCmd, InputCmd, ReadyInfo, SessionError, SessionEvent, SessionOptions,
+    SessionTarget, url,
+};
+
+/// Version reported to the agent (four dotted numbers, see the protocol reference).
+pub(crate) const CLIENT_VERSION: &str = "1.2.677.0";
+
+/// Capacity of the input command queue (each entry is one `send_input` call).
+const INPUT_QUEUE: usize = 16;
+
+type Handles = (mpsc::Sender<InputCmd>, mpsc::UnboundedSender<CtlCmd>);
+type KmsFuture = Pin<Box<dyn Future<Output = Result<DataKey, KmsError>> + Send>>;
+
+/// Real sources for the sans-IO channel: OS randomness and the system clock.
+struct OsIds;
+
+impl ssm_channel::IdSource for OsIds {
+    fn next_id(&mut self) -> uuid::Uuid {
+        uuid::Uuid::new_v4()
+    }
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        rand::RngCore::fill_bytes(&mut rand::rng(), buf);
+    }
+}
+
+struct SystemClock;
+
+impl ssm_channel::WallClock for SystemClock {
+    fn now_millis(&mut self) -> u64 {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1);
+        ms.max(1)
+    }
+}
+
+fn new_channel() -> Channel {
+    Channel::new(ChannelConfig::client(
+        CLIENT_VERSION,
+        Box::new(OsIds),
+        Box::new(SystemClock),
+    ))
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// Checks the URL, opens the socket, starts the driver and waits until the
+/// session is ready.
+pub(crate) async fn start(
+    target: SessionTarget,
+    mut options: SessionOptions,
+) -> Result<(Handles, mpsc::Receiver<SessionEvent>, ReadyInfo), SessionError> {
+    if options.dead_peer_timeout < options.ping_interval * 2 {
+        options.dead_peer_timeout = options.ping_interval * 2;
+    }
+    let checked = url::check_stream_url(
+        &target.stream_url,
+        options.host_policy,
+        options.expected_region.as_deref(),
+    )?;
+    let ws = ws::open(&target.stream_url, &checked.host, options.connect_timeout).await?;
+    let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::channel(options.event_queue.max(1));
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let client_id = options.client_id.unwrap_or_else(uuid::Uuid::new_v4);
+    let ready_timeout = options.ready_timeout;
+    let mut driver = Driver {
+        channel: new_channel(),
+        ws: Some(ws),
+        target,
+        client_id,
+        options,
+        input_rx,
+        ctl_rx,
+        ev_tx,
+        ready_tx: Some(ready_tx),
+        ready: false,
+        pending_input: VecDeque::new(),
+        flush_waiters: Vec::new(),
+        out_events: VecDeque::new(),
+        last_rx: Instant::now(),
+        last_size: None,
+        kms: None,
+        input_closed: false,
+        ctl_closed: false,
+        reattach: None,
+        reattach_deadline: None,
+        closing: None,
+        ended: false,
+    };
+    driver.open_channel();
+    tokio::spawn(driver.run());
+    match tokio::time::timeout(ready_timeout, ready_rx).await {
+        Err(_) => Err(SessionError::NotReady(ready_timeout)),
+        Ok(Err(_)) => Err(SessionError::Closed),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Ok(Ok(info))) => Ok(((input_tx, ctl_tx), ev_rx, info)),
+    }
+}
+
+/// What woke the driver loop.
+enum Wake {
+    Nothing,
+    EventsClosed,
+    Ctl(Option<CtlCmd>),
+    Kms(Result<DataKey, KmsError>),
+    Socket(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Input(Option<InputCmd>),
+    Timer,
+    Dead,
+    Ping,
+    NotReady,
+}
+
+/// Why the socket is no longer usable.
+enum Disconnect {
+    /// The peer went away or the socket failed.
+    Lost(SessionError),
+}
+
+struct Driver {
+    channel: Channel,
+    ws: Option<Ws>,
+    target: SessionTarget,
+    client_id: uuid::Uuid,
+    options: SessionOptions,
+    input_rx: mpsc::Receiver<InputCmd>,
+    ctl_rx: mpsc::UnboundedReceiver<CtlCmd>,
+    ev_tx: mpsc::Sender<SessionEvent>,
+    ready_tx: Option<oneshot::Sender<Result<ReadyInfo, SessionError>>>,
+    /// The current channel knows its session type; input may flow.
+    ready: bool,
+    /// Input not yet accepted by the channel (replayed input first).
+    pending_input: VecDeque<Bytes>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    out_events: VecDeque<SessionEvent>,
+    last_rx: Instant,
+    last_size: Option<(u16, u16)>,
+    kms: Option<KmsFuture>,
+    input_closed: bool,
+    ctl_closed: bool,
+    /// After a reconnect: bytes replayed, reported once the new channel is ready.
+    reattach: Option<usize>,
+    /// After a reconnect: the new channel must be ready by then.
+    reattach_deadline: Option<Instant>,
+    /// A close requested by the caller: reply once done.
+    closing: Option<oneshot::Sender<()>>,
+    /// The session is over (closed or failed); stop after delivering events.
+    ended: bool,
+}
+
+impl Driver {
+    /// Queues the open-data-channel frame for the current target.
+    fn open_channel(&mut self) {
+        let token = Token::new(self.target.token.expose());
+        // A fresh channel always accepts `open`.
+        if let Err(e) = self
+            .channel
+            .open(now(), token, self.client_id, uuid::Uuid::new_v4())
+        {
+            self.fail(SessionError::Protocol(e));
+        }
+        self.last_rx = Instant::now();
+    }
+
+    async fn run(mut self) {
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + self.options.ping_interval,
+            self.options.ping_interval,
+        );
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The reference client pings right after the connection opens.
+        self.send_ping().await;
+        loop {
+            if let Err(d) = self.step().await
+                && let Err(e) = self.handle_disconnect(d).await
+            {
+                self.fail(e);
+            }
+            if self.ended {
+                break;
+            }
+            let timeout = self.channel.poll_timeout().map(Instant::from_std);
+            let dead_at = self.last_rx + self.options.dead_peer_timeout;
+            let connected = self.ws.is_some();
+            let want_input =
+                self.ready && self.pending_input.is_empty() && !self.input_closed && connected;
+            let has_events = !self.out_events.is_empty();
+            let read_socket = !has_events && connected;
+            let ctl_open = !self.ctl_closed;
+            let reattach_deadline = self.reattach_deadline;
+            let wake = {
+                let ws = &mut self.ws;
+                let kms = &mut self.kms;
+                let ctl_rx = &mut self.ctl_rx;
+                let input_rx = &mut self.input_rx;
+                let ev_tx = &self.ev_tx;
+                let out_events = &mut self.out_events;
+                tokio::select! {
+                    biased;
+                    cmd = ctl_rx.recv(), if ctl_open => Wake::Ctl(cmd),
+                    permit = ev_tx.reserve(), if has_events => match permit {
+                        Ok(p) => {
+                            if let Some(ev) = out_events.pop_front() {
+                                p.send(ev);
+                            }
+                            Wake::Nothing
+                        }
+                        Err(_) => Wake::EventsClosed,
+                    },
+                    res = async {
+                        match kms.as_mut() {
+                            Some(f) => f.await,
+                            None => std::future::pending().await,
+                        }
+                    } => Wake::Kms(res),
+                    msg = async {
+                        match ws.as_mut() {
+                            Some(w) => w.next().await,
+                            None => std::future::pending().await,
+                        }
+                    }, if read_socket => Wake::Socket(msg),
+                    cmd = input_rx.recv(), if want_input => Wake::Input(cmd),
+                    _ = sleep_until(timeout.unwrap_or_else(Instant::now)), if timeout.is_some() => Wake::Timer,
+                    _ = sleep_until(dead_at), if connected => Wake::Dead,
+                    _ = sleep_until(reattach_deadline.unwrap_or_else(Instant::now)), if reattach_deadline.is_some() => Wake::NotReady,
+                    _ = ping.tick(), if connected => Wake::Ping,
+                }
+            };
+            match wake {
+                Wake::Nothing => {}
+                Wake::EventsClosed => self.ended = true,
+                Wake::Ctl(None) => self.ctl_closed = true,
+                Wake::Ctl(Some(CtlCmd::Resize(c, r))) => {
+                    self.last_size = Some((c, r));
+                    if self.ready {
+                        self.resize(c, r);
+                    }
+                }
+                Wake::Ctl(Some(CtlCmd::Close(done))) => {
+                    self.closing = Some(done);
+                    self.channel.close(now());
+                    self.end(SessionEvent::Closed {
+                        reason: Some("closed by the client".into()),
+                    });
+                }
+                Wake::Kms(res) => {
+                    self.kms = None;
+                    match res {
+                        Ok(key) => {
+                            if let Err(e) = self.channel.provide_data_key(
+                                now(),
+                                &key.plaintext,
+                                &key.ciphertext_blob,
+                            ) {
+                                self.fail(SessionError::Protocol(e));
+                            }
+                        }
+                        Err(e) => {
+                            let _ = self.channel.reject_data_key(now(), &e.to_string());
+                            self.fail(SessionError::Kms(e));
+                        }
+                    }
+                }
+                Wake::Socket(msg) => {
+                    if let Err(d) = self.on_socket(msg)
+                        && let Err(e) = self.handle_disconnect(d).await
+                    {
+                        self.fail(e);
+                    }
+                }
+                Wake::Input(None) => self.input_closed = true,
+                Wake::Input(Some(InputCmd::Data(b))) => self.pending_input.push_back(b),
+                Wake::Input(Some(InputCmd::Flush(w))) => self.flush_waiters.push(w),
+                Wake::Timer => self.channel.handle_timeout(now()),
+                Wake::Dead => {
+                    let d =
+                        Disconnect::Lost(SessionError::PeerDead(self.options.dead_peer_timeout));
+                    if let Err(e) = self.handle_disconnect(d).await {
+                        self.fail(e);
+                    }
+                }
+                Wake::Ping => self.send_ping().await,
+                Wake::NotReady => {
+                    self.reattach_deadline = None;
+                    let d = Disconnect::Lost(SessionError::NotReady(self.options.ready_timeout));
+                    if let Err(e) = self.handle_disconnect(d).await {
+                        self.fail(e);
+                    }
+                }
+            }
+        }
+        // Deliver what is left, then stop.
+        if let Some(ws) = self.ws.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+        }
+        while let Some(ev) = self.out_events.pop_front() {
+            if self.ev_tx.send(ev).await.is_err() {
+                break;
+            }
+        }
+        if let Some(done) = self.closing.take() {
+            let _ = done.send(());
+        }
+    }
+
+    async fn send_ping(&mut self) {
+        if let Some(ws) = self.ws.as_mut() {
+            // A failed ping shows up as a read error or a dead peer.
+            let _ = tokio::time::timeout(
+                self.options.dead_peer_timeout,
+                ws.send(Message::Ping(Bytes::from_static(b"keepalive"))),
+            )
+            .await;
+        }
+    }
+
+    fn resize(&mut self, cols: u16, rows: u16) {
+        if let Err(e) = self
+            .channel
+            .send_resize(now(), u32::from(cols), u32::from(rows))
+            && e.is_fatal()
+        {
+            self.fail(SessionError::Protocol(e));
+        }
+    }
+
+    /// Moves input into the channel, collects events, writes transmits.
+    async fn step(&mut self) -> Result<(), Disconnect> {
+        if self.ready {
+            while let Some(front) = self.pending_input.front_mut() {
+                match self.channel.send_input(now(), front) {
+                    Ok(n) if n >= front.len() => {
+                        self.pending_input.pop_front();
+                    }
+                    Ok(n) => {
+                        bytes::Buf::advance(front, n);
+                        break; // window full: wait for SendWindowOpen
+                    }
+                    Err(e) if e.is_fatal() => {
+                        self.fail(SessionError::Protocol(e));
+                        return Ok(());
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.drain_events();
+        if !self.flush_waiters.is_empty()
+            && self.pending_input.is_empty()
+            && self.channel.all_acked()
+        {
+            for w in self.flush_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+        self.flush_transmits().await
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(ev) = self.channel.poll_event() {
+            match ev {
+                Event::Ready {
+                    session_type,
+                    customer_message,
+                } => {
+                    self.ready = true;
+                    let info = ReadyInfo {
+                        session_type,
+                        customer_message: customer_message.filter(|m| !m.is_empty()),
+                    };
+                    if let Some(tx) = self.ready_tx.take() {
+                        let _ = tx.send(Ok(info));
+                    }
+                    if let Some((c, r)) = self.last_size {
+                        self.resize(c, r);
+                    }
+                    self.reattach_deadline = None;
+                    if let Some(resent_bytes) = self.reattach.take() {
+                        self.out_events.push_back(SessionEvent::Reconnected {
+                            session_id: self.target.session_id.clone(),
+                            resent_bytes,
+                        });
+                    }
+                }
+                Event::Output(b) => self.out_events.push_back(SessionEvent::Output(b)),
+                Event::StdErr(b) => self.out_events.push_back(SessionEvent::StdErr(b)),
+                Event::ExitCode(c) => self.out_events.push_back(SessionEvent::ExitCode(c)),
+                Event::Paused => self.out_events.push_back(SessionEvent::Paused),
+                Event::Resumed => self.out_events.push_back(SessionEvent::Resumed),
+                Event::SendWindowOpen => {}
+                Event::KmsDataKeyRequired { key_id, challenge } => {
+                    self.start_kms(key_id, challenge)
+                }
+                Event::Closed { reason } => {
+                    let reason = reason.filter(|r| !r.trim().is_empty());
+                    if let Some(e) = self.channel.error() {
+                        let e = e.clone();
+                        self.fail(SessionError::Protocol(e));
+                    } else if self.ready_tx.is_some() {
+                        self.fail(SessionError::Rejected { reason });
+                    } else {
+                        self.end(SessionEvent::Closed { reason });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn start_kms(&mut self, key_id: String, challenge: Option<String>) {
+        let Some(provider) = self.options.data_key_provider.clone() else {
+            self.fail(SessionError::Kms(KmsError::NotConfigured));
+            return;
+        };
+        let mut ctx = BTreeMap::new();
+        ctx.insert(
+            "aws:ssm:SessionId".to_string(),
+            self.target.session_id.clone(),
+        );
+        let target_id = self
+            .options
+            .kms_target_id
+            .clone()
+            .unwrap_or_else(|| self.target.session_id.clone());
+        ctx.insert("aws:ssm:TargetId".to_string(), target_id);
+        let _ = challenge;
+        let request = DataKeyRequest {
+            key_id,
+            encryption_context: ctx,
+        };
+        self.kms = Some(Box::pin(async move {
+            provider.generate_data_key(request).await
+        }));
+    }
+
+    async fn flush_transmits(&mut self) -> Result<(), Disconnect> {
+        let Some(ws) = self.ws.as_mut() else {
+            return Ok(());
+        };
+        let mut wrote = false;
+        let limit = self.options.dead_peer_timeout;
+        while let Some(t) = self.channel.poll_transmit(now()) {
+            let msg = match t {
+                Transmit::Text(s) => Message::Text(s.into()),
+                Transmit::Binary(b) => Message::Binary(b),
+            };
+            match tokio::time::timeout(limit, ws.feed(msg)).await {
+                Ok(Ok(())) => wrote = true,
+                Ok(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
+                Err(_) => return Err(Disconnect::Lost(SessionError::PeerDead(limit))),
+            }
+        }
+        if wrote {
+            match tokio::time::timeout(limit, ws.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
+                Err(_) => return Err(Disconnect::Lost(SessionError::PeerDead(limit))),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_socket(
+        &mut self,
+        msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), Disconnect> {
+        self.last_rx = Instant::now();
+        let res = match msg {
+            None => return Err(Disconnect::Lost(SessionError::SocketClosed(None))),
+            Some(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
+            Some(Ok(Message::Binary(b))) => self.channel.handle_incoming_bytes(now(), b),
+            Some(Ok(Message::Text(t))) => {
+                self.channel.handle_incoming(now(), Frame::Text(t.as_str()))
+            }
+            Some(Ok(Message::Close(c))) => {
+                let reason = c.map(|c| c.reason.to_string()).filter(|r| !r.is_empty());
+                return Err(Disconnect::Lost(SessionError::SocketClosed(reason)));
+            }
+            Some(Ok(_)) => return Ok(()), // ping/pong: liveness only
+        };
+        if let Err(e) = res
+            && e.is_fatal()
+        {
+            self.fail(SessionError::Protocol(e));
+        }
+        Ok(())
+    }
+
+    /// Queues a final event and stops after delivering it.
+    fn end(&mut self, ev: SessionEvent) {
+        if !self.ended {
+            self.out_events.push_back(ev);
+            self.ended = true;
+        }
+    }
+
+    fn fail(&mut self, e: SessionError) {
+        if let Some(tx) = self.ready_tx.take() {
+            let _ = tx.send(Err(e));
+            self.ended = true;
+        } else {
+            self.end(SessionEvent::Failed(e));
+        }
+    }
+
+    /// The socket is gone: reconnect through a new session, or fail.
+    async fn handle_disconnect(&mut self, d: Disconnect) -> Result<(), SessionError> {
+        let Disconnect::Lost(reason) = d;
+        self.ws = None;
+        if self.ended {
+            return Ok(());
+        }
+        if self.ready_tx.is_some() {
+            // Never started: most likely the token was refused.
+            return Err(match reason {
+                SessionError::SocketClosed(r) => SessionError::Rejected { reason: r },
+                other => other,
+            });
+        }
+        let Some(reconnector) = self.options.reconnector.clone() else {
+            return Err(reason);
+        };
+        // Everything the old channel sent but did not get acknowledged goes
+        // first, before input that never reached it.
+        let mut replay: VecDeque<Bytes> = self.channel.unacked_input().into_iter().collect();
+        // A reconnect that never became ready still owes the earlier replay.
+        let resent: usize =
+            replay.iter().map(|b| b.len()).sum::<usize>() + self.reattach.take().unwrap_or(0);
+        self.reattach_deadline = None;
+        replay.extend(self.pending_input.drain(..));
+        self.pending_input = replay;
+        self.ready = false;
+        let mut last: BoxError = Box::new(reason);
+        let mut delay = self.options.reconnect_delay;
+        let max = self.options.max_reconnect_attempts.max(1);
+        for attempt in 1..=max {
+            self.notify(SessionEvent::Reconnecting {
+                attempt,
+                reason: error_chain(&*last),
+            });
+            if attempt > 1 {
+                if self
+                    .wait_or_close(Box::pin(tokio::time::sleep(delay)))
+                    .await
+                    .is_none()
+                {
+                    return Ok(());
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            let previous = self.target.session_id.clone();
+            let fut = reconnector.reconnect(&previous);
+            let Some(res) = self.wait_or_close(fut).await else {
+                return Ok(());
+            };
+            let target = match res {
+                Ok(t) => t,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match self.connect_new(target).await {
+                Ok(()) => {
+                    self.reattach = Some(resent);
+                    self.reattach_deadline = Some(Instant::now() + self.options.ready_timeout);
+                    return Ok(());
+                }
+                Err(e) => last = Box::new(e),
+            }
+        }
+        Err(SessionError::Reconnect {
+            attempts: max,
+            source: last,
+        })
+    }
+
+    /// Opens a new socket and channel for `target`.
+    async fn connect_new(&mut self, target: SessionTarget) -> Result<(), SessionError> {
+        let checked = url::check_stream_url(
+            &target.stream_url,
+            self.options.host_policy,
+            self.options.expected_region.as_deref(),
+        )?;
+        let ws = ws::open(
+            &target.stream_url,
+            &checked.host,
+            self.options.connect_timeout,
+        )
+        .await?;
+        self.ws = Some(ws);
+        self.target = target;
+        self.channel = new_channel();
+        self.open_channel();
+        Ok(())
+    }
+
+    /// Runs `fut` while honouring a close request; `None` if the caller closed.
+    async fn wait_or_close<T>(
+        &mut self,
+        fut: Pin<Box<dyn Future<Output = T> + Send + '_>>,
+    ) -> Option<T> {
+        let mut fut = fut;
+        loop {
+            tokio::select! {
+                r = &mut fut => return Some(r),
+                cmd = self.ctl_rx.recv(), if !self.ctl_closed => match cmd {
+                    None => self.ctl_closed = true,
+                    Some(CtlCmd::Resize(c, r)) => self.last_size = Some((c, r)),
+                    Some(CtlCmd::Close(done)) => {
+                        self.closing = Some(done);
+                        self.end(SessionEvent::Closed { reason: Some("closed by the client".into()) });
+                        return None;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends an event now if possible, keeping order with queued events.
+    fn notify(&mut self, ev: SessionEvent) {
+        if self.out_events.is_empty() {
+            match self.ev_tx.try_send(ev) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(ev)) => self.out_events.push_back(ev),
+                Err(mpsc::error::TrySendError::Closed(_)) => self.ended = true,
+            }
+        } else {
+            self.out_events.push_back(ev);
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

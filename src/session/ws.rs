@@ -1,0 +1,33 @@
+//! Opening the data-channel WebSocket.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::SessionError;
+
+/// The WebSocket type the driver owns.
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Largest frame accepted from the peer. Data-channel messages are at most
+/// a few KiB (120-byte header + ~1 KiB payload); this leaves ample room.
+const MAX_MESSAGE: usize = 1 << 20;
+
+/// Opens the WebSocket to `url` (used verbatim, no extra headers).
+pub(crate) async fn open(url: &str, host: &str, timeout: Duration) -> Result<Ws, SessionError> {
+    super::ensure_crypto_provider();
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let fut = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(SessionError::ConnectTimeout(timeout)),
+        Ok(Err(source)) => Err(SessionError::Connect {
+            host: host.to_string(),
+            source,
+        }),
+        Ok(Ok((ws, _response))) => Ok(ws),
+    }
+}

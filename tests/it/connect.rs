@@ -1,0 +1,288 @@
+//! `cloudshell-rs connect` and `session-manager-plugin`, run as the built binary.
+
+use std::io::Write as _;
+use std::os::fd::AsFd as _;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::session_support::{self, within};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudshell-rs");
+
+/// The terminal modes of the pty, as `stty -g` prints them.
+fn stty_g(pts: &pty_process::Pts) -> String {
+    let fd = pts.as_fd().try_clone_to_owned().unwrap();
+    let out = Command::new("stty")
+        .arg("-g")
+        .stdin(Stdio::from(fd))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stty -g failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A command for the binary with a clean, local-only environment.
+fn local_command(home: &std::path::Path) -> pty_process::Command {
+    let mut cmd = pty_process::Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("TERM", "xterm-256color")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .kill_on_drop(true);
+    cmd = cmd.args(["--local", "--state-dir"]).arg(home.join("state"));
+    cmd
+}
+
+/// Output collected from the pty by a background task.
+#[derive(Clone, Default)]
+struct Screen(Arc<Mutex<Vec<u8>>>);
+
+impl Screen {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    async fn wait_for(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.text().contains(needle) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {needle:?} on the screen: {:?}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn connect_in_a_real_pty_runs_commands_and_restores_the_terminal() {
+    let home = tempfile::tempdir().unwrap();
+    let (pty, pts) = pty_process::open().unwrap();
+    pty.resize(pty_process::Size::new(30, 100)).unwrap();
+    let before = stty_g(&pts);
+
+    let mut cmd = local_command(home.path()).arg("connect");
+    let mut child = cmd.spawn_borrowed(&pts).unwrap();
+    let (mut reader, mut writer) = pty.into_split();
+    let screen = Screen::default();
+    let sink = screen.clone();
+    let reader_task = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+
+    within(120, async {
+        screen.wait_for("# ").await;
+        // Raw mode is on while connected.
+        assert_ne!(stty_g(&pts), before, "the terminal is not in raw mode");
+        writer.write_all(b"echo pty-$((6*7))\r").await.unwrap();
+        screen.wait_for("pty-42").await;
+        // The local size reached the remote side.
+        writer.write_all(b"stty size\r").await.unwrap();
+        screen.wait_for("30 100").await;
+        // Ctrl-C reaches the remote shell as a byte and interrupts its command.
+        writer.write_all(b"sleep 600\r").await.unwrap();
+        screen.wait_for("sleep 600\r\n").await;
+        writer.write_all(b"\x03").await.unwrap();
+        writer
+            .write_all(b"echo after-int-$((1+1))\r")
+            .await
+            .unwrap();
+        screen.wait_for("after-int-2").await;
+        writer.write_all(b"exit\r").await.unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(
+            status.success(),
+            "exit status {status:?}; screen {:?}",
+            screen.text()
+        );
+    })
+    .await;
+    // The terminal modes are back to what they were.
+    assert_eq!(stty_g(&pts), before);
+    drop(pts);
+    reader_task.abort();
+}
+
+#[tokio::test]
+async fn enter_tilde_dot_disconnects_and_restores_the_terminal() {
+    let home = tempfile::tempdir().unwrap();
+    let (pty, pts) = pty_process::open().unwrap();
+    let before = stty_g(&pts);
+    let mut cmd = local_command(home.path()).arg("connect");
+    let mut child = cmd.spawn_borrowed(&pts).unwrap();
+    let (mut reader, mut writer) = pty.into_split();
+    let screen = Screen::default();
+    let sink = screen.clone();
+    let reader_task = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    within(120, async {
+        screen.wait_for("# ").await;
+        writer.write_all(b"echo one\r").await.unwrap();
+        screen.wait_for("one\r\n").await;
+        // `~~` sends one literal ~ (after Enter).
+        writer.write_all(b"~~; echo tilde-ok\r").await.unwrap();
+        screen.wait_for("tilde-ok").await;
+        writer.write_all(b"~.").await.unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "exit status {status:?}");
+        screen.wait_for("disconnected").await;
+    })
+    .await;
+    assert_eq!(stty_g(&pts), before);
+    drop(pts);
+    reader_task.abort();
+}
+
+#[tokio::test]
+async fn connect_with_pipes_sends_heartbeats_and_cleans_up() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", session_support::AK)
+        .env("AWS_SECRET_ACCESS_KEY", session_support::SK)
+        .args([
+            "--endpoint-url",
+            &env.emulator.endpoint(),
+            "connect",
+            "--heartbeat-secs",
+            "1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Stays connected for ~2.5 s, then the piped input ends (Ctrl-D to the shell).
+    stdin
+        .write_all(b"sleep 2.5; echo piped-$((20+1))\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = within(60, child.wait_with_output()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("piped-21"), "{stdout:?}");
+    let ops: Vec<String> = env
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    let beats = ops.iter().filter(|o| *o == "SendHeartBeat").count();
+    assert!(beats >= 2, "heartbeats: {ops:?}");
+    let created = ops.iter().position(|o| o == "CreateSession").unwrap();
+    let deleted = ops
+        .iter()
+        .rposition(|o| o == "DeleteSession")
+        .expect("DeleteSession on exit");
+    assert!(deleted > created);
+}
+
+#[test]
+fn plugin_mode_without_arguments_prints_the_installed_message() {
+    let out = Command::new(BIN)
+        .arg("session-manager-plugin")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("The Session Manager plugin was installed successfully"),
+        "{text}"
+    );
+
+    // The same when the binary is called session-manager-plugin.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("session-manager-plugin");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let out = Command::new(&link).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("installed successfully"));
+}
+
+#[test]
+fn plugin_mode_refuses_a_foreign_stream_url_without_leaking_the_token() {
+    let json = r#"{"SessionId":"s-1","TokenValue":"super-secret-token","StreamUrl":"wss://example.com/v1/data-channel/s-1"}"#;
+    let out = Command::new(BIN)
+        .args(["session-manager-plugin", json, "us-east-1", "StartSession"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to send the session token to example.com"),
+        "{err}"
+    );
+    assert!(!err.contains("super-secret-token"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("super-secret-token"));
+}
+
+#[tokio::test]
+async fn plugin_mode_opens_an_emulator_session() {
+    let env = session_support::start().await;
+    let target = env.create(&session_support::new_tab()).await;
+    let json = serde_json::json!({
+        "SessionId": target.session_id,
+        "TokenValue": target.token.expose(),
+        "StreamUrl": target.stream_url,
+    })
+    .to_string();
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "session-manager-plugin",
+            &json,
+            "us-east-1",
+            "StartSession",
+            "",
+            "{}",
+            &env.emulator.endpoint(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo plugin-$((5*5))\n")
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("plugin-25"), "{stdout}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
+}

@@ -1,0 +1,140 @@
+//! Shared set-up for the session tests: an emulator on 127.0.0.1:0 and a
+//! client for it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use cloudshell_emulator::gateway::SessionOptions as GwOptions;
+use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, EmulatorHandle, Timings};
+use cloudshell_rs::session::{Session, SessionEvent, SessionOptions, SessionTarget};
+use cloudshell_rs::{Client, Credentials};
+
+pub const AK: &str = "AKIDSESSIONTEST";
+pub const SK: &str = "session-test-secret-key";
+
+/// A running emulator, a client for it and its state directory.
+pub struct Env {
+    pub emulator: EmulatorHandle,
+    pub client: Client,
+    pub env_id: String,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> Env {
+    start_with(GwOptions::default()).await
+}
+
+pub async fn start_with(defaults: GwOptions) -> Env {
+    cloudshell_rs::session::ensure_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmulatorConfig::new(dir.path())
+        .with_credentials(AcceptedCredentials::new(AK, SK))
+        .with_timings(Timings::instant())
+        .with_session_defaults(defaults)
+        .with_region("us-east-1");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = Emulator::start(config, listener).await.unwrap();
+    let client = Client::builder()
+        .region("us-east-1")
+        .endpoint_url(emulator.endpoint())
+        .credentials(Credentials::new(AK, SK, None, None, "test"))
+        .build()
+        .await
+        .unwrap();
+    let env_id = client.find_or_create_default().await.unwrap();
+    client
+        .wait_until_running(&env_id, Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    Env {
+        emulator,
+        client,
+        env_id,
+        _dir: dir,
+    }
+}
+
+impl Env {
+    /// CreateSession for `tab`.
+    pub async fn create(&self, tab: &str) -> SessionTarget {
+        let out = self
+            .client
+            .create_session()
+            .environment_id(self.env_id.clone())
+            .tab_id(tab.to_string())
+            .send()
+            .await
+            .unwrap();
+        SessionTarget {
+            stream_url: out.stream_url,
+            token: out.token_value,
+            session_id: out.session_id,
+        }
+    }
+
+    pub async fn connect(&self, tab: &str) -> Session {
+        let target = self.create(tab).await;
+        Session::connect(target, local_options()).await.unwrap()
+    }
+}
+
+/// Options for the emulator's loopback `ws://` stream URLs.
+pub fn local_options() -> SessionOptions {
+    SessionOptions::default().allow_any_host()
+}
+
+pub fn new_tab() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Reads output until `needle` appears; returns everything read. Panics if the
+/// session ends first (the test's own timeout bounds the wait).
+pub async fn read_until(session: &mut Session, needle: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Ok(ev) = tokio::time::timeout(Duration::from_secs(20), session.next_event()).await
+        else {
+            panic!("no event for 20 s while waiting for {needle:?}; output so far: {out:?}");
+        };
+        match ev {
+            Some(SessionEvent::Output(b)) | Some(SessionEvent::StdErr(b)) => {
+                out.push_str(&String::from_utf8_lossy(&b));
+                if out.contains(needle) {
+                    return out;
+                }
+            }
+            Some(SessionEvent::Failed(e)) => {
+                panic!("session failed: {e:?}; output so far: {out:?}")
+            }
+            Some(SessionEvent::Closed { reason }) => {
+                panic!("session closed ({reason:?}) before {needle:?}; output: {out:?}")
+            }
+            None => panic!("session ended before {needle:?}; output: {out:?}"),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Reads until the session closes; returns the output.
+pub async fn read_to_close(session: &mut Session) -> String {
+    let mut out = String::new();
+    loop {
+        match session.next_event().await {
+            Some(SessionEvent::Output(b)) | Some(SessionEvent::StdErr(b)) => {
+                out.push_str(&String::from_utf8_lossy(&b))
+            }
+            Some(SessionEvent::Failed(e)) => {
+                panic!("session failed: {e:?}; output so far: {out:?}")
+            }
+            Some(SessionEvent::Closed { .. }) | None => return out,
+            Some(_) => {}
+        }
+    }
+}
+
+/// Bounds a test future (a hung test should fail, not stall CI).
+pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("test timed out")
+}
