@@ -330,3 +330,25 @@ async fn exec_env_values_never_cross_the_terminal() {
     assert!(!String::from_utf8_lossy(&tapped).contains(secret));
     assert!(!String::from_utf8_lossy(&tapped).contains("piped"));
 }
+
+#[tokio::test]
+async fn exec_abandoned_run_leaves_nothing_running() {
+    let home = tempfile::tempdir().unwrap();
+    let mut sh = spawn_local_shell(home.path(), false);
+    let link = sh.link.take().unwrap();
+    // The command ignores SIGINT: the timeout's interrupt cannot stop it.
+    let r = exec::run_collect(
+        link,
+        &["bash", "-c", "trap '' INT; sleep 300"],
+        ExecOptions::new().timeout(std::time::Duration::from_millis(200)),
+    )
+    .await;
+    assert!(matches!(r, Err(ExecError::Timeout(_))), "{r:?}");
+    // The remote shell (the script, after exec) ends: SIGQUIT, then hang-up.
+    // (bash ignores SIGQUIT itself, so the script outlives it, reports the
+    // command's end and exits; either way the terminal must be left empty.)
+    tokio::time::timeout(std::time::Duration::from_secs(60), sh._child.wait())
+        .await
+        .expect("the terminal's session leader is still running")
+        .unwrap();
+}
