@@ -40,6 +40,7 @@ fn wait_rusage(child: &Child) -> (i32, i64) {
     (code, usage.ru_maxrss)
 }
 
+#[allow(clippy::zombie_processes)] // reaped by wait_rusage (wait4)
 fn run(cmd: &mut Command) -> Sample {
     let start = Instant::now();
     let child = cmd

@@ -68,14 +68,17 @@ struct IssuedKey {
     context: BTreeMap<String, String>,
 }
 
+/// Issued keys by blob, and blobs in issue order (the oldest are forgotten first).
+type KeyStore = (
+    HashMap<Vec<u8>, IssuedKey>,
+    std::collections::VecDeque<Vec<u8>>,
+);
+
 /// The fake KMS's memory of issued data keys.
 pub struct FakeKms {
     region: String,
     account_id: String,
-    keys: Mutex<(
-        HashMap<Vec<u8>, IssuedKey>,
-        std::collections::VecDeque<Vec<u8>>,
-    )>,
+    keys: Mutex<KeyStore>,
 }
 
 impl fmt::Debug for FakeKms {
@@ -153,15 +156,7 @@ impl FakeKms {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        (
-            HashMap<Vec<u8>, IssuedKey>,
-            std::collections::VecDeque<Vec<u8>>,
-        ),
-    > {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeyStore> {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

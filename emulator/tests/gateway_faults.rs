@@ -169,3 +169,24 @@ async fn home_directory_persists_across_sessions() {
     c2.send_input(b"cat note.txt | sed 's/^/NOTE=/'\r");
     c2.wait_for_output("NOTE=kept").await;
 }
+
+#[tokio::test]
+async fn reattach_to_an_idle_shell_makes_the_client_ready() {
+    let t = TestGateway::with_defaults(SessionOptions::default()).await;
+    let (_a, mut c1) = t.client("env-idle", Some("tab-idle")).await;
+    c1.run_until("ready", |c| c.ready).await;
+    c1.send_input(b"echo IDLE\r");
+    c1.wait_for_output("IDLE\r\n").await;
+    // Everything acknowledged, including the next prompt.
+    c1.run_until("prompt", |c| {
+        c.output.ends_with(b"# ") || c.output.ends_with(b"$ ")
+    })
+    .await;
+    c1.run_until("all acked", |c| c.ch.all_acked()).await;
+    drop(c1);
+    let (_b, mut c2) = t.client("env-idle", Some("tab-idle")).await;
+    c2.run_until("ready", |c| c.ready).await;
+    assert_eq!(c2.output, b"\x1b[?25h");
+    c2.send_input(b"echo AGAIN\r");
+    c2.wait_for_output("AGAIN\r\n").await;
+}

@@ -55,6 +55,10 @@ pub const KMS_CUSTOMER_MESSAGE: &str = "This session is encrypted using AWS KMS.
 /// Size of the random challenge the agent role encrypts.
 const CHALLENGE_LEN: usize = 64;
 
+/// How many control messages (sizes, flags, exit codes) may be in flight beyond
+/// the data send window.
+pub const CONTROL_HEADROOM: usize = 16;
+
 /// An incoming WebSocket data frame.
 #[derive(Debug, Clone, Copy)]
 pub enum Frame<'a> {
@@ -1405,8 +1409,10 @@ impl Channel {
         Ok(self.send_chunked(now, PayloadType::Output, data))
     }
 
+    /// Control messages (sizes, flags, exit codes) are tiny and must not wait behind
+    /// bulk data: they may exceed the send window by [`CONTROL_HEADROOM`] messages.
     fn send_small(&mut self, now: Instant, pt: PayloadType, data: &[u8]) -> Result<(), Error> {
-        if self.unacked_messages() >= self.max_unacked_messages {
+        if self.unacked_messages() >= self.max_unacked_messages + CONTROL_HEADROOM {
             self.window_blocked = true;
             return Err(Error::SendWindowFull);
         }
@@ -1414,8 +1420,9 @@ impl Channel {
         Ok(())
     }
 
-    /// Client: sends a terminal size (payload type 3). Fails with
-    /// [`Error::SendWindowFull`] (not fatal) when the window is full.
+    /// Client: sends a terminal size (payload type 3). Accepted even when the window
+    /// is full of data; fails with [`Error::SendWindowFull`] (not fatal) only when
+    /// the control headroom is used up too.
     pub fn send_resize(&mut self, now: Instant, cols: u32, rows: u32) -> Result<(), Error> {
         self.check_usable()?;
         self.require_role(Role::Client, "send_resize")?;

@@ -103,7 +103,7 @@ pub mod rtt;
 
 /// Re-exported so callers use the same `Bytes` and `Uuid` types.
 pub use bytes::Bytes;
-pub use channel::{Channel, Event, Frame, Stats, Transmit};
+pub use channel::{CONTROL_HEADROOM, Channel, Event, Frame, Stats, Transmit};
 pub use config::{ChannelConfig, IdSource, Role, SeededIds, SteppingClock, WallClock};
 pub use error::{Error, Misuse, PeerMisbehaved};
 pub use message::{DecodeError, Message, MessageType, PayloadType};

@@ -13,7 +13,8 @@ use ssm_channel::payload::{
     SessionTypeRequest,
 };
 use ssm_channel::{
-    Channel, ChannelConfig, Error, Event, Frame, Message, MessageType, PayloadType, Token, Transmit,
+    CONTROL_HEADROOM, Channel, ChannelConfig, Error, Event, Frame, Message, MessageType,
+    PayloadType, Token, Transmit,
 };
 use support::*;
 use uuid::Uuid;
@@ -459,21 +460,30 @@ fn send_window_backpressure_and_reopen() {
     assert_eq!(c.send_input(base, &data).unwrap(), 4096);
     assert_eq!(c.send_input(base, &data[4096..]).unwrap(), 0);
     assert_eq!(c.send_window_room(), 0);
+    // Control messages do not wait behind data: they use a small headroom.
+    for _ in 0..CONTROL_HEADROOM {
+        c.send_resize(base, 80, 24).unwrap();
+    }
     assert_eq!(c.send_resize(base, 80, 24), Err(Error::SendWindowFull));
     let f = drain_transmits(&mut c, base);
     assert_eq!(
         f.iter().filter(|t| decode(t).payload.len() == 1024).count(),
         4
     );
-    // Deliver one: its ack opens the window.
-    let seq0 = f
-        .iter()
-        .find(|t| {
-            let m = decode(t);
-            m.message_type == MessageType::InputStreamData && m.sequence_number == 0
-        })
-        .unwrap();
-    feed(&mut a, base, seq0);
+    assert_eq!(
+        f.iter()
+            .filter(|t| decode(t).payload_type == PayloadType::Size)
+            .count(),
+        CONTROL_HEADROOM
+    );
+    // Deliver the sizes and the first data message: their acks open the window.
+    for t in f.iter().filter(|t| {
+        let m = decode(t);
+        m.message_type == MessageType::InputStreamData
+            && (m.sequence_number == 0 || m.payload_type == PayloadType::Size)
+    }) {
+        feed(&mut a, base, t);
+    }
     pump(&mut a, &mut c, base);
     assert_eq!(drain_events(&mut c), vec![Event::SendWindowOpen]);
     assert_eq!(c.send_input(base, &data[4096..]).unwrap(), 904);

@@ -182,10 +182,10 @@ pub async fn file_urls(ctx: &Context, out: &Printer, args: FileUrlArgs, upload: 
 
 /// Reads the refresh token from `CLOUDSHELL_RS_REFRESH_TOKEN` or from piped stdin.
 fn read_refresh_token() -> CliResult<Secret> {
-    if let Ok(t) = std::env::var("CLOUDSHELL_RS_REFRESH_TOKEN") {
-        if !t.trim().is_empty() {
-            return Ok(Secret::new(t.trim().to_string()));
-        }
+    if let Ok(t) = std::env::var("CLOUDSHELL_RS_REFRESH_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(Secret::new(t.trim().to_string()));
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {

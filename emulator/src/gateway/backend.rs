@@ -211,6 +211,17 @@ pub struct ShellSpec {
     pub size: (u16, u16),
 }
 
+/// The plumbing every program starts with: output pipe, input channel, kill
+/// switch and exit status.
+type Parts = (
+    Arc<OutputPipe>,
+    mpsc::UnboundedSender<BackendInput>,
+    mpsc::UnboundedReceiver<BackendInput>,
+    watch::Sender<bool>,
+    watch::Sender<Option<ExitStatusInfo>>,
+    watch::Receiver<Option<ExitStatusInfo>>,
+);
+
 /// A running program. Dropping it stops the program.
 #[derive(Debug)]
 pub struct Backend {
@@ -277,16 +288,7 @@ impl Backend {
         }
     }
 
-    fn parts(
-        pipe_capacity: usize,
-    ) -> (
-        Arc<OutputPipe>,
-        mpsc::UnboundedSender<BackendInput>,
-        mpsc::UnboundedReceiver<BackendInput>,
-        watch::Sender<bool>,
-        watch::Sender<Option<ExitStatusInfo>>,
-        watch::Receiver<Option<ExitStatusInfo>>,
-    ) {
+    fn parts(pipe_capacity: usize) -> Parts {
         let output = Arc::new(OutputPipe::new(pipe_capacity));
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let (kill, _) = watch::channel(false);

@@ -501,18 +501,20 @@ impl Gateway {
                 backend: start()?,
                 tab: None,
                 released: released_tx,
+                reattached: false,
             });
         };
         let key = TabKey {
             environment_id: grant.environment_id.clone(),
             tab_id,
         };
-        let (slot, previous) = {
+        let (slot, previous, reattached) = {
             let mut tabs = lock(&self.inner.tabs);
             let existing = tabs
                 .get(&key)
                 .filter(|s| !s.backend.output.is_closed())
                 .cloned();
+            let reattached = existing.is_some();
             let slot = match existing {
                 Some(s) => s,
                 None => {
@@ -531,7 +533,7 @@ impl Gateway {
                 close,
                 released: released_rx,
             });
-            (slot, previous)
+            (slot, previous, reattached)
         };
         if let Some(prev) = previous {
             // Take the tab over: the previous session closes and puts back the
@@ -545,6 +547,7 @@ impl Gateway {
             backend: slot.backend.clone(),
             tab: Some((key_to_pair(&key), slot)),
             released: released_tx,
+            reattached,
         })
     }
 

@@ -42,6 +42,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Payload sent in the gateway's WebSocket pings.
 const PING_PAYLOAD: &[u8] = b"keepalive";
 
+/// Output sent when a client re-attaches to a tab whose program has nothing new
+/// to print ("show cursor": a visual no-op, standing in for the screen redraw of a
+/// tmux re-attach). Without output the client would never learn that the session
+/// has started.
+const REATTACH_NUDGE: &[u8] = b"\x1b[?25h";
+
 /// Activity is reported to the REST side at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(1);
 
@@ -78,6 +84,8 @@ pub(crate) struct Program {
     pub tab: Option<((String, String), Arc<TabSlot>)>,
     /// Set to true once the session has let go of the program.
     pub released: watch::Sender<bool>,
+    /// The program was already running for its tab (a re-attach).
+    pub reattached: bool,
 }
 
 /// Everything a session task starts with.
@@ -130,6 +138,7 @@ pub(crate) struct SessionTask {
     next_ping: Option<Instant>,
     ping_outstanding: Option<Instant>,
     last_touch: Option<Instant>,
+    nudge_pending: bool,
     ending: Ending,
 }
 
@@ -139,6 +148,7 @@ impl SessionTask {
         cc.chunk_size = s.options.effective_chunk_size();
         cc.session_id = s.session_id.clone();
         let faults = FaultInjector::new(s.options.faults.clone());
+        let nudge_pending = s.program.reattached;
         Self {
             gw: s.gateway,
             session_id: s.session_id,
@@ -162,6 +172,7 @@ impl SessionTask {
             next_ping: None,
             ping_outstanding: None,
             last_touch: None,
+            nudge_pending,
             ending: Ending::Running,
         }
     }
@@ -237,11 +248,9 @@ impl SessionTask {
     fn process_events(&mut self, now: Instant) {
         while let Some(ev) = self.channel.poll_event() {
             match ev {
-                Event::Opened(_) => {
-                    if !self.opened {
-                        self.opened = true;
-                        self.start_handshake(now);
-                    }
+                Event::Opened(_) if !self.opened => {
+                    self.opened = true;
+                    self.start_handshake(now);
                 }
                 Event::Input(bytes) => {
                     LiveMetrics::add(&self.metrics.input_bytes, bytes.len() as u64);
@@ -279,23 +288,17 @@ impl SessionTask {
                     self.output_enabled = true;
                     self.handshake_deadline = None;
                 }
-                Event::Closed { reason } => {
-                    if self.ending == Ending::Running {
-                        if let Some(e) = self.channel.error() {
-                            tracing::warn!(session_id = %self.session_id, "channel failed: {}", e.chain());
-                        } else {
-                            tracing::debug!(session_id = %self.session_id, ?reason, "channel closed");
-                        }
-                        // A fatal error: nothing more can be sent on this channel.
-                        self.ending = Ending::Stop { keep_program: true };
+                Event::Closed { reason } if self.ending == Ending::Running => {
+                    if let Some(e) = self.channel.error() {
+                        tracing::warn!(session_id = %self.session_id, "channel failed: {}", e.chain());
+                    } else {
+                        tracing::debug!(session_id = %self.session_id, ?reason, "channel closed");
                     }
+                    // A fatal error: nothing more can be sent on this channel.
+                    self.ending = Ending::Stop { keep_program: true };
                 }
-                Event::HandshakeResponse(_)
-                | Event::Flag(_)
-                | Event::SendWindowOpen
-                | Event::Paused
-                | Event::Resumed
-                | Event::Payload { .. } => {}
+                // Handshake responses are checked by the channel; flags (such as
+                // TerminateSession) are ignored by shell sessions, like the agent.
                 _ => {}
             }
         }
@@ -356,6 +359,17 @@ impl SessionTask {
             return;
         }
         let chunk = self.options.effective_chunk_size();
+        if std::mem::take(&mut self.nudge_pending) && self.backend().output.is_empty() {
+            let seq = self.channel.next_sequence_number();
+            if let Ok(n) = self
+                .channel
+                .send_output(now, PayloadType::Output, REATTACH_NUDGE)
+                && n > 0
+            {
+                self.inflight
+                    .insert(seq, Bytes::from_static(&REATTACH_NUDGE[..n]));
+            }
+        }
         loop {
             let room = self.channel.send_window_room();
             if room == 0 {

@@ -134,6 +134,8 @@ pub struct Client {
     pub ready: bool,
     pub reconnects: u32,
     pub auto_reconnect: bool,
+    /// `(key id, challenge)` of a KMS handshake waiting for a data key.
+    pub kms_request: Option<(String, Option<String>)>,
     pending_input: VecDeque<u8>,
 }
 
@@ -155,6 +157,7 @@ impl Client {
             ready: false,
             reconnects: 0,
             auto_reconnect: true,
+            kms_request: None,
             pending_input: VecDeque::new(),
         };
         c.open().await;
@@ -195,10 +198,7 @@ impl Client {
         while !self.pending_input.is_empty() && self.ready {
             let (a, b) = self.pending_input.as_slices();
             let chunk: Vec<u8> = a.iter().chain(b).copied().take(1024).collect();
-            let n = match self.ch.send_input(now, &chunk) {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+            let n = self.ch.send_input(now, &chunk).unwrap_or_default();
             if n == 0 {
                 break;
             }
@@ -223,6 +223,9 @@ impl Client {
                 Event::Ready { .. } => self.ready = true,
                 Event::Output(b) => self.output.extend_from_slice(&b),
                 Event::Closed { reason } => self.closed = Some(reason),
+                Event::KmsDataKeyRequired { key_id, challenge } => {
+                    self.kms_request = Some((key_id, challenge));
+                }
                 _ => {}
             }
         }

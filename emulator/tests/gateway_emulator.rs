@@ -1,0 +1,261 @@
+//! The gateway inside the whole emulator: CreateSession's StreamUrl and token,
+//! DeleteSession / StopEnvironment closing live channels, TabId re-attachment
+//! through the REST side, and a KMS-encrypted session using the fake KMS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod gateway_support;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::{Instant, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use cloudshell_emulator::gateway::{HandshakeMode, SessionMode, SessionOptions};
+use serde_json::{Value, json};
+use support::{TestEmulator, Timings};
+
+async fn running_env(t: &TestEmulator) -> String {
+    let v = t.client.ok("createEnvironment", json!({})).await;
+    let id = v["EnvironmentId"].as_str().unwrap().to_owned();
+    let v = t
+        .client
+        .ok("getEnvironmentStatus", json!({"EnvironmentId": id}))
+        .await;
+    assert_eq!(v["Status"], "RUNNING");
+    id
+}
+
+async fn create_session(
+    t: &TestEmulator,
+    env: &str,
+    tab: Option<&str>,
+) -> (String, String, String) {
+    let mut body = json!({"EnvironmentId": env});
+    if let Some(tab) = tab {
+        body["TabId"] = json!(tab);
+    }
+    let v = t.client.ok("createSession", body).await;
+    (
+        v["SessionId"].as_str().unwrap().to_owned(),
+        v["StreamUrl"].as_str().unwrap().to_owned(),
+        v["TokenValue"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn create_session_stream_url_runs_a_shell() {
+    let t = TestEmulator::start(Timings::instant()).await;
+    let env = running_env(&t).await;
+    let (id, url, token) = create_session(&t, &env, None).await;
+    assert!(url.contains(&format!("/v1/data-channel/{id}?")), "{url}");
+    let mut c = gateway_support::Client::connect(&url, &token).await;
+    c.run_until("ready", |c| c.ready).await;
+    c.send_input(b"echo h''i from $AWS_DEFAULT_REGION\r");
+    c.wait_for_output("hi from us-east-1").await;
+    let m = t.handle.session_metrics(&id).expect("metrics");
+    assert!(m.frames_in > 0 && m.frames_out > 0);
+
+    // DeleteSession closes the channel.
+    t.client
+        .ok(
+            "deleteSession",
+            json!({"EnvironmentId": env, "SessionId": id}),
+        )
+        .await;
+    assert_eq!(c.wait_closed().await, None);
+
+    // The session is gone: its token no longer opens anything.
+    let mut again = gateway_support::raw_connect(&url).await;
+    use futures_util::{SinkExt, StreamExt};
+    let open = json!({"MessageSchemaVersion":"1.0","RequestId":"r","TokenValue":token});
+    again
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            open.to_string().into(),
+        ))
+        .await
+        .unwrap();
+    while let Some(Ok(m)) = again.next().await {
+        assert!(
+            !matches!(m, tokio_tungstenite::tungstenite::Message::Binary(_)),
+            "data from a deleted session"
+        );
+    }
+    t.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn tab_reattach_through_create_session_and_stop_ends_it() {
+    let t = TestEmulator::start(Timings::instant()).await;
+    let env = running_env(&t).await;
+    let tab = "0b6f2c4e-3f7a-4c1e-9b7d-2a5e8c9d0f11";
+    let (id1, url1, tok1) = create_session(&t, &env, Some(tab)).await;
+    let mut c1 = gateway_support::Client::connect(&url1, &tok1).await;
+    c1.run_until("ready", |c| c.ready).await;
+    c1.send_input(b"export X=1; echo SET$X\r");
+    c1.wait_for_output("SET1").await;
+    // Like the Console: delete the old session, create a new one for the tab.
+    t.client
+        .ok(
+            "deleteSession",
+            json!({"EnvironmentId": env, "SessionId": id1}),
+        )
+        .await;
+    c1.wait_closed().await;
+    let (_id2, url2, tok2) = create_session(&t, &env, Some(tab)).await;
+    let mut c2 = gateway_support::Client::connect(&url2, &tok2).await;
+    // Re-attached: output the first client never acknowledged (or, for an idle
+    // shell, the gateway's redraw stand-in) makes the client ready.
+    c2.run_until("ready", |c| c.ready).await;
+    c2.send_input(b"echo X=$X\r");
+    c2.wait_for_output("X=1").await;
+    assert_eq!(t.handle.gateway().live_tabs(), 1);
+
+    // Stopping the environment closes the channel and ends the shell.
+    t.client
+        .ok("stopEnvironment", json!({"EnvironmentId": env}))
+        .await;
+    c2.wait_closed().await;
+    let give_up = Instant::now() + gateway_support::GUARD;
+    while t.handle.gateway().live_tabs() != 0 {
+        assert!(Instant::now() < give_up, "tab not ended");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    t.handle.shutdown().await;
+}
+
+/// Signed awsJson1.1 call to the fake KMS.
+async fn kms_call(t: &TestEmulator, target: &str, body: Value) -> (u16, Value) {
+    let body = serde_json::to_vec(&body).unwrap();
+    let mut headers = vec![
+        ("host".to_string(), t.client.host.clone()),
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
+        ("x-amz-target".to_string(), target.to_string()),
+    ];
+    let auth = cloudshell_emulator::sigv4::sign(
+        "POST",
+        "/",
+        "",
+        &mut headers,
+        &body,
+        &support::creds(),
+        support::REGION,
+        "kms",
+        SystemTime::now(),
+    );
+    headers.push(("authorization".into(), auth));
+    let mut req = t.client.http.post(format!("{}/", t.client.endpoint));
+    for (k, v) in &headers {
+        if k != "host" {
+            req = req.header(k, v);
+        }
+    }
+    let resp = req.body(body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    (status, v)
+}
+
+#[tokio::test]
+async fn kms_encrypted_session() {
+    let t = TestEmulator::start(Timings::instant()).await;
+    t.handle.set_session_defaults(SessionOptions {
+        mode: SessionMode::Echo,
+        handshake: "kms:alias/test-key".parse::<HandshakeMode>().unwrap(),
+        ..SessionOptions::default()
+    });
+    let env = running_env(&t).await;
+    let (id, url, token) = create_session(&t, &env, None).await;
+    let mut c = gateway_support::Client::connect(&url, &token).await;
+    c.run_until("KMS request", |c| c.kms_request.is_some())
+        .await;
+    let (key_id, challenge) = c.kms_request.clone().unwrap();
+    assert_eq!(key_id, "alias/test-key");
+    assert!(challenge.is_some());
+
+    // Data keys can be issued without an encryption context too.
+    let (status, v) = kms_call(
+        &t,
+        "TrentService.GenerateDataKey",
+        json!({"KeyId": key_id, "NumberOfBytes": 64}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = kms_call(
+        &t,
+        "TrentService.GenerateDataKey",
+        json!({
+            "KeyId": key_id,
+            "NumberOfBytes": 64,
+            "EncryptionContext": {"aws:ssm:SessionId": id, "aws:ssm:TargetId": env}
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["KeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:kms:us-east-1:")
+    );
+    let plaintext = B64.decode(v["Plaintext"].as_str().unwrap()).unwrap();
+    let blob = B64.decode(v["CiphertextBlob"].as_str().unwrap()).unwrap();
+    assert_eq!(plaintext.len(), 64);
+    c.ch.provide_data_key(Instant::now(), &plaintext, &blob)
+        .unwrap();
+    c.run_until("ready", |c| c.ready).await;
+    assert!(c.ch.is_encrypted());
+    c.send_input(b"secret words");
+    c.wait_for_output("secret words").await;
+    assert_eq!(c.output, b"secret words");
+
+    // An unknown operation is an error, not a panic.
+    let (status, v) = kms_call(&t, "TrentService.Encrypt", json!({})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["__type"], "UnsupportedOperationException");
+    // A request signed for CloudShell is not accepted by KMS.
+    let (s, _, _) = t
+        .client
+        .raw(support::Raw {
+            path: "/",
+            ..t.client.raw_defaults("x", b"{}".to_vec())
+        })
+        .await;
+    assert_ne!(s, 200);
+    t.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn kms_session_with_a_key_for_another_session_fails() {
+    let t = TestEmulator::start(Timings::instant()).await;
+    t.handle.set_session_defaults(SessionOptions {
+        mode: SessionMode::Echo,
+        handshake: HandshakeMode::Kms {
+            key_id: "alias/k".into(),
+        },
+        ..SessionOptions::default()
+    });
+    let env = running_env(&t).await;
+    let (_id, url, token) = create_session(&t, &env, None).await;
+    let mut c = gateway_support::Client::connect(&url, &token).await;
+    c.run_until("KMS request", |c| c.kms_request.is_some())
+        .await;
+    let (_, v) = kms_call(
+        &t,
+        "TrentService.GenerateDataKey",
+        json!({"KeyId": "alias/k", "NumberOfBytes": 64,
+               "EncryptionContext": {"aws:ssm:SessionId": "some-other-session"}}),
+    )
+    .await;
+    let plaintext = B64.decode(v["Plaintext"].as_str().unwrap()).unwrap();
+    let blob = B64.decode(v["CiphertextBlob"].as_str().unwrap()).unwrap();
+    c.ch.provide_data_key(Instant::now(), &plaintext, &blob)
+        .unwrap();
+    let reason = c.wait_closed().await;
+    assert_eq!(reason.as_deref(), Some("KMS decrypt failed"));
+    assert!(!c.ready);
+    t.handle.shutdown().await;
+}
