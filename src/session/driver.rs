@@ -194,10 +194,10 @@ impl Driver {
         // The reference client pings right after the connection opens.
         self.send_ping().await;
         loop {
-            if let Err(d) = self.step().await {
-                if let Err(e) = self.handle_disconnect(d).await {
-                    self.fail(e);
-                }
+            if let Err(d) = self.step().await
+                && let Err(e) = self.handle_disconnect(d).await
+            {
+                self.fail(e);
             }
             if self.ended {
                 break;
@@ -285,10 +285,10 @@ impl Driver {
                     }
                 }
                 Wake::Socket(msg) => {
-                    if let Err(d) = self.on_socket(msg) {
-                        if let Err(e) = self.handle_disconnect(d).await {
-                            self.fail(e);
-                        }
+                    if let Err(d) = self.on_socket(msg)
+                        && let Err(e) = self.handle_disconnect(d).await
+                    {
+                        self.fail(e);
                     }
                 }
                 Wake::Input(None) => self.input_closed = true,
@@ -341,10 +341,9 @@ impl Driver {
         if let Err(e) = self
             .channel
             .send_resize(now(), u32::from(cols), u32::from(rows))
+            && e.is_fatal()
         {
-            if e.is_fatal() {
-                self.fail(SessionError::Protocol(e));
-            }
+            self.fail(SessionError::Protocol(e));
         }
     }
 
@@ -357,7 +356,7 @@ impl Driver {
                         self.pending_input.pop_front();
                     }
                     Ok(n) => {
-                        let _ = bytes::Buf::advance(front, n);
+                        bytes::Buf::advance(front, n);
                         break; // window full: wait for SendWindowOpen
                     }
                     Err(e) if e.is_fatal() => {
@@ -502,10 +501,10 @@ impl Driver {
             }
             Some(Ok(_)) => return Ok(()), // ping/pong: liveness only
         };
-        if let Err(e) = res {
-            if e.is_fatal() {
-                self.fail(SessionError::Protocol(e));
-            }
+        if let Err(e) = res
+            && e.is_fatal()
+        {
+            self.fail(SessionError::Protocol(e));
         }
         Ok(())
     }
