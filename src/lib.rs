@@ -37,6 +37,8 @@
 
 pub mod client;
 pub mod compat;
+pub mod credentials;
+pub mod exec;
 pub mod secret;
 pub mod session;
 pub mod terminal;

@@ -251,6 +251,22 @@ Sessions run a real bash on a pty by default; --session-mode, --handshake and
 State (environments, home directories) is kept in --state-dir (default: the
 user's data directory), so it survives restarts.")]
     Emulator(EmulatorArgs),
+
+    /// Run a command in an environment, like `ssh host cmd`.
+    #[command(after_long_help = "\
+stdout and stderr arrive byte for byte and apart; the exit code is the
+command's (128+N when a signal N killed it). Arguments are passed exactly, with
+no shell in between: use `bash -c '...'` for pipes and variables. A piped stdin
+feeds the command and its end is delivered as EOF; with a terminal on stdin
+the command reads /dev/null. Ctrl-C interrupts the remote command (exit 130).
+
+Examples:
+  cloudshell-rs exec -- uname -a
+  printf 'a\\nb\\n' | cloudshell-rs exec -- wc -l
+  cloudshell-rs exec --timeout 60 -- bash -c 'make test 2>&1 | tail'
+  cloudshell-rs exec --inject-credentials -- aws sts get-caller-identity
+  cloudshell-rs exec 0b6f2c4e-3f7a-4d1e-9c55-2a9e8e1d7b10 -- df -h")]
+    Exec(super::exec::ExecArgs),
 }
 
 /// An optional environment id.

@@ -40,6 +40,11 @@ pub struct ConnectArgs {
     /// later with the same --tab-id.
     #[arg(long)]
     pub keep_session: bool,
+    /// Make your local AWS credentials available in the remote shell as the
+    /// standard AWS_* variables, kept fresh before they expire. No secret is
+    /// ever typed into the terminal (see `cloudshell_rs::credentials`).
+    #[arg(long)]
+    pub inject_credentials: bool,
 }
 
 /// A spinner on stderr, only when stderr is a terminal.
@@ -194,6 +199,18 @@ pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> C
     if let Some(msg) = session.customer_message() {
         terminal::status(msg);
     }
+    let injection = if args.inject_credentials {
+        match super::exec::inject_into_shell(ctx, global, &env, &session).await {
+            Ok(i) => Some(i),
+            Err(e) => {
+                let _ = session.close().await;
+                delete_session(&client, &env, &tabs.current()).await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
 
     // Heartbeats keep the environment from being suspended while connected.
     let hb_client = client.clone();
@@ -239,6 +256,9 @@ pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> C
     let result = terminal::pump(session, pump_options).await;
     drop(guard);
     heartbeat.abort();
+    if let Some(i) = injection {
+        super::exec::finish_injection(i).await;
+    }
     if !args.keep_session {
         delete_session(&client, &env, &tabs.current()).await;
     }

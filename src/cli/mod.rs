@@ -6,6 +6,7 @@ mod args;
 mod connect;
 mod context;
 mod environments;
+mod exec;
 mod output;
 mod plugin;
 mod sessions;
@@ -151,6 +152,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::UploadUrls(a) => sessions::file_urls(&ctx, &out, a, true).await,
         Command::DownloadUrls(a) => sessions::file_urls(&ctx, &out, a, false).await,
         Command::PutCredentials(a) => sessions::put_credentials(&ctx, &out, a).await,
+        Command::Exec(a) => exec::run(&ctx, &global, a).await,
         Command::Connect(a) => connect::connect(&ctx, &global, a).await,
         Command::SessionManagerPlugin(_) => Ok(()),
         Command::Completions(_) => Ok(()),

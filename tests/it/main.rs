@@ -17,3 +17,10 @@ mod connect;
 mod session;
 mod session_replay;
 mod session_support;
+
+mod credentials;
+mod credentials_cli;
+mod exec;
+mod exec_cli;
+mod exec_emulator;
+mod exec_support;

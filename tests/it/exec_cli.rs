@@ -1,0 +1,174 @@
+//! The `cloudshell-rs exec` binary against its in-process emulator (`--local`).
+
+use sha2::Digest;
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        Cli {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudshell-rs"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", self.dir.path().join("none"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
+            .arg("--local")
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .arg("exec");
+        c
+    }
+}
+
+#[test]
+fn exec_cli_stdin_eof_exit_code_and_streams() {
+    let cli = Cli::new();
+    let mut child = cli
+        .cmd()
+        .args(["--", "wc", "-l"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a\nb\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stdout, b"2\n");
+    assert!(out.status.success());
+
+    let out = cli
+        .cmd()
+        .args([
+            "--",
+            "bash",
+            "-c",
+            "printf 'o\\0\\377'; printf e >&2; exit 7",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"o\0\xff");
+    assert_eq!(out.stderr, b"e");
+    assert_eq!(out.status.code(), Some(7));
+
+    let out = cli
+        .cmd()
+        .args(["--timeout", "0.5", "--", "sleep", "30"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124));
+}
+
+#[test]
+fn exec_cli_sigint_interrupts_the_remote_command() {
+    let cli = Cli::new();
+    let mut child = cli
+        .cmd()
+        .args([
+            "--",
+            "bash",
+            "-c",
+            "echo started; sleep 60; echo not-reached",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "");
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn exec_cli_inject_credentials() {
+    let cli = Cli::new();
+    let secret = "cliSecretKeyValue/With+Chars=0123456789";
+    let token = "cliSessionTokenValue//////////wEaCXVz+/=";
+    let out = cli
+        .cmd()
+        .env("AWS_ACCESS_KEY_ID", "AKIACLITESTKEY000001")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_SESSION_TOKEN", token)
+        .args(["--inject-credentials", "--", "bash", "-c"])
+        .arg(r#"printf %s "$AWS_SECRET_ACCESS_KEY" | sha256sum; printf %s "$AWS_SESSION_TOKEN" | sha256sum; echo "$AWS_REGION"; ps -eo args"#)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&hex::encode(sha2::Sha256::digest(secret))));
+    assert!(stdout.contains(&hex::encode(sha2::Sha256::digest(token))));
+    assert!(stdout.contains("us-east-1"));
+    for s in [secret, token] {
+        assert!(!stdout.contains(s), "secret in remote command lines");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains(s),
+            "secret in stderr"
+        );
+    }
+}
+
+#[test]
+fn exec_cli_debug_log_never_holds_the_secret() {
+    let cli = Cli::new();
+    let secret = "debugSecretKeyValue/With+Chars=9876543210";
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudshell-rs"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", cli.dir.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIACLITESTKEY000002")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("CLOUDSHELL_RS_LOG", "trace")
+        .args(["--debug", "--local", "--state-dir"])
+        .arg(cli.dir.path().join("state"))
+        .args([
+            "exec",
+            "--inject-credentials",
+            "--",
+            "bash",
+            "-c",
+            "printf %s \"$AWS_SECRET_ACCESS_KEY\" | wc -c",
+        ]);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        secret.len().to_string()
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.len() > 1000,
+        "the trace log was produced ({} bytes)",
+        log.len()
+    );
+    assert!(!log.contains(secret), "secret in the --debug log");
+}

@@ -1,0 +1,154 @@
+//! `exec` end to end: client → emulator REST → data channel → bash on a pty.
+
+use crate::exec::peak_rss_kib;
+use crate::exec_support::start_emulator;
+use cloudshell_rs::exec::{self, ExecOptions, Interrupt};
+
+#[tokio::test]
+async fn exec_emu_binary_output_exit_codes_and_stdin() {
+    let emu = start_emulator().await;
+    let script = r#"for i in $(seq 0 255); do printf "\\$(printf %o $i)"; done; printf '\377\000end'; printf 'err\n' >&2; exit 7"#;
+    let out = exec::run(
+        &emu.client,
+        &emu.env,
+        &["bash", "-c", script],
+        ExecOptions::new(),
+    )
+    .await
+    .unwrap();
+    let mut expected: Vec<u8> = (0..=255u8).collect();
+    expected.extend_from_slice(b"\xff\0end");
+    assert_eq!(out.stdout, expected);
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.status.code(), 7);
+
+    for code in [0, 1, 255] {
+        let out = exec::run(
+            &emu.client,
+            &emu.env,
+            &["sh", "-c", &format!("exit {code}")],
+            ExecOptions::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), code);
+    }
+    let out = exec::run(
+        &emu.client,
+        &emu.env,
+        &["sh", "-c", "kill -TERM $$"],
+        ExecOptions::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), 143);
+
+    let out = exec::run(
+        &emu.client,
+        &emu.env,
+        &["wc", "-l"],
+        ExecOptions::new().stdin(&b"a\nb\n"[..]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stdout, b"2\n");
+
+    let args = [
+        "printf", "[%s]", "a b", "'", "\"", "$HOME", "*", "x\ny", "", "\\n",
+    ];
+    let out = exec::run(&emu.client, &emu.env, &args, ExecOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "[a b][']][\"][$HOME][*][x\ny][][\\n]".replace("']]", "']")
+    );
+
+    // Every exec deleted its session.
+    let env = emu.emulator.environment(&emu.env).unwrap();
+    assert!(emu.emulator.gateway().live_sessions().is_empty(), "{env:?}");
+}
+
+#[tokio::test]
+async fn exec_emu_concurrent_runs_have_no_crosstalk() {
+    let emu = start_emulator().await;
+    let mut tasks = Vec::new();
+    for id in 0..4 {
+        let client = emu.client.clone();
+        let env = emu.env.clone();
+        tasks.push(tokio::spawn(async move {
+            let script = format!(
+                "for i in $(seq 1 100); do echo {id}:$i; done; echo err{id} >&2; exit {id}"
+            );
+            (
+                id,
+                exec::run(&client, &env, &["bash", "-c", &script], ExecOptions::new())
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    for t in tasks {
+        let (id, out) = t.await.unwrap();
+        let expected: String = (1..=100).map(|i| format!("{id}:{i}\n")).collect();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+        assert_eq!(out.stderr, format!("err{id}\n").into_bytes());
+        assert_eq!(out.status.code(), id);
+    }
+    assert!(emu.emulator.gateway().live_sessions().is_empty());
+}
+
+#[tokio::test]
+async fn exec_emu_interrupt_gives_130() {
+    let emu = start_emulator().await;
+    let int = Interrupt::new();
+    let int2 = int.clone();
+    let mut stdout = crate::exec::InterruptOnOutput::new(int2);
+    let mut stderr = Vec::new();
+    let status = exec::run_with_io(
+        &emu.client,
+        &emu.env,
+        &["bash", "-c", "echo started; sleep 60; echo not-reached"],
+        ExecOptions::new().interrupt(int),
+        None::<tokio::io::Empty>,
+        &mut stdout,
+        &mut stderr,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status.code(), 130);
+    assert_eq!(stdout.buf, b"started\n");
+}
+
+#[tokio::test]
+async fn exec_emu_100_mib_with_bounded_memory() {
+    use sha2::Digest;
+    let emu = start_emulator().await;
+    let before = peak_rss_kib();
+    let mut out = crate::exec::HashSink::default();
+    let mut err = Vec::new();
+    let status = exec::run_with_io(
+        &emu.client,
+        &emu.env,
+        &[
+            "bash",
+            "-c",
+            "head -c 104857600 /dev/urandom | tee >(sha256sum >&2)",
+        ],
+        ExecOptions::new(),
+        None::<tokio::io::Empty>,
+        &mut out,
+        &mut err,
+    )
+    .await
+    .unwrap();
+    assert!(status.success());
+    assert_eq!(out.len, 104_857_600);
+    let local = hex::encode(out.hasher.finalize());
+    assert!(String::from_utf8(err).unwrap().starts_with(&local));
+    let growth_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        growth_mib < 64,
+        "peak RSS grew by {growth_mib} MiB while streaming 100 MiB"
+    );
+}
