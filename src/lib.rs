@@ -42,6 +42,7 @@ pub mod exec;
 pub mod secret;
 pub mod session;
 pub mod terminal;
+pub mod transfer;
 
 pub use client::types;
 pub use client::types::*;

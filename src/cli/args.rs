@@ -267,6 +267,29 @@ Examples:
   cloudshell-rs exec --inject-credentials -- aws sts get-caller-identity
   cloudshell-rs exec 0b6f2c4e-3f7a-4d1e-9c55-2a9e8e1d7b10 -- df -h")]
     Exec(super::exec::ExecArgs),
+
+    /// Copy files and directories to or from an environment, like scp.
+    #[command(after_long_help = "\
+ENV:PATH names a path in environment ENV (an id, or a VPC environment's
+name); :PATH a path in the default environment; anything else is local. As in
+scp, a colon before the first slash makes an operand remote: write ./a:b (or
+an absolute path) for a local file whose name contains a colon. Remote paths
+are relative to the home directory; ~/ works too.
+
+Every copy is verified end to end with SHA-256 and written under a temporary
+name next to the destination, renamed into place only when the hashes match:
+an interrupted or failed copy never leaves a partial file. Modes are kept;
+times with -p. With several sources the destination must be a directory.
+Trees (-r) keep symbolic links as links and are never merged into an existing
+directory.
+
+Examples:
+  cloudshell-rs cp report.pdf :~/                    # into the home directory
+  cloudshell-rs cp -r ./project :work/               # a tree
+  cloudshell-rs cp :logs/app.log .                   # download
+  cloudshell-rs cp -p a.txt b.txt my-vpc-env:/tmp/   # keep times; a VPC environment by name
+  cloudshell-rs cp --via s3 big.iso :~/              # through S3, as the Console does")]
+    Cp(super::cp::CpArgs),
 }
 
 /// An optional environment id.

@@ -5,6 +5,7 @@
 mod args;
 mod connect;
 mod context;
+mod cp;
 mod environments;
 mod exec;
 mod output;
@@ -155,6 +156,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Exec(a) => exec::run(&ctx, &global, a).await,
         Command::Connect(a) => connect::connect(&ctx, &global, a).await,
         Command::SessionManagerPlugin(_) => Ok(()),
+        Command::Cp(a) => cp::run(&ctx, &global, a).await,
         Command::Completions(_) => Ok(()),
         #[cfg(feature = "local")]
         Command::Emulator(_) => Ok(()),

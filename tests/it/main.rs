@@ -24,3 +24,8 @@ mod exec;
 mod exec_cli;
 mod exec_emulator;
 mod exec_support;
+
+mod cp_cli;
+mod cp_emulator;
+mod cp_local;
+mod cp_support;

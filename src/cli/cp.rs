@@ -1,0 +1,243 @@
+//! `cloudshell-rs cp [-r] [-p] [-q] [--via in-band|s3] SRC... DST`: copy files
+//! and trees between this machine and an environment (see
+//! `cloudshell_rs::transfer`).
+
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use cloudshell_rs::exec::Interrupt;
+use cloudshell_rs::transfer::{
+    self, Location, Progress, TransferError, TransferOptions, TransferReport, Transport,
+};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::context::Context;
+use super::{CliError, CliResult, GlobalArgs, chain};
+
+/// Arguments of `cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Copy directories (recursively, as trees).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// Keep access and modification times (modes are always kept).
+    #[arg(short = 'p', long)]
+    pub preserve: bool,
+
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// How the data travels: in-band through the session (works without
+    /// internet access in the environment), or through S3 presigned URLs as
+    /// the AWS Console does.
+    #[arg(long, value_enum, default_value_t = Via::InBand)]
+    pub via: Via,
+
+    /// SRC... DST: sources, then the destination. `ENV:PATH` is a path in
+    /// environment ENV (an id or a VPC environment's name), `:PATH` a path in
+    /// the default environment; anything else is local.
+    #[arg(value_name = "PATHS", required = true, num_args = 2..)]
+    pub paths: Vec<OsString>,
+}
+
+/// `--via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// Through the data channel.
+    InBand,
+    /// Through S3 presigned URLs.
+    S3,
+}
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::with_code(msg, 2)
+}
+
+fn parse(arg: &OsString) -> CliResult<Location> {
+    match arg.to_str() {
+        Some(s) => transfer::parse_location(s).map_err(|e| usage(chain(&e))),
+        // Not UTF-8: can only be a local path.
+        None => Ok(Location::Local(PathBuf::from(arg))),
+    }
+}
+
+/// `cp`.
+pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult {
+    let mut locs = args
+        .paths
+        .iter()
+        .map(parse)
+        .collect::<CliResult<Vec<_>>>()?;
+    let Some(dst) = locs.pop() else {
+        return Err(usage("cp needs a source and a destination"));
+    };
+    let upload = dst.is_remote();
+    if locs.iter().any(|l| l.is_remote() == upload) {
+        return Err(usage(if upload {
+            "all sources must be local when the destination is remote (ENV:PATH)"
+        } else {
+            "all sources must be remote (ENV:PATH or :PATH) when the destination is local; \
+             write ./NAME for a local path containing ':'"
+        }));
+    }
+    // The one environment involved.
+    let env_spec = match (&dst, locs.first()) {
+        (Location::Remote { environment, .. }, _) => environment.clone(),
+        (_, Some(Location::Remote { environment, .. })) => environment.clone(),
+        _ => None,
+    };
+    for l in &locs {
+        if let Location::Remote { environment, .. } = l
+            && *environment != env_spec
+        {
+            return Err(usage("all remote sources must be in the same environment"));
+        }
+    }
+    let env = match &env_spec {
+        // Like the Console (and `exec`): the default environment is created on first use.
+        None => ctx.env_or_create_default(None).await?,
+        Some(spec) => transfer::resolve_environment(&ctx.client, Some(spec))
+            .await
+            .map_err(|e| CliError::new(chain(&e)))?,
+    };
+
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let interrupt = Interrupt::new();
+    let base = TransferOptions::new()
+        .recursive(args.recursive)
+        .preserve_times(args.preserve)
+        .into_directory(locs.len() > 1)
+        .transport(match args.via {
+            Via::InBand => Transport::InBand,
+            Via::S3 => Transport::S3,
+        })
+        .interrupt(interrupt.clone())
+        .session_options(super::connect::session_options(global, &ctx.client));
+
+    for src in &locs {
+        let (label, job) = match (src, &dst) {
+            (Location::Local(l), Location::Remote { path, .. }) => (
+                l.display().to_string(),
+                Job::Upload(l.clone(), path.clone()),
+            ),
+            (Location::Remote { path, .. }, Location::Local(l)) => {
+                (path.clone(), Job::Download(path.clone(), l.clone()))
+            }
+            _ => return Err(usage("cp copies between this machine and an environment")),
+        };
+        let bar = show.then(|| new_bar(&label));
+        let mut opts = base.clone();
+        if let Some(bar) = &bar {
+            let b = bar.clone();
+            opts = opts.progress(Arc::new(move |p: Progress| update(&b, p)));
+        }
+        let result = with_ctrl_c(&interrupt, async {
+            match &job {
+                Job::Upload(l, r) => transfer::upload(&ctx.client, &env, l, r, &opts).await,
+                Job::Download(r, l) => transfer::download(&ctx.client, &env, r, l, &opts).await,
+            }
+        })
+        .await;
+        match result {
+            Some(Ok(report)) => {
+                if let Some(bar) = bar {
+                    finish(&bar, &report);
+                }
+            }
+            Some(Err(e)) => {
+                if let Some(bar) = bar {
+                    bar.abandon();
+                }
+                if matches!(e, TransferError::Interrupted) {
+                    return Err(CliError::with_code("interrupted", 130));
+                }
+                return Err(CliError::new(chain(&e)));
+            }
+            None => {
+                if let Some(bar) = bar {
+                    bar.abandon();
+                }
+                return Err(CliError::with_code("interrupted", 130));
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Job {
+    Upload(PathBuf, String),
+    Download(String, PathBuf),
+}
+
+/// Runs `fut`; the first Ctrl-C interrupts the remote command (its trap
+/// cleans up and the transfer ends with an error), a second one gives up at
+/// once (`None`).
+async fn with_ctrl_c<T>(interrupt: &Interrupt, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::pin!(fut);
+    let mut presses = 0;
+    loop {
+        tokio::select! {
+            r = &mut fut => return Some(r),
+            c = tokio::signal::ctrl_c() => {
+                if c.is_err() {
+                    // No signal handling available: just wait for the transfer.
+                    return Some(fut.await);
+                }
+                presses += 1;
+                if presses >= 2 {
+                    return None;
+                }
+                interrupt.interrupt();
+            }
+        }
+    }
+}
+
+fn new_bar(label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(spinner_style());
+    bar.set_message(label.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {wide_msg} {bytes} {binary_bytes_per_sec} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{wide_msg} [{bar:25}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+fn update(bar: &ProgressBar, p: Progress) {
+    if let Some(t) = p.total
+        && bar.length() != Some(t)
+    {
+        bar.set_length(t);
+        bar.set_style(bar_style());
+    }
+    bar.set_position(p.bytes);
+}
+
+fn finish(bar: &ProgressBar, report: &TransferReport) {
+    bar.set_length(report.bytes);
+    bar.set_position(report.bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{wide_msg} {bytes} {binary_bytes_per_sec} {elapsed} verified",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.finish();
+}

@@ -1,0 +1,341 @@
+//! The in-band transport (data channel), and what both transports share:
+//! running a script, mapping its report to errors, cleaning up.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::unix::pipe;
+
+use super::error::{Side, TransferError};
+use super::local::{self, Framer, HashWriter, LocalDestination, SourceInfo};
+use super::runner::{RemoteRunner, RunOutcome};
+use super::scripts::{self, Report, UploadArgs, UploadSource};
+use super::{Reporter, TransferOptions, TransferReport, Transport};
+use crate::exec::ExecError;
+
+/// Most stderr (or unexpected stdout) kept from a script.
+const COLLECT_LIMIT: usize = 64 * 1024;
+
+/// An AsyncWrite that keeps the first [`COLLECT_LIMIT`] bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Collector(pub Vec<u8>);
+
+impl AsyncWrite for Collector {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let room = COLLECT_LIMIT.saturating_sub(self.0.len());
+        let n = room.min(buf.len());
+        self.0.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An OS pipe: a blocking std end and a tokio end.
+pub(crate) fn pipe_to_async_reader() -> Result<(std::io::PipeWriter, pipe::Receiver), TransferError>
+{
+    let (r, w) = std::io::pipe().map_err(|e| TransferError::local("creating a pipe", ".", e))?;
+    let r = pipe::Receiver::from_owned_fd(OwnedFd::from(r))
+        .map_err(|e| TransferError::local("creating a pipe", ".", e))?;
+    Ok((w, r))
+}
+
+/// An OS pipe: a tokio write end and a blocking std read end.
+pub(crate) fn pipe_from_async_writer() -> Result<(pipe::Sender, std::io::PipeReader), TransferError>
+{
+    let (r, w) = std::io::pipe().map_err(|e| TransferError::local("creating a pipe", ".", e))?;
+    let w = pipe::Sender::from_owned_fd(OwnedFd::from(w))
+        .map_err(|e| TransferError::local("creating a pipe", ".", e))?;
+    Ok((w, r))
+}
+
+/// Runs a script; returns the outcome (or the exec error) and its parsed stderr.
+pub(crate) async fn run_script(
+    runner: &dyn RemoteRunner,
+    argv: &[Vec<u8>],
+    stdin: Option<&mut (dyn AsyncRead + Send + Unpin)>,
+    stdout: &mut (dyn AsyncWrite + Send + Unpin),
+) -> (Result<RunOutcome, ExecError>, Report) {
+    let mut stderr = Collector::default();
+    let outcome = {
+        let stdin: Option<&mut (dyn AsyncRead + Send + Unpin)> = match stdin {
+            Some(s) => Some(&mut *s),
+            None => None,
+        };
+        let stdout: &mut (dyn AsyncWrite + Send + Unpin) = &mut *stdout;
+        runner.run(argv, stdin, stdout, &mut stderr).await
+    };
+    (outcome, scripts::parse_report(&stderr.0))
+}
+
+/// Whether this direction writes into the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Upload,
+    Download,
+}
+
+/// Maps a script's classified failure (or an unexplained exit) to an error.
+pub(crate) fn remote_error(
+    report: &Report,
+    status: i32,
+    sent_sha256: &str,
+    dir: Direction,
+) -> TransferError {
+    let other = report.other.join("; ");
+    let Some(f) = &report.failure else {
+        if status == 130 || status == 129 || status == 143 {
+            return TransferError::Interrupted;
+        }
+        let msg = if other.is_empty() {
+            format!("the transfer command exited with status {status}")
+        } else {
+            format!("the transfer command exited with status {status}: {other}")
+        };
+        return TransferError::Remote(msg);
+    };
+    let side = Side::Remote;
+    let path = PathBuf::from(&f.detail);
+    match f.kind.as_str() {
+        "notfound" => TransferError::NotFound { side, path },
+        "isdir" if dir == Direction::Download => TransferError::SourceIsDirectory { side, path },
+        "isdir" => TransferError::DestinationIsDirectory { side, path },
+        "notdir" => TransferError::NotADirectory { side, path },
+        "exists" => TransferError::DestinationExists { side, path },
+        "perm" => TransferError::PermissionDenied { side, path },
+        "nospace" => TransferError::NoSpace { side, path },
+        "notregular" => TransferError::NotRegular { side, path },
+        "mismatch" => TransferError::ChecksumMismatch {
+            sent: sent_sha256.to_string(),
+            received: f.detail.clone(),
+        },
+        "short" => TransferError::Incomplete,
+        "tool" => TransferError::RemoteToolMissing(f.detail.clone()),
+        _ if other.is_empty() => TransferError::Remote(f.detail.clone()),
+        _ => TransferError::Remote(format!("{}: {other}", f.detail)),
+    }
+}
+
+fn is_broken_pipe(e: &TransferError) -> bool {
+    matches!(e, TransferError::Local { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Best effort: remove the temporary file of a failed upload (the script's
+/// trap does it when the script itself fails; this covers a lost connection).
+pub(crate) async fn cleanup(runner: &dyn RemoteRunner, remote: &str, name: &[u8], nonce: &str) {
+    let argv = scripts::cleanup_argv(remote, name, nonce);
+    let mut out = Collector::default();
+    let cleaned = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        run_script(runner, &argv, None, &mut out),
+    )
+    .await;
+    if !matches!(cleaned, Ok((Ok(ref o), _)) if o.status.success()) {
+        tracing::warn!("could not remove the temporary file of the interrupted upload");
+    }
+}
+
+/// Produces the upload stream on a blocking thread: hashes the payload, frames
+/// it, writes the trailer. Returns (sha256, payload bytes, files).
+fn produce(
+    src: &SourceInfo,
+    out: std::io::PipeWriter,
+    progress: Option<local::ProgressFn>,
+) -> Result<(String, u64, u64), TransferError> {
+    let mut w = HashWriter::new(Framer::new(out), progress);
+    let files = if src.dir {
+        let (w2, files, _skipped) = local::send_tree(src, w)?;
+        w = w2;
+        files
+    } else {
+        local::send_file(src, &mut w)?;
+        1
+    };
+    let broken = |e| TransferError::local("sending", &src.path, e);
+    w.flush().map_err(broken)?;
+    let (framer, sha256, bytes) = w.finish();
+    framer.finish(&sha256).map_err(broken)?;
+    Ok((sha256, bytes, files))
+}
+
+pub(crate) async fn upload(
+    runner: &dyn RemoteRunner,
+    src: &SourceInfo,
+    remote: &str,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let nonce = super::nonce();
+    let name = src.name.as_encoded_bytes().to_vec();
+    let argv = scripts::upload_argv(&UploadArgs {
+        tree: src.dir,
+        destination: remote,
+        name: &name,
+        into_directory: options.into_directory,
+        mode: src.mode,
+        times: options.preserve_times.then_some((src.atime, src.mtime)),
+        nonce: &nonce,
+        source: UploadSource::Stdin,
+        expected_sha256: "",
+    });
+    let reporter = Reporter::new(options.progress.clone(), (!src.dir).then_some(src.size));
+    let (writer, mut reader) = pipe_to_async_reader()?;
+    let src2 = src.clone();
+    let progress = reporter.as_fn();
+    let producer = tokio::task::spawn_blocking(move || produce(&src2, writer, progress));
+    let mut stdout = Collector::default();
+    let (outcome, report) = run_script(runner, &argv, Some(&mut reader), &mut stdout).await;
+    drop(reader);
+    let produced = producer
+        .await
+        .map_err(|e| TransferError::Protocol(format!("the sending thread failed: {e}")))?;
+    let finish = |outcome: RunOutcome, sha256: String, bytes: u64, files: u64| TransferReport {
+        destination: remote.to_string(),
+        bytes,
+        files,
+        tree: src.dir,
+        sha256,
+        transport: Transport::InBand,
+        channel_bytes_sent: outcome.channel_bytes_sent,
+        channel_bytes_received: outcome.channel_bytes_received,
+        http_bytes: 0,
+        session_ids: outcome.session_id.into_iter().collect(),
+    };
+    match (outcome, produced) {
+        (Ok(outcome), Ok((sha256, bytes, files))) if outcome.status.success() => match &report.ok {
+            Some((remote_sha, _)) if *remote_sha == sha256 => {
+                Ok(finish(outcome, sha256, bytes, files))
+            }
+            Some((remote_sha, _)) => Err(TransferError::ChecksumMismatch {
+                sent: sha256,
+                received: remote_sha.clone(),
+            }),
+            None => Err(TransferError::Protocol(
+                "the environment did not confirm the copy".to_string(),
+            )),
+        },
+        (Ok(outcome), produced) => {
+            // The script failed (its trap removed the temporary file).
+            let code = outcome.status.code();
+            if report.failure.is_none() && matches!(code, 129 | 130 | 143) {
+                return Err(TransferError::Interrupted);
+            }
+            // A local read error explains a short input better than "short";
+            // a broken pipe only means the remote side stopped reading.
+            match produced {
+                Err(local)
+                    if !is_broken_pipe(&local)
+                        && report.failure.as_ref().is_none_or(|f| f.kind == "short") =>
+                {
+                    Err(local)
+                }
+                Ok((sha256, ..)) => Err(remote_error(&report, code, &sha256, Direction::Upload)),
+                Err(_) => Err(remote_error(&report, code, "", Direction::Upload)),
+            }
+        }
+        (Err(e), produced) => {
+            cleanup(runner, remote, &name, &nonce).await;
+            match (e, produced) {
+                (ExecError::Interrupted, _) => Err(TransferError::Interrupted),
+                // The connection failed first; the local side then saw a closed pipe.
+                (e, _) => Err(TransferError::Exec(e)),
+            }
+        }
+    }
+}
+
+pub(crate) async fn download(
+    runner: &dyn RemoteRunner,
+    remote: &str,
+    dest: &LocalDestination,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let argv = scripts::download_argv(remote, options.recursive, false);
+    let reporter = Reporter::new(options.progress.clone(), None);
+    let (mut writer, reader) = pipe_from_async_writer()?;
+    let dest2 = dest.clone();
+    let rep2 = reporter.clone();
+    let consumer = tokio::task::spawn_blocking(move || {
+        let progress = rep2.as_fn();
+        local::receive_with_meta_hook(reader, None, &dest2, progress, |m| {
+            rep2.set_total((!m.dir).then_some(m.size));
+        })
+    });
+    let (outcome, report) = run_script(runner, &argv, None, &mut writer).await;
+    drop(writer);
+    let received = consumer
+        .await
+        .map_err(|e| TransferError::Protocol(format!("the receiving thread failed: {e}")))?;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            // A local failure (destination exists, disk full) stops reading and
+            // makes the run fail on a closed pipe: report the local failure.
+            return Err(match received {
+                Err(local) if !matches!(local, TransferError::Incomplete) => local,
+                _ if matches!(e, ExecError::Interrupted) => TransferError::Interrupted,
+                _ => TransferError::Exec(e),
+            });
+        }
+    };
+    if !outcome.status.success() || report.ok.is_none() {
+        if let Err(local) = received
+            && !matches!(local, TransferError::Incomplete)
+            && report.failure.is_none()
+        {
+            return Err(local);
+        }
+        return Err(remote_error(
+            &report,
+            outcome.status.code(),
+            "",
+            Direction::Download,
+        ));
+    }
+    let received = received?;
+    let Some((remote_sha, _)) = &report.ok else {
+        return Err(TransferError::Protocol(
+            "no checksum from the environment".into(),
+        ));
+    };
+    if *remote_sha != received.sha256 {
+        return Err(TransferError::ChecksumMismatch {
+            sent: remote_sha.clone(),
+            received: received.sha256,
+        });
+    }
+    let (sha256, bytes, files, tree) = (
+        received.sha256.clone(),
+        received.bytes,
+        received.files,
+        received.meta.dir,
+    );
+    let target = tokio::task::spawn_blocking(move || received.staged.commit())
+        .await
+        .map_err(|e| TransferError::Protocol(format!("the receiving thread failed: {e}")))??;
+    Ok(TransferReport {
+        destination: target.display().to_string(),
+        bytes,
+        files,
+        tree,
+        sha256,
+        transport: Transport::InBand,
+        channel_bytes_sent: outcome.channel_bytes_sent,
+        channel_bytes_received: outcome.channel_bytes_received,
+        http_bytes: 0,
+        session_ids: outcome.session_id.into_iter().collect(),
+    })
+}

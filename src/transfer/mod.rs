@@ -1,0 +1,386 @@
+//! Copying files and directory trees between this machine and a CloudShell
+//! environment, like `scp`, only safer.
+//!
+//! - **Verified**: the SHA-256 of the bytes is computed at both ends while they
+//!   stream (`sha256sum` in the environment) and compared; on a mismatch the
+//!   copy fails and nothing is left in place.
+//! - **Atomic**: the destination is written under a temporary name in the same
+//!   directory (`.NAME.cloudshell-rs.tmp.XXXXXX` locally,
+//!   `NAME.cloudshell-rs.tmp.NONCE` in the environment, removed by a shell
+//!   trap on failure) and renamed only after the hashes matched, so an
+//!   interrupted copy never leaves a truncated file at the destination.
+//! - **Constant memory** whatever the size: data streams through bounded
+//!   buffers (1 MiB chunks in-band, 256 KiB locally).
+//! - **Modes** (the `rwx` bits) are always kept; setuid, setgid and sticky bits
+//!   are dropped. Access and modification times are kept with
+//!   [`TransferOptions::preserve_times`].
+//! - **Trees** (with [`TransferOptions::recursive`]) travel as a tar stream.
+//!   Symbolic links inside a tree are copied as links (never followed);
+//!   sockets, FIFOs and devices are skipped. A source given on the command
+//!   line that is a link is followed. A tree is never merged into an existing
+//!   directory: its destination must not exist.
+//!
+//! Two transports ([`Transport`]):
+//!
+//! - [`Transport::InBand`] (default): through the data channel, as commands run
+//!   with [`crate::exec`]. Works in VPC environments without internet access.
+//!   Upload data is framed in 1 MiB chunks (`<len>\n<bytes>`) and carried as
+//!   base64 by exec's stdin forwarding; downloads come back base64 in exec's
+//!   output frames. Either way the terminal carries about 4/3 of the file size,
+//!   plus the data channel's framing (see `docs/cp.md` for measured figures).
+//! - [`Transport::S3`]: as the AWS Console does, through the presigned S3 URLs
+//!   of GetFileUploadUrls / GetFileDownloadUrls. The file travels over HTTPS
+//!   (multipart POST, then a GET with the SSE-C key headers); a helper command
+//!   in the environment runs `curl`, reading the URLs, form fields and the SSE-C
+//!   key from its stdin (a curl config), never from its command line.
+//!
+//! Remote paths are relative to the home directory; `~` and `~/…` are
+//! expanded there.
+//!
+//! ```no_run
+//! # async fn demo(client: cloudshell_rs::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use cloudshell_rs::transfer::{self, TransferOptions};
+//! let env = transfer::resolve_environment(&client, None).await?;
+//! let report = transfer::upload(
+//!     &client, &env, "notes.txt".as_ref(), "~/notes.txt", &TransferOptions::new(),
+//! ).await?;
+//! println!("{} bytes, sha256 {}", report.bytes, report.sha256);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod inband;
+mod local;
+mod runner;
+mod s3;
+mod scripts;
+mod spec;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use error::{Side, TransferError};
+pub use runner::{ExecRunner, RemoteRunner, RunFuture, RunOutcome};
+pub use spec::{Location, parse_location};
+
+use crate::Client;
+use crate::exec::Interrupt;
+
+/// How long to wait for the environment to be RUNNING.
+const ENVIRONMENT_WAIT: Duration = Duration::from_secs(300);
+
+/// How the bytes travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Through the data channel (works without internet access in the environment).
+    #[default]
+    InBand,
+    /// Through S3 presigned URLs, as the AWS Console does.
+    S3,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::InBand => "in-band",
+            Transport::S3 => "s3",
+        })
+    }
+}
+
+/// Progress of one transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes done so far (file bytes, or tar stream bytes for a tree).
+    pub bytes: u64,
+    /// Expected total, when known (single files).
+    pub total: Option<u64>,
+}
+
+/// Receives [`Progress`] updates (often: rate-limit the display).
+pub type ProgressCallback = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Options of one transfer.
+#[derive(Clone, Default)]
+pub struct TransferOptions {
+    recursive: bool,
+    preserve_times: bool,
+    into_directory: bool,
+    transport: Transport,
+    progress: Option<ProgressCallback>,
+    interrupt: Option<Interrupt>,
+    session_options: Option<crate::session::SessionOptions>,
+}
+
+impl std::fmt::Debug for TransferOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransferOptions")
+            .field("recursive", &self.recursive)
+            .field("preserve_times", &self.preserve_times)
+            .field("into_directory", &self.into_directory)
+            .field("transport", &self.transport)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransferOptions {
+    /// Defaults: files only, in-band, times not kept.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Copy directories (as trees).
+    pub fn recursive(mut self, yes: bool) -> Self {
+        self.recursive = yes;
+        self
+    }
+
+    /// Keep access and modification times.
+    pub fn preserve_times(mut self, yes: bool) -> Self {
+        self.preserve_times = yes;
+        self
+    }
+
+    /// The destination must be an existing directory; the source keeps its
+    /// name inside it (as with several sources).
+    pub fn into_directory(mut self, yes: bool) -> Self {
+        self.into_directory = yes;
+        self
+    }
+
+    /// The transport.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Progress updates.
+    pub fn progress(mut self, callback: ProgressCallback) -> Self {
+        self.progress = Some(callback);
+        self
+    }
+
+    /// A handle to interrupt the transfer: the remote command gets Ctrl-C, its
+    /// trap removes the temporary file, and the transfer fails with
+    /// [`TransferError::Interrupted`] (or [`TransferError::Exec`] if interrupted twice).
+    pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
+
+    /// Data-channel options of the sessions [`upload`] and [`download`] open
+    /// (default: AWS gateways only for an AWS endpoint, any host for another
+    /// endpoint such as the emulator; no KMS data-key provider).
+    pub fn session_options(mut self, options: crate::session::SessionOptions) -> Self {
+        self.session_options = Some(options);
+        self
+    }
+}
+
+/// What a finished transfer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransferReport {
+    /// Where the copy was written (a local path or a remote path as given).
+    pub destination: String,
+    /// Bytes moved: the file size, or the size of the tar stream for a tree.
+    pub bytes: u64,
+    /// Entries copied (1 for a file).
+    pub files: u64,
+    /// Whether a directory tree was copied.
+    pub tree: bool,
+    /// SHA-256 (hex) of those bytes, equal at both ends.
+    pub sha256: String,
+    /// The transport used.
+    pub transport: Transport,
+    /// Bytes typed into the remote terminal (data-channel input payload).
+    pub channel_bytes_sent: u64,
+    /// Bytes printed by the remote terminal (data-channel output payload).
+    pub channel_bytes_received: u64,
+    /// Bytes of file data sent to or received from S3 (S3 transport).
+    pub http_bytes: u64,
+    /// The data-channel sessions used, in order.
+    pub session_ids: Vec<String>,
+}
+
+/// Progress reporting with a total that may become known on the way.
+#[derive(Clone)]
+pub(crate) struct Reporter {
+    callback: Option<ProgressCallback>,
+    total: Arc<AtomicU64>,
+}
+
+impl Reporter {
+    fn new(callback: Option<ProgressCallback>, total: Option<u64>) -> Self {
+        Self {
+            callback,
+            total: Arc::new(AtomicU64::new(total.unwrap_or(u64::MAX))),
+        }
+    }
+
+    pub(crate) fn set_total(&self, total: Option<u64>) {
+        self.total
+            .store(total.unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.report(0);
+    }
+
+    pub(crate) fn report(&self, bytes: u64) {
+        if let Some(cb) = &self.callback {
+            let t = self.total.load(Ordering::Relaxed);
+            cb(Progress {
+                bytes,
+                total: (t != u64::MAX).then_some(t),
+            });
+        }
+    }
+
+    pub(crate) fn as_fn(&self) -> Option<local::ProgressFn> {
+        self.callback.as_ref()?;
+        let me = self.clone();
+        Some(Arc::new(move |b| me.report(b)))
+    }
+}
+
+/// The environment named by `environment` (an id or an environment name), or
+/// the default environment for `None`.
+pub async fn resolve_environment(
+    client: &Client,
+    environment: Option<&str>,
+) -> Result<String, TransferError> {
+    let listed = client
+        .describe_environments()
+        .send()
+        .await
+        .map_err(TransferError::Api)?;
+    match environment {
+        None => listed
+            .environments
+            .iter()
+            .find(|e| e.vpc_config.is_none())
+            .map(|e| e.environment_id.clone())
+            .ok_or_else(|| TransferError::UnknownEnvironment("(default)".to_string())),
+        Some(want) => listed
+            .environments
+            .iter()
+            .find(|e| e.environment_id == want)
+            .or_else(|| {
+                listed
+                    .environments
+                    .iter()
+                    .find(|e| e.environment_name.as_deref() == Some(want))
+            })
+            .map(|e| e.environment_id.clone())
+            .ok_or_else(|| TransferError::UnknownEnvironment(want.to_string())),
+    }
+}
+
+async fn runner_for(
+    client: &Client,
+    environment_id: &str,
+    options: &TransferOptions,
+) -> Result<ExecRunner, TransferError> {
+    client
+        .wait_until_running(environment_id, ENVIRONMENT_WAIT, |_| {})
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                TransferError::UnknownEnvironment(environment_id.to_string())
+            } else {
+                TransferError::Api(e)
+            }
+        })?;
+    let mut runner = ExecRunner::new(client, environment_id);
+    if let Some(o) = &options.session_options {
+        runner = runner.session_options(o.clone());
+    }
+    if let Some(i) = &options.interrupt {
+        runner = runner.interrupt(i.clone());
+    }
+    Ok(runner)
+}
+
+/// Copies the local file (or, with `recursive`, directory) `local` to `remote`
+/// in the environment. When `remote` is an existing directory the source keeps
+/// its name inside it.
+pub async fn upload(
+    client: &Client,
+    environment_id: &str,
+    local: &Path,
+    remote: &str,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let src = local::inspect_source(local, options.recursive)?;
+    let runner = runner_for(client, environment_id, options).await?;
+    match options.transport {
+        Transport::InBand => inband::upload(&runner, &src, remote, options).await,
+        Transport::S3 => s3::upload(&runner, &src, remote, options).await,
+    }
+}
+
+/// Copies `remote` (a file or, with `recursive`, a directory) from the
+/// environment to `local`. When `local` is an existing directory the source
+/// keeps its name inside it.
+pub async fn download(
+    client: &Client,
+    environment_id: &str,
+    remote: &str,
+    local: &Path,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let dest = destination(remote, local, options);
+    dest.precheck()?;
+    let runner = runner_for(client, environment_id, options).await?;
+    match options.transport {
+        Transport::InBand => inband::download(&runner, remote, &dest, options).await,
+        Transport::S3 => s3::download(&runner, remote, &dest, options).await,
+    }
+}
+
+/// [`upload`] in-band through any [`RemoteRunner`].
+pub async fn upload_with(
+    runner: &dyn RemoteRunner,
+    local: &Path,
+    remote: &str,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let src = local::inspect_source(local, options.recursive)?;
+    inband::upload(runner, &src, remote, options).await
+}
+
+/// [`download`] in-band through any [`RemoteRunner`].
+pub async fn download_with(
+    runner: &dyn RemoteRunner,
+    remote: &str,
+    local: &Path,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let dest = destination(remote, local, options);
+    dest.precheck()?;
+    inband::download(runner, remote, &dest, options).await
+}
+
+fn destination(remote: &str, local: &Path, options: &TransferOptions) -> local::LocalDestination {
+    let name = remote
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && *n != "." && *n != ".." && *n != "~")
+        .map(std::ffi::OsString::from);
+    local::LocalDestination {
+        dest: local.to_path_buf(),
+        name,
+        into_directory: options.into_directory,
+        preserve_times: options.preserve_times,
+    }
+}
+
+/// 128 random bits as hex: names the remote temporary file.
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+    hex::encode(b)
+}

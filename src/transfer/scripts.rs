@@ -1,0 +1,428 @@
+//! The bash scripts that run in the environment, and the parsing of the status
+//! lines they print.
+//!
+//! Every script runs as `bash -c SCRIPT cloudshell-rs-cp ARG...`: paths, modes
+//! and hashes are arguments (never interpolated into shell text), secrets (the
+//! SSE-C key, presigned URLs) arrive on stdin as a curl config. Status lines
+//! start with `CSRS-` so they cannot be mistaken for anything a tool prints:
+//!
+//! - `CSRS-ERR <kind> <detail>` (stderr): a classified failure, exit status 3;
+//! - `CSRS-META <kind> <mode> <atime> <mtime> <size>` (first stdout line of a
+//!   download): what is coming;
+//! - `CSRS-OK <sha256> <bytes>` (stderr): done; the hash of what was written
+//!   (upload) or sent (download).
+//!
+//! # Upload framing (in-band)
+//!
+//! stdin carries `<len>\n<len bytes>` chunks, then `0\n<sha256 hex>\n`. The
+//! remote side reads each chunk with one `dd iflag=fullblock,count_bytes`, so
+//! it never reads past a chunk, then reads the trailer and compares hashes
+//! before anything is renamed into place. Input that ends early (the client
+//! went away) fails the comparison and the temporary file is removed.
+
+/// Shell functions shared by every script.
+const PRELUDE: &str = r#"
+set -u
+export LC_ALL=C
+umask 077
+csrs_fail() { printf 'CSRS-ERR %s %s\n' "$1" "$2" >&2; exit 3; }
+csrs_kind() {
+  case $1 in
+    *"No space left"*|*"Disk quota"*|*"File too large"*) k=nospace ;;
+    *"Permission denied"*|*"Operation not permitted"*|*"Read-only file system"*) k=perm ;;
+    *"No such file"*) k=notfound ;;
+    *"Not a directory"*) k=notdir ;;
+    *) k=io ;;
+  esac
+}
+csrs_check() { printf '%s\n' "$2" >&2; csrs_kind "$2"; csrs_fail "$k" "$1"; }
+csrs_expand() {
+  case $1 in
+    "~") r=$HOME ;;
+    "~/"*) r=$HOME/${1#"~/"} ;;
+    *) r=$1 ;;
+  esac
+}
+csrs_recv() {
+  while IFS= read -r len; do
+    case $len in
+      0) return 0 ;;
+      ''|*[!0-9]*) return 86 ;;
+    esac
+    dd bs=1048576 count="$len" iflag=fullblock,count_bytes status=none || return 1
+  done
+  return 86
+}
+csrs_parent() {
+  case $1 in
+    */*) p=${1%/*}; [ -n "$p" ] || p=/ ;;
+    *) p=. ;;
+  esac
+}
+csrs_target() {
+  # $1 destination, $2 source name, $3 1 = destination must be a directory
+  csrs_expand "$1"; dst=$r
+  if [ -d "$dst" ]; then
+    case $dst in */) target=$dst$2 ;; *) target=$dst/$2 ;; esac
+  elif [ "$3" = 1 ]; then
+    if [ -e "$dst" ]; then csrs_fail notdir "$dst"; else csrs_fail notfound "$dst"; fi
+  else
+    case $dst in */) csrs_fail notfound "$dst" ;; esac
+    target=$dst
+  fi
+  csrs_parent "$target"; parent=$p
+  [ -e "$parent" ] || csrs_fail notfound "$parent"
+  [ -d "$parent" ] || csrs_fail notdir "$parent"
+  [ -w "$parent" ] && [ -x "$parent" ] || csrs_fail perm "$parent"
+}
+csrs_times() {
+  # $1 file, $2 "ATIME MTIME" or empty
+  [ -n "$2" ] || return 0
+  set -- "$1" ${2}
+  e=$(touch -a -d "@$2" -- "$1" 2>&1 && touch -m -d "@$3" -- "$1" 2>&1) || csrs_check "$1" "$e"
+}
+"#;
+
+/// Upload of one file. Arguments: destination, source name, into-directory
+/// flag (0/1), octal mode, times (`ATIME MTIME` or empty), nonce, source of
+/// the data (`stdin`: framed chunks + trailer; `curl`: a curl config on stdin
+/// naming the URL and headers), expected SHA-256 (for `curl`).
+const UPLOAD_FILE: &str = r#"
+csrs_target "$1" "$2" "$3"
+mode=$4 times=$5 nonce=$6 src=$7 want=$8
+[ -d "$target" ] && csrs_fail isdir "$target"
+tmp=$target.cloudshell-rs.tmp.$nonce
+trap 'rm -f -- "$tmp"' EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
+e=$( { : > "$tmp"; } 2>&1 ) || csrs_check "$target" "$e"
+if [ "$src" = stdin ]; then
+  e=$( { csrs_recv > "$tmp"; } 2>&1 ); st=$?
+  [ $st = 86 ] && csrs_fail short "the input ended early"
+  [ $st = 0 ] || csrs_check "$target" "$e"
+  IFS= read -r want || csrs_fail short "the input ended before its checksum"
+else
+  command -v curl >/dev/null 2>&1 || csrs_fail tool "curl is not installed in the environment"
+  e=$( { set -o pipefail; curl -fsS --config - | cat > "$tmp"; } 2>&1 ) || csrs_check "$target" "$e"
+fi
+got=$(sha256sum < "$tmp") || csrs_fail io "$target"
+got=${got%% *}
+[ "$got" = "$want" ] || csrs_fail mismatch "$got"
+e=$(chmod "$mode" -- "$tmp" 2>&1) || csrs_check "$target" "$e"
+csrs_times "$tmp" "$times"
+size=$(stat -c %s -- "$tmp") || size=0
+e=$(mv -fT -- "$tmp" "$target" 2>&1) || csrs_check "$target" "$e"
+trap - EXIT
+printf 'CSRS-OK %s %s\n' "$got" "$size" >&2
+"#;
+
+/// Upload of a tree (a tar stream). Arguments as for [`UPLOAD_FILE`], the mode
+/// and times being those of the top directory.
+const UPLOAD_TREE: &str = r#"
+csrs_target "$1" "$2" "$3"
+mode=$4 times=$5 nonce=$6 src=$7 want=$8
+[ -e "$target" ] || [ -L "$target" ] && csrs_fail exists "$target"
+tmp=$target.cloudshell-rs.tmp.$nonce
+trap 'chmod -R u+rwx -- "$tmp" 2>/dev/null; rm -rf -- "$tmp" "$tmp.sum" "$tmp.fifo"' EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
+command -v tar >/dev/null 2>&1 || csrs_fail tool "tar is not installed in the environment"
+e=$(mkdir -m 700 -- "$tmp" 2>&1 && mkfifo -m 600 -- "$tmp.fifo" 2>&1) || csrs_check "$target" "$e"
+if [ -n "$times" ]; then keep=; else keep=-m; fi
+sha256sum < "$tmp.fifo" > "$tmp.sum" & hp=$!
+if [ "$src" = stdin ]; then
+  e=$( { set -o pipefail; csrs_recv | tee -- "$tmp.fifo" | { tar -x -p $keep -f - -C "$tmp"; t=$?; cat > /dev/null; exit $t; }; } 2>&1 ); st=$?
+else
+  command -v curl >/dev/null 2>&1 || csrs_fail tool "curl is not installed in the environment"
+  e=$( { set -o pipefail; curl -fsS --config - | tee -- "$tmp.fifo" | { tar -x -p $keep -f - -C "$tmp"; t=$?; cat > /dev/null; exit $t; }; } 2>&1 ); st=$?
+fi
+wait $hp
+[ "$src" = stdin ] && [ $st = 86 ] && csrs_fail short "the input ended early"
+[ $st = 0 ] || csrs_check "$target" "$e"
+if [ "$src" = stdin ]; then
+  IFS= read -r want || csrs_fail short "the input ended before its checksum"
+fi
+got=$(cat -- "$tmp.sum"); got=${got%% *}
+[ "$got" = "$want" ] || csrs_fail mismatch "$got"
+e=$(chmod "$mode" -- "$tmp" 2>&1) || csrs_check "$target" "$e"
+csrs_times "$tmp" "$times"
+e=$(mv -T -- "$tmp" "$target" 2>&1) || csrs_check "$target" "$e"
+rm -f -- "$tmp.sum" "$tmp.fifo"
+trap - EXIT
+printf 'CSRS-OK %s 0\n' "$got" >&2
+"#;
+
+/// Download (file or, with the recursive flag, a tree as a tar stream).
+/// Arguments: source, recursive flag (0/1), sink (`stdout`, or `s3`: POST to
+/// the presigned form given as a curl config on stdin). Prints the META line
+/// first (on stdout for `stdout`, on stderr for `s3`).
+const DOWNLOAD: &str = r#"
+csrs_expand "$1"; src=$r
+rec=$2 sink=$3
+if [ ! -e "$src" ]; then
+  [ -L "$src" ] && csrs_fail notfound "$src"
+  csrs_fail notfound "$src"
+fi
+if [ -d "$src" ]; then
+  [ "$rec" = 1 ] || csrs_fail isdir "$src"
+  kind=dir
+  [ -r "$src" ] && [ -x "$src" ] || csrs_fail perm "$src"
+  command -v tar >/dev/null 2>&1 || csrs_fail tool "tar is not installed in the environment"
+elif [ -f "$src" ]; then
+  kind=file
+  [ -r "$src" ] || csrs_fail perm "$src"
+else
+  csrs_fail notregular "$src"
+fi
+meta=$(stat -L -c '%a %X %Y %s' -- "$src") || csrs_fail io "$src"
+csrs_send() {
+  if [ $kind = dir ]; then tar -C "$src" -cf - .; else cat -- "$src"; fi
+}
+if [ "$sink" = stdout ]; then
+  printf 'CSRS-META %s %s\n' "$kind" "$meta"
+  exec 3>&1
+  h=$(set -o pipefail; csrs_send | tee /dev/fd/3 | sha256sum) || csrs_fail io "$src"
+  h=${h%% *}
+  size=
+else
+  printf 'CSRS-META %s %s\n' "$kind" "$meta" >&2
+  command -v curl >/dev/null 2>&1 || csrs_fail tool "curl is not installed in the environment"
+  tmpd=$(mktemp -d) || csrs_fail io "${TMPDIR:-/tmp}"
+  trap 'rm -rf -- "$tmpd"' EXIT
+  trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
+  if [ $kind = dir ]; then
+    e=$(tar -C "$src" -cf "$tmpd/data" . 2>&1) || csrs_check "$src" "$e"
+    data=$tmpd/data
+  else
+    data=$src
+  fi
+  h=$(sha256sum < "$data") || csrs_fail io "$src"
+  h=${h%% *}
+  size=$(stat -c %s -- "$data")
+  e=$(curl -fsS -o /dev/null --config - 2>&1 3< "$data") || csrs_check "$src" "$e"
+fi
+printf 'CSRS-OK %s %s\n' "$h" "$size" >&2
+"#;
+
+/// Removes what an interrupted upload left. Arguments: destination, source
+/// name, nonce (the temporary names contain the nonce, so nothing else can match).
+const CLEANUP: &str = r#"
+csrs_expand "$1"; d=$r
+[ -n "$3" ] || exit 0
+for t in "$d.cloudshell-rs.tmp.$3" "${d%/}/$2.cloudshell-rs.tmp.$3"; do
+  if [ -e "$t" ] || [ -e "$t.fifo" ]; then
+    chmod -R u+rwx -- "$t" 2>/dev/null
+    rm -rf -- "$t" "$t.sum" "$t.fifo"
+  fi
+done
+"#;
+
+fn script(body: &str) -> Vec<u8> {
+    let mut s = String::with_capacity(PRELUDE.len() + body.len());
+    s.push_str(PRELUDE);
+    s.push_str(body);
+    s.into_bytes()
+}
+
+fn argv(body: &str, args: &[&[u8]]) -> Vec<Vec<u8>> {
+    let mut v = vec![b"bash".to_vec(), b"-c".to_vec(), script(body)];
+    v.push(b"cloudshell-rs-cp".to_vec());
+    v.extend(args.iter().map(|a| a.to_vec()));
+    v
+}
+
+/// Where the data of an upload comes from on the remote side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UploadSource {
+    /// Framed chunks and a trailer on stdin.
+    Stdin,
+    /// A curl config on stdin; the expected hash is an argument.
+    Curl,
+}
+
+/// The arguments of an upload script.
+#[derive(Debug, Clone)]
+pub(crate) struct UploadArgs<'a> {
+    pub tree: bool,
+    pub destination: &'a str,
+    pub name: &'a [u8],
+    pub into_directory: bool,
+    pub mode: u32,
+    pub times: Option<(i64, i64)>,
+    pub nonce: &'a str,
+    pub source: UploadSource,
+    pub expected_sha256: &'a str,
+}
+
+/// argv of an upload.
+pub(crate) fn upload_argv(a: &UploadArgs<'_>) -> Vec<Vec<u8>> {
+    let mode = format!("{:o}", a.mode & 0o7777);
+    let times = a
+        .times
+        .map(|(at, mt)| format!("{at} {mt}"))
+        .unwrap_or_default();
+    let src: &[u8] = match a.source {
+        UploadSource::Stdin => b"stdin",
+        UploadSource::Curl => b"curl",
+    };
+    argv(
+        if a.tree { UPLOAD_TREE } else { UPLOAD_FILE },
+        &[
+            a.destination.as_bytes(),
+            a.name,
+            if a.into_directory { b"1" } else { b"0" },
+            mode.as_bytes(),
+            times.as_bytes(),
+            a.nonce.as_bytes(),
+            src,
+            a.expected_sha256.as_bytes(),
+        ],
+    )
+}
+
+/// argv of a download; `to_s3` makes the environment POST the data to S3.
+pub(crate) fn download_argv(source: &str, recursive: bool, to_s3: bool) -> Vec<Vec<u8>> {
+    argv(
+        DOWNLOAD,
+        &[
+            source.as_bytes(),
+            if recursive { b"1" } else { b"0" },
+            if to_s3 { b"s3" } else { b"stdout" },
+        ],
+    )
+}
+
+/// argv of the clean-up after a failed upload.
+pub(crate) fn cleanup_argv(destination: &str, name: &[u8], nonce: &str) -> Vec<Vec<u8>> {
+    argv(CLEANUP, &[destination.as_bytes(), name, nonce.as_bytes()])
+}
+
+/// A classified failure reported by a script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteFailure {
+    pub kind: String,
+    pub detail: String,
+}
+
+/// What a script reported on stderr.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub ok: Option<(String, Option<u64>)>,
+    pub meta: Option<Meta>,
+    pub failure: Option<RemoteFailure>,
+    /// Other stderr lines (tool messages), for error context.
+    pub other: Vec<String>,
+}
+
+/// The `CSRS-META` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub dir: bool,
+    pub mode: u32,
+    pub atime: i64,
+    pub mtime: i64,
+    pub size: u64,
+}
+
+/// Parses a `CSRS-META` line (without the newline).
+pub(crate) fn parse_meta(line: &str) -> Option<Meta> {
+    let mut it = line.strip_prefix("CSRS-META ")?.split(' ');
+    let dir = match it.next()? {
+        "dir" => true,
+        "file" => false,
+        _ => return None,
+    };
+    let mode = u32::from_str_radix(it.next()?, 8).ok()?;
+    let atime = it.next()?.parse().ok()?;
+    let mtime = it.next()?.parse().ok()?;
+    let size = it.next()?.parse().ok()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some(Meta {
+        dir,
+        mode,
+        atime,
+        mtime,
+        size,
+    })
+}
+
+/// Parses everything a script wrote to stderr.
+pub(crate) fn parse_report(stderr: &[u8]) -> Report {
+    let mut r = Report::default();
+    for line in String::from_utf8_lossy(stderr).lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("CSRS-OK ") {
+            let mut it = rest.split(' ');
+            let hash = it.next().unwrap_or_default();
+            let size = it.next().and_then(|s| s.parse().ok());
+            if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                r.ok = Some((hash.to_ascii_lowercase(), size));
+            }
+        } else if let Some(rest) = line.strip_prefix("CSRS-ERR ") {
+            let (kind, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+            r.failure = Some(RemoteFailure {
+                kind: kind.to_string(),
+                detail: detail.to_string(),
+            });
+        } else if line.starts_with("CSRS-META ") {
+            r.meta = parse_meta(line);
+        } else if !line.trim().is_empty() && r.other.len() < 20 {
+            r.other.push(line.to_string());
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_parse() {
+        let r =
+            parse_report(b"tar: something\nCSRS-ERR nospace writing /x: No space left on device\n");
+        assert_eq!(r.failure.as_ref().unwrap().kind, "nospace");
+        assert_eq!(r.other, vec!["tar: something".to_string()]);
+        let h = "a".repeat(64);
+        let r = parse_report(format!("CSRS-OK {h} 12\n").as_bytes());
+        assert_eq!(r.ok, Some((h.clone(), Some(12))));
+        let r = parse_report(format!("CSRS-OK {h} \n").as_bytes());
+        assert_eq!(r.ok, Some((h, None)));
+        assert!(parse_report(b"CSRS-OK nothex 1\n").ok.is_none());
+    }
+
+    #[test]
+    fn meta_parses() {
+        assert_eq!(
+            parse_meta("CSRS-META file 750 1 2 3"),
+            Some(Meta {
+                dir: false,
+                mode: 0o750,
+                atime: 1,
+                mtime: 2,
+                size: 3
+            })
+        );
+        assert!(parse_meta("CSRS-META pipe 750 1 2 3").is_none());
+        assert!(parse_meta("CSRS-META file 9 1 2 3").is_none());
+        assert!(parse_meta("CSRS-META file 750 1 2").is_none());
+    }
+
+    #[test]
+    fn scripts_are_valid_bash() {
+        for body in [UPLOAD_FILE, UPLOAD_TREE, DOWNLOAD, CLEANUP] {
+            let out = std::process::Command::new("bash")
+                .arg("-n")
+                .arg("-c")
+                .arg(String::from_utf8(script(body)).unwrap())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

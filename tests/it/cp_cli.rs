@@ -1,0 +1,187 @@
+//! The `cloudshell-rs cp` binary against its in-process emulator (`--local`).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cp_support::*;
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        Cli {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudshell-rs"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", self.dir.path().join("none"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
+            .arg("--local")
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .arg("cp")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn local(&self) -> PathBuf {
+        let p = self.dir.path().join("local");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// The home directory of the (only) environment.
+    fn home(&self) -> PathBuf {
+        let homes = self.dir.path().join("state/homes");
+        let entry = std::fs::read_dir(&homes).unwrap().next().unwrap().unwrap();
+        entry.path()
+    }
+}
+
+fn run(c: &mut Command) -> (i32, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cp_cli_round_trip_files_and_trees() {
+    let cli = Cli::new();
+    let local = cli.local();
+    let a = local.join("a.bin");
+    let b = local.join("b:colon.txt");
+    write_file(&a, &all_bytes(), 0o750);
+    write_file(&b, b"colon", 0o600);
+    // Upload two files into the home directory; `./` keeps the colon local.
+    let (code, err) = run(cli
+        .cmd()
+        .arg(&a)
+        .arg(format!("{}/./b:colon.txt", local.display()))
+        .arg(":~/"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "", "no progress output without a terminal");
+    let home = cli.home();
+    assert_eq!(std::fs::read(home.join("a.bin")).unwrap(), all_bytes());
+    assert_eq!(mode_of(&home.join("a.bin")), 0o750);
+    assert_eq!(std::fs::read(home.join("b:colon.txt")).unwrap(), b"colon");
+    // Download both into a new directory, through S3.
+    let back = local.join("back");
+    std::fs::create_dir(&back).unwrap();
+    let (code, err) = run(cli
+        .cmd()
+        .args(["--via", "s3", ":a.bin", ":b:colon.txt"])
+        .arg(&back));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(back.join("a.bin")).unwrap(), all_bytes());
+    assert_eq!(std::fs::read(back.join("b:colon.txt")).unwrap(), b"colon");
+    // A tree with -r -p, up and down.
+    let tree = local.join("tree");
+    make_tree(&tree);
+    set_times(&tree.join("top.txt"), 1_234_567_890);
+    let (code, err) = run(cli.cmd().args(["-r", "-p", "-q"]).arg(&tree).arg(":t"));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run(cli.cmd().args(["-rp", ":t"]).arg(local.join("t2")));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tree_listing(&local.join("t2")), tree_listing(&tree));
+    assert_eq!(mtime_of(&local.join("t2/top.txt")), 1_234_567_890);
+}
+
+#[test]
+fn cp_cli_errors_and_exit_codes() {
+    let cli = Cli::new();
+    let local = cli.local();
+    let f = local.join("f");
+    write_file(&f, b"f", 0o644);
+    // Usage errors: exit code 2.
+    for args in [
+        vec![
+            f.display().to_string(),
+            local.join("g").display().to_string(),
+        ],
+        vec![":a".to_string(), ":b".to_string()],
+        vec![f.display().to_string(), "env:".to_string()],
+        vec![f.display().to_string()],
+    ] {
+        let (code, err) = run(cli.cmd().args(&args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+    let (code, err) = run(cli.cmd().arg(&f).arg("env:"));
+    assert!(err.contains("empty"), "{err}");
+    assert_eq!(code, 2);
+    // Failures: exit code 1, one clear line.
+    let (code, err) = run(cli.cmd().arg(local.join("missing")).arg(":x"));
+    assert_eq!(code, 1);
+    assert!(err.contains("no such file or directory"), "{err}");
+    let (code, err) = run(cli.cmd().arg(&f).arg("no-such-env:x"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("environment \"no-such-env\" not found"),
+        "{err}"
+    );
+    let (code, err) = run(cli.cmd().arg(&local).arg(":x"));
+    assert_eq!(code, 1);
+    assert!(err.contains("use -r"), "{err}");
+    let (code, err) = run(cli.cmd().arg(":missing").arg(&local));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("remote") && err.contains("no such file"),
+        "{err}"
+    );
+    let (code, err) = run(cli.cmd().arg(&f).arg(":/sys/x"));
+    assert_eq!(code, 1);
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(leftovers(&local).is_empty() && leftovers(&cli.home()).is_empty());
+}
+
+/// Ctrl-C during an upload: exit code 130, nothing at the destination, and
+/// the remote temporary file removed by the script's trap.
+#[test]
+fn cp_cli_ctrl_c_leaves_nothing() {
+    let cli = Cli::new();
+    let local = cli.local();
+    let f = local.join("big.bin");
+    write_file(&f, &pseudo_random(40 * 1024 * 1024, 11), 0o644);
+    // A first copy creates the environment and its home directory.
+    write_file(&local.join("f0"), b"0", 0o644);
+    let (code, err) = run(cli.cmd().arg(local.join("f0")).arg(":f0"));
+    assert_eq!(code, 0, "{err}");
+    let home = cli.home();
+    let child = cli.cmd().arg(&f).arg(":big.bin").spawn().unwrap();
+    wait_for(|| !leftovers(&home).is_empty());
+    // SIGINT, as Ctrl-C in a terminal would send.
+    let r = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(r.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!home.join("big.bin").exists());
+    assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
+    assert!(leftovers(&local).is_empty());
+}
+
+fn wait_for(cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not reached in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,430 @@
+//! `cp` end to end: client → emulator REST → data channel → bash on a pty
+//! (in-band), and through the emulator's fake S3 with `curl` in the
+//! environment (S3 transport).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cp_support::*;
+use cloudshell_emulator::gateway::{FaultSpec, GatewayConfig, SessionOptions};
+use cloudshell_rs::transfer::{self, Side, TransferError, TransferOptions, Transport};
+
+pub struct Emu {
+    pub emulator: cloudshell_emulator::EmulatorHandle,
+    pub client: cloudshell_rs::Client,
+    pub env: String,
+    pub home: PathBuf,
+    pub local: PathBuf,
+    _state: tempfile::TempDir,
+    _local: tempfile::TempDir,
+}
+
+const KEY: &str = "AKIDCPTEST";
+const SECRET: &str = "cp-test-secret-key";
+
+/// An emulator on 127.0.0.1:0 (state in a temporary directory), a client with
+/// static credentials and an explicit region (so the AWS credential chain and
+/// IMDS are never consulted), and the default environment RUNNING.
+pub async fn start(gateway: GatewayConfig) -> Emu {
+    use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
+    let state = tempfile::tempdir().unwrap();
+    let config = EmulatorConfig::new(state.path())
+        .with_credentials(AcceptedCredentials::new(KEY, SECRET))
+        .with_timings(Timings::instant())
+        .with_region("us-east-1")
+        .with_gateway(gateway);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = Emulator::start(config, listener).await.unwrap();
+    let client = cloudshell_rs::Client::builder()
+        .region("us-east-1")
+        .endpoint_url(emulator.endpoint())
+        .credentials(cloudshell_rs::Credentials::new(
+            KEY, SECRET, None, None, "test",
+        ))
+        .build()
+        .await
+        .unwrap();
+    let env = client.find_or_create_default().await.unwrap();
+    client
+        .wait_until_running(&env, Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    let home = emulator.gateway().home_dir(&env);
+    std::fs::create_dir_all(&home).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    Emu {
+        emulator,
+        client,
+        env,
+        home,
+        local: local.path().to_path_buf(),
+        _state: state,
+        _local: local,
+    }
+}
+
+fn opts(t: Transport) -> TransferOptions {
+    TransferOptions::new().transport(t)
+}
+
+/// Data-channel bytes of the sessions a transfer used, from the emulator's
+/// counters: (client → gateway, gateway → client).
+fn wire_bytes(emu: &Emu, report: &transfer::TransferReport) -> (u64, u64) {
+    let mut inb = 0;
+    let mut out = 0;
+    for id in &report.session_ids {
+        let m = emu.emulator.gateway().session_metrics(id).unwrap();
+        inb += m.bytes_in;
+        out += m.bytes_out;
+    }
+    (inb, out)
+}
+
+async fn round_trip(emu: &Emu, t: Transport, name: &str, data: &[u8], mode: u32) {
+    let src = emu.local.join(name);
+    write_file(&src, data, mode);
+    let up = transfer::upload(&emu.client, &emu.env, &src, name, &opts(t))
+        .await
+        .unwrap_or_else(|e| panic!("{t} upload {name}: {e:?}"));
+    let remote = emu.home.join(name);
+    assert_eq!(sha256_file(&remote), sha256_hex(data), "{t} {name}");
+    assert_eq!(mode_of(&remote), mode, "{t} {name}");
+    assert_eq!(up.sha256, sha256_hex(data));
+    assert_eq!(up.transport, t);
+    let back = emu.local.join(format!("{name}.back"));
+    let down = transfer::download(&emu.client, &emu.env, name, &back, &opts(t))
+        .await
+        .unwrap_or_else(|e| panic!("{t} download {name}: {e:?}"));
+    assert_eq!(sha256_file(&back), sha256_hex(data), "{t} {name}");
+    assert_eq!(mode_of(&back), mode);
+    assert_eq!(down.sha256, up.sha256);
+    if t == Transport::S3 {
+        assert_eq!(up.http_bytes, data.len() as u64);
+        assert_eq!(down.http_bytes, data.len() as u64);
+    }
+    assert!(leftovers(&emu.home).is_empty() && leftovers(&emu.local).is_empty());
+}
+
+#[tokio::test]
+async fn cp_emu_small_files_both_transports() {
+    let emu = start(GatewayConfig::default()).await;
+    for t in [Transport::InBand, Transport::S3] {
+        round_trip(&emu, t, &format!("empty-{t}"), b"", 0o644).await;
+        round_trip(&emu, t, &format!("one-{t}"), b"1", 0o600).await;
+        round_trip(&emu, t, &format!("bytes-{t}.bin"), &all_bytes(), 0o750).await;
+    }
+    // Every transfer deleted its sessions.
+    assert!(emu.emulator.gateway().live_sessions().is_empty());
+}
+
+#[tokio::test]
+async fn cp_emu_100_mib_both_transports() {
+    let emu = start(GatewayConfig::default()).await;
+    let size = 100 * 1024 * 1024;
+    let data = pseudo_random(size, 42);
+    let src = emu.local.join("big.bin");
+    write_file(&src, &data, 0o640);
+    let want = sha256_hex(&data);
+    drop(data);
+    for t in [Transport::InBand, Transport::S3] {
+        let dst = format!("big-{t}.bin");
+        let log = ProgressLog::default();
+        let o = opts(t).progress(log.callback());
+        let up = transfer::upload(&emu.client, &emu.env, &src, &dst, &o)
+            .await
+            .unwrap();
+        assert_eq!(up.sha256, want);
+        assert_eq!(sha256_file(&emu.home.join(&dst)), want);
+        assert_eq!(log.last().unwrap().bytes, size as u64);
+        let back = emu.local.join(&dst);
+        let down = transfer::download(&emu.client, &emu.env, &dst, &back, &o)
+            .await
+            .unwrap();
+        assert_eq!(down.sha256, want);
+        assert_eq!(sha256_file(&back), want);
+        let (up_in, up_out) = wire_bytes(&emu, &up);
+        let (down_in, down_out) = wire_bytes(&emu, &down);
+        println!(
+            "{t}: upload wire {up_in} in + {up_out} out = {:.3} x file; download wire {down_in} in + {down_out} out = {:.3} x file",
+            (up_in + up_out) as f64 / size as f64,
+            (down_in + down_out) as f64 / size as f64
+        );
+        if t == Transport::InBand {
+            // Base64 (4/3), 120-byte headers per 1024-byte message and an ack
+            // for each message: about 1.9 in all (measured, see docs/cp.md).
+            let up_ratio = (up_in + up_out) as f64 / size as f64;
+            let down_ratio = (down_in + down_out) as f64 / size as f64;
+            assert!(up_ratio > 1.33 && up_ratio < 2.0, "{up_ratio}");
+            assert!(down_ratio > 1.33 && down_ratio < 2.0, "{down_ratio}");
+        } else {
+            // Only commands and status lines cross the data channel.
+            assert!(up_in + up_out + down_in + down_out < 1024 * 1024);
+        }
+        std::fs::remove_file(&back).unwrap();
+        std::fs::remove_file(emu.home.join(&dst)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn cp_emu_trees_modes_and_times() {
+    let emu = start(GatewayConfig::default()).await;
+    let tree = emu.local.join("tree");
+    make_tree(&tree);
+    set_times(&tree.join("a/secret"), 1_200_000_000);
+    let expected = tree_listing(&tree);
+    for t in [Transport::InBand, Transport::S3] {
+        let o = opts(t).recursive(true).preserve_times(true);
+        let name = format!("tree-{t}");
+        let up = transfer::upload(&emu.client, &emu.env, &tree, &name, &o)
+            .await
+            .unwrap();
+        assert!(up.tree);
+        assert_eq!(tree_listing(&emu.home.join(&name)), expected, "{t}");
+        assert_eq!(
+            mtime_of(&emu.home.join(&name).join("a/secret")),
+            1_200_000_000
+        );
+        assert_eq!(mode_of(&emu.home.join(&name).join("a/b")), 0o750);
+        let back = emu.local.join(format!("back-{t}"));
+        transfer::download(&emu.client, &emu.env, &name, &back, &o)
+            .await
+            .unwrap();
+        assert_eq!(tree_listing(&back), expected, "{t}");
+        assert_eq!(mtime_of(&back.join("a/secret")), 1_200_000_000);
+        // Files only: -p off gives fresh times, modes still kept.
+        let f = emu.local.join(format!("f-{t}"));
+        write_file(&f, b"x", 0o600);
+        set_times(&f, 1_000_000_000);
+        transfer::upload(&emu.client, &emu.env, &f, "~", &opts(t))
+            .await
+            .unwrap();
+        let r = emu.home.join(format!("f-{t}"));
+        assert!(mtime_of(&r) > 1_600_000_000);
+        assert_eq!(mode_of(&r), 0o600);
+    }
+    assert!(leftovers(&emu.home).is_empty() && leftovers(&emu.local).is_empty());
+}
+
+#[tokio::test]
+async fn cp_emu_bad_paths_give_clear_errors() {
+    let emu = start(GatewayConfig::default()).await;
+    let f = emu.local.join("f");
+    write_file(&f, b"data", 0o644);
+    std::fs::create_dir_all(emu.home.join("rdir")).unwrap();
+    for t in [Transport::InBand, Transport::S3] {
+        let o = opts(t);
+        let e = transfer::upload(&emu.client, &emu.env, &emu.local.join("missing"), "x", &o)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::NotFound {
+                    side: Side::Local,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = transfer::download(&emu.client, &emu.env, "missing", &emu.local.join("m"), &o)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::NotFound {
+                    side: Side::Remote,
+                    ..
+                }
+            ),
+            "{t}: {e}"
+        );
+        let e = transfer::upload(&emu.client, "no-such-env", &f, "x", &o)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, TransferError::UnknownEnvironment(_)),
+            "{t}: {e}"
+        );
+        let e = transfer::upload(&emu.client, &emu.env, &emu.local, "x", &o)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::SourceIsDirectory {
+                    side: Side::Local,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = transfer::download(&emu.client, &emu.env, "rdir", &emu.local.join("r"), &o)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::SourceIsDirectory {
+                    side: Side::Remote,
+                    ..
+                }
+            ),
+            "{t}: {e}"
+        );
+        let e = transfer::upload(&emu.client, &emu.env, &f, "/sys/cloudshell-rs-test", &o)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::PermissionDenied {
+                    side: Side::Remote,
+                    ..
+                }
+            ),
+            "{t}: {e}"
+        );
+        std::fs::write(emu.home.join("r.txt"), b"r").unwrap();
+        let e = transfer::download(
+            &emu.client,
+            &emu.env,
+            "r.txt",
+            Path::new("/sys/cloudshell-rs-test"),
+            &o,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::PermissionDenied {
+                    side: Side::Local,
+                    ..
+                }
+            ),
+            "{t}: {e}"
+        );
+    }
+    let e = transfer::resolve_environment(&emu.client, Some("nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TransferError::UnknownEnvironment(_)), "{e}");
+    assert_eq!(
+        transfer::resolve_environment(&emu.client, None)
+            .await
+            .unwrap(),
+        emu.env
+    );
+    assert_eq!(
+        transfer::resolve_environment(&emu.client, Some(&emu.env))
+            .await
+            .unwrap(),
+        emu.env
+    );
+    assert!(leftovers(&emu.home).is_empty() && leftovers(&emu.local).is_empty());
+}
+
+/// The data channel is cut mid-way (`cut:bytes:N`): the transfer fails and no
+/// partial file is left at either end.
+#[tokio::test]
+async fn cp_emu_cut_connection_leaves_nothing() {
+    let emu = start(GatewayConfig::default()).await;
+    let data = pseudo_random(6 * 1024 * 1024, 9);
+    let src = emu.local.join("cut.bin");
+    write_file(&src, &data, 0o644);
+    std::fs::write(emu.home.join("remote.bin"), &data).unwrap();
+    // Each session is cut once after 2 MB on the wire; the clean-up session
+    // after a failed upload moves far less than that.
+    let cut: FaultSpec = "cut:bytes:2000000".parse().unwrap();
+    emu.emulator
+        .gateway()
+        .set_session_defaults(SessionOptions::default().with_faults(cut));
+    let e = transfer::upload(
+        &emu.client,
+        &emu.env,
+        &src,
+        "cut.bin",
+        &opts(Transport::InBand),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, TransferError::Exec(_)), "{e:?}");
+    assert!(!emu.home.join("cut.bin").exists());
+    assert!(
+        leftovers(&emu.home).is_empty(),
+        "{:?}",
+        leftovers(&emu.home)
+    );
+    let dst = emu.local.join("remote.bin");
+    let e = transfer::download(
+        &emu.client,
+        &emu.env,
+        "remote.bin",
+        &dst,
+        &opts(Transport::InBand),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, TransferError::Exec(_)), "{e:?}");
+    assert!(!dst.exists());
+    assert!(
+        leftovers(&emu.local).is_empty(),
+        "{:?}",
+        leftovers(&emu.local)
+    );
+}
+
+/// The client goes away mid-transfer (its task is dropped, as when the process
+/// is killed): nothing appears at the destination, and the remote temporary
+/// file goes away with the shell (its trap runs on the hang-up).
+#[tokio::test]
+async fn cp_emu_client_vanishing_leaves_nothing() {
+    let gw = GatewayConfig {
+        reconnect_grace: Duration::from_millis(200),
+        tab_grace: Duration::from_millis(200),
+        ..GatewayConfig::default()
+    };
+    let emu = start(gw).await;
+    let src = emu.local.join("v.bin");
+    write_file(&src, &pseudo_random(30 * 1024 * 1024, 5), 0o644);
+    let client = emu.client.clone();
+    let env = emu.env.clone();
+    let src2 = src.clone();
+    let task = tokio::spawn(async move {
+        transfer::upload(&client, &env, &src2, "v.bin", &TransferOptions::new()).await
+    });
+    // Wait until the remote temporary file exists, then pull the plug.
+    wait_for(|| !leftovers(&emu.home).is_empty()).await;
+    task.abort();
+    let _ = task.await;
+    wait_for(|| leftovers(&emu.home).is_empty()).await;
+    assert!(!emu.home.join("v.bin").exists());
+
+    std::fs::copy(&src, emu.home.join("w.bin")).unwrap();
+    let client = emu.client.clone();
+    let env = emu.env.clone();
+    let dst = emu.local.join("w.bin");
+    let dst2 = dst.clone();
+    let task = tokio::spawn(async move {
+        transfer::download(&client, &env, "w.bin", &dst2, &TransferOptions::new()).await
+    });
+    wait_for(|| !leftovers(&emu.local).is_empty()).await;
+    task.abort();
+    let _ = task.await;
+    wait_for(|| leftovers(&emu.local).is_empty()).await;
+    assert!(!dst.exists());
+}
+
+/// Polls a file-system condition (what another process does to files cannot
+/// be awaited) for at most 60 s.
+async fn wait_for(cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
