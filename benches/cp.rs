@@ -1,1 +1,3 @@
+//! File copy benchmark (filled in with the cp transports).
+
 fn main() {}
