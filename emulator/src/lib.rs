@@ -262,6 +262,14 @@ async fn serve(
         })
     };
     let events = gateway::follow_lifecycle(&shared, gateway.clone());
+    // Small frames (keystrokes, acks) must not wait for Nagle's algorithm and
+    // the peer's delayed ACK: that costs ~40 ms per round trip on loopback.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let result = axum::serve(listener, app(shared, &gateway))
         .with_graceful_shutdown(shutdown)
         .await;

@@ -236,12 +236,17 @@ Example:
     /// Run the local CloudShell emulator (REST API + data channel) in the foreground.
     #[cfg(feature = "local")]
     #[command(after_long_help = "\
-Prints the endpoint and the credentials it accepts, ready to paste:
+Prints the endpoint and the credentials it accepts, ready to paste.
 
+Example:
   cloudshell-rs emulator --port 4566
   export AWS_ENDPOINT_URL_CLOUDSHELL=http://127.0.0.1:4566 AWS_REGION=us-east-1
   export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...
   cloudshell-rs describe
+
+Sessions run a real bash on a pty by default; --session-mode, --handshake and
+--fault change that for tests and benchmarks:
+  cloudshell-rs emulator --session-mode echo --fault drop:in:0.05 --fault seed:1
 
 State (environments, home directories) is kept in --state-dir (default: the
 user's data directory), so it survives restarts.")]
@@ -421,6 +426,22 @@ pub struct EmulatorArgs {
     /// instead of the fast defaults.
     #[arg(long)]
     pub realistic: bool,
+    /// What new sessions run: `shell` (bash on a pty), `echo` (input comes
+    /// back), or `stream:BYTES[:CHUNK]` (that much output, then close).
+    #[arg(long, value_name = "MODE", default_value = "shell")]
+    pub session_mode: cloudshell_emulator::gateway::SessionMode,
+    /// Handshake of new sessions: `none` (plain shell, like CloudShell),
+    /// `session-type`, or `kms[:KEY_ID]` (KMS-encrypted session).
+    #[arg(long, value_name = "MODE", default_value = "none")]
+    pub handshake: cloudshell_emulator::gateway::HandshakeMode,
+    /// Fault injection on every session's frames, e.g. `drop:in:5`,
+    /// `dup:out:0.1`, `reorder:both:0.05`, `delay:out:0.2:150`,
+    /// `cut:frames:40`, `cut:bytes:65536`, `seed:7`. Repeatable.
+    #[arg(long, value_name = "RULES")]
+    pub fault: Vec<String>,
+    /// Largest output payload per message (the agent's default is 1024).
+    #[arg(long, value_name = "BYTES")]
+    pub chunk_size: Option<usize>,
 }
 
 /// Arguments of `session-manager-plugin`: passed through unchanged.

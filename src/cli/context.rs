@@ -122,6 +122,7 @@ async fn start_emulator(
     port: u16,
     extra: Option<cloudshell_emulator::AcceptedCredentials>,
     realistic: bool,
+    sessions: Option<cloudshell_emulator::gateway::SessionOptions>,
 ) -> CliResult<(
     cloudshell_emulator::EmulatorHandle,
     cloudshell_emulator::AcceptedCredentials,
@@ -150,6 +151,9 @@ async fn start_emulator(
         Timings::fast()
     };
     config.credentials = vec![own.clone()];
+    if let Some(options) = sessions {
+        config = config.with_session_defaults(options);
+    }
     if let Some(extra) = extra {
         config.credentials.push(extra);
     }
@@ -171,7 +175,7 @@ async fn local(global: &GlobalArgs) -> CliResult<Context> {
         access_key_id: id.clone(),
         secret_access_key: secret.clone(),
     });
-    let (handle, own, region) = start_emulator(global, 0, extra, false).await?;
+    let (handle, own, region) = start_emulator(global, 0, extra, false, None).await?;
     let credentials = match user {
         Some((id, secret, token)) => Credentials::new(id, secret, token, None, "environment"),
         None => Credentials::new(
@@ -198,8 +202,28 @@ async fn local(global: &GlobalArgs) -> CliResult<Context> {
 /// `cloudshell-rs emulator`: run the emulator in the foreground until Ctrl-C.
 #[cfg(feature = "local")]
 pub async fn run_emulator(global: &GlobalArgs, args: &super::args::EmulatorArgs) -> CliResult {
+    use cloudshell_emulator::gateway::{FaultSpec, SessionOptions};
     use std::io::Write as _;
-    let (handle, own, region) = start_emulator(global, args.port, None, args.realistic).await?;
+    let faults = if args.fault.is_empty() {
+        FaultSpec::default()
+    } else {
+        args.fault
+            .join(",")
+            .parse::<FaultSpec>()
+            .map_err(|e| CliError::with_code(format!("--fault: {e}"), 2))?
+    };
+    let mut options = SessionOptions::default()
+        .with_mode(args.session_mode.clone())
+        .with_handshake(args.handshake.clone())
+        .with_faults(faults);
+    if let Some(size) = args.chunk_size {
+        if size == 0 {
+            return Err(CliError::with_code("--chunk-size must be at least 1", 2));
+        }
+        options = options.with_chunk_size(size);
+    }
+    let (handle, own, region) =
+        start_emulator(global, args.port, None, args.realistic, Some(options)).await?;
     let endpoint = handle.endpoint();
     let dir = state_dir(global)?;
     let mut stdout = std::io::stdout().lock();

@@ -189,6 +189,7 @@ async fn session(args: PluginArgs) -> ExitCode {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

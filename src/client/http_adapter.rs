@@ -98,6 +98,12 @@ impl HttpClient for ReqwestHttpClient {
                 if let Some(t) = key.1 {
                     b = b.read_timeout(t);
                 }
+                // The credential providers talk to https (STS, SSO) and plain
+                // http (IMDS, container endpoints); give them the same roots.
+                let b = match super::tls::configure(b, "https://") {
+                    Ok(b) => b,
+                    Err(e) => return SharedHttpConnector::new(Conn::Broken(e)),
+                };
                 let conn = match b.build() {
                     Ok(c) => Conn::Ready(c),
                     Err(e) => Conn::Broken(format!("could not build an HTTP client: {e}")),

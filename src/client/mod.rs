@@ -40,6 +40,7 @@ mod http_adapter;
 pub mod operations;
 mod response;
 mod signing;
+mod tls;
 mod transport;
 pub mod types;
 mod waiter;
@@ -370,9 +371,11 @@ impl ClientBuilder {
             Some(c) => c,
             None => {
                 ensure_crypto_provider();
-                reqwest::Client::builder()
+                let builder = reqwest::Client::builder()
                     .connect_timeout(connect_timeout)
-                    .user_agent(concat!("cloudshell-rs/", env!("CARGO_PKG_VERSION")))
+                    .user_agent(concat!("cloudshell-rs/", env!("CARGO_PKG_VERSION")));
+                tls::configure(builder, &endpoint)
+                    .map_err(|e| ConfigError::HttpClient(e.into()))?
                     .build()
                     .map_err(|e| ConfigError::HttpClient(Box::new(e)))?
             }

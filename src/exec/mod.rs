@@ -49,7 +49,11 @@
 //!    framing processes ignore SIGINT (an ignored disposition survives exec);
 //!    only the command's subshell restores the default. So the command dies
 //!    with status 130 and the exit frame still arrives. `noflsh` keeps queued
-//!    stdin blocks intact across the interrupt.
+//!    stdin blocks intact across the interrupt. When a run is abandoned (a
+//!    second interrupt, or a command still running 5 s after the timeout's
+//!    interrupt) the client sends 0x1c (SIGQUIT): the script does not ignore
+//!    it, and its exit hangs up the terminal, which normally ends whatever
+//!    was still running there.
 //!
 //! Memory is bounded: the client holds at most one frame line (≤ 128 KiB) and
 //! one decoded frame (≤ 64 KiB) at a time; lines that are not frames are
@@ -501,11 +505,13 @@ where
             () = interrupt.0.notified() => {
                 interrupts_requested += 1;
                 if interrupts_requested >= 2 {
+                    let _ = send(&input, script::QUIT).await;
                     return Err(ExecError::Interrupted);
                 }
             }
             () = &mut deadline => {
                 if timed_out {
+                    let _ = send(&input, script::QUIT).await;
                     return Err(ExecError::Timeout(options.timeout.unwrap_or_default()));
                 }
                 timed_out = true;

@@ -31,6 +31,11 @@ pub(crate) const STDIN_EOF: &[u8] = b"\x04";
 /// The byte the remote line discipline turns into SIGINT.
 pub(crate) const INTERRUPT: &[u8] = b"\x03";
 
+/// The byte the remote line discipline turns into SIGQUIT: sent when a run
+/// is abandoned, it ends the script too (the script does not ignore SIGQUIT),
+/// so no process is left behind in the terminal.
+pub(crate) const QUIT: &[u8] = b"\x1c";
+
 /// A per-run random marker: every frame line starts with it.
 #[derive(Clone)]
 pub(crate) struct Nonce(String);

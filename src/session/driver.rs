@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use ssm_channel::{Channel, ChannelConfig, Event, Frame, Token, Transmit};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
@@ -22,6 +22,9 @@ use super::{
 
 /// Version reported to the agent (four dotted numbers, see the protocol reference).
 pub(crate) const CLIENT_VERSION: &str = "1.2.677.0";
+
+/// Most frames read in one go before transmits (acknowledgements) are written.
+const READ_BATCH: usize = 32;
 
 /// Capacity of the input command queue (each entry is one `send_input` call).
 const INPUT_QUEUE: usize = 16;
@@ -194,10 +197,10 @@ impl Driver {
         // The reference client pings right after the connection opens.
         self.send_ping().await;
         loop {
-            if let Err(d) = self.step().await {
-                if let Err(e) = self.handle_disconnect(d).await {
-                    self.fail(e);
-                }
+            if let Err(d) = self.step().await
+                && let Err(e) = self.handle_disconnect(d).await
+            {
+                self.fail(e);
             }
             if self.ended {
                 break;
@@ -285,10 +288,26 @@ impl Driver {
                     }
                 }
                 Wake::Socket(msg) => {
-                    if let Err(d) = self.on_socket(msg) {
-                        if let Err(e) = self.handle_disconnect(d).await {
-                            self.fail(e);
-                        }
+                    let mut res = self.on_socket(msg);
+                    // Take whatever else is already readable before writing the
+                    // acknowledgements: one write for a burst instead of one per frame.
+                    let mut batch = 1;
+                    while res.is_ok()
+                        && batch < READ_BATCH
+                        && self.out_events.len() < READ_BATCH
+                        && !self.channel.is_closed()
+                    {
+                        let Some(ws) = self.ws.as_mut() else { break };
+                        let Some(msg) = ws.next().now_or_never() else {
+                            break;
+                        };
+                        res = self.on_socket(msg);
+                        batch += 1;
+                    }
+                    if let Err(d) = res
+                        && let Err(e) = self.handle_disconnect(d).await
+                    {
+                        self.fail(e);
                     }
                 }
                 Wake::Input(None) => self.input_closed = true,
@@ -341,10 +360,9 @@ impl Driver {
         if let Err(e) = self
             .channel
             .send_resize(now(), u32::from(cols), u32::from(rows))
+            && e.is_fatal()
         {
-            if e.is_fatal() {
-                self.fail(SessionError::Protocol(e));
-            }
+            self.fail(SessionError::Protocol(e));
         }
     }
 
@@ -357,7 +375,7 @@ impl Driver {
                         self.pending_input.pop_front();
                     }
                     Ok(n) => {
-                        let _ = bytes::Buf::advance(front, n);
+                        bytes::Buf::advance(front, n);
                         break; // window full: wait for SendWindowOpen
                     }
                     Err(e) if e.is_fatal() => {
@@ -502,10 +520,10 @@ impl Driver {
             }
             Some(Ok(_)) => return Ok(()), // ping/pong: liveness only
         };
-        if let Err(e) = res {
-            if e.is_fatal() {
-                self.fail(SessionError::Protocol(e));
-            }
+        if let Err(e) = res
+            && e.is_fatal()
+        {
+            self.fail(SessionError::Protocol(e));
         }
         Ok(())
     }
@@ -531,6 +549,9 @@ impl Driver {
     async fn handle_disconnect(&mut self, d: Disconnect) -> Result<(), SessionError> {
         let Disconnect::Lost(reason) = d;
         self.ws = None;
+        // A `channel_closed` read just before the socket closed ends the
+        // session normally.
+        self.drain_events();
         if self.ended {
             return Ok(());
         }

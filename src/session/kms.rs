@@ -320,6 +320,7 @@ impl DataKeyProvider for KmsClient {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use aws_credential_types::Credentials;

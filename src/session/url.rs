@@ -102,10 +102,10 @@ pub(crate) fn check_stream_url(
                     "the scheme is {scheme:?}, not \"wss\" (use an endpoint override to allow other hosts)"
                 )));
             }
-            if let Some(port) = authority.port_u16() {
-                if port != 443 {
-                    return Err(refuse(format!("unexpected port {port}")));
-                }
+            if let Some(port) = authority.port_u16()
+                && port != 443
+            {
+                return Err(refuse(format!("unexpected port {port}")));
             }
             let rest = host
                 .strip_prefix("ssmmessages.")
@@ -129,12 +129,13 @@ pub(crate) fn check_stream_url(
                     "region {region} belongs to the {want} partition, not {suffix}"
                 )));
             }
-            if let Some(expected) = expected_region {
-                if !expected.is_empty() && expected != region {
-                    return Err(refuse(format!(
-                        "the host is in region {region} but the session was created in {expected}"
-                    )));
-                }
+            if let Some(expected) = expected_region
+                && !expected.is_empty()
+                && expected != region
+            {
+                return Err(refuse(format!(
+                    "the host is in region {region} but the session was created in {expected}"
+                )));
             }
             if uri.path().is_empty() || uri.path() == "/" {
                 return Err(SessionError::InvalidStreamUrl {
@@ -148,6 +149,7 @@ pub(crate) fn check_stream_url(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -97,6 +97,7 @@ impl EscapeFilter {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use EscapeAction::*;

@@ -176,8 +176,9 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Option<Vec<u8>>> {
 /// Output goes to stdout unchanged; reconnect notices go to stderr. Input is
 /// read from stdin and sent as is (through the escape filter when enabled).
 /// On stdin EOF the remaining input is sent, and (with `eof_sends_eot`) a
-/// Ctrl-D follows once it is acknowledged; the pump then keeps writing output
-/// until the remote side closes.
+/// Ctrl-D follows once it is acknowledged, then again whenever the remote
+/// side has been quiet for 500 ms; the pump keeps writing output until the
+/// remote side closes.
 pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit, SessionError> {
     let writer = session.writer();
     let mut stdin = spawn_stdin_reader();
@@ -193,10 +194,10 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
     };
     let mut term = signal(SignalKind::terminate()).ok();
     let mut hup = signal(SignalKind::hangup()).ok();
-    if options.forward_resize {
-        if let Some((c, r)) = terminal_size() {
-            writer.resize(c, r).await?;
-        }
+    if options.forward_resize
+        && let Some((c, r)) = terminal_size()
+    {
+        writer.resize(c, r).await?;
     }
     // Input goes through its own task so that waiting for the send window
     // never stops output from being written.
@@ -212,18 +213,28 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
                     if eot {
                         input_writer.send_input(b"\x04").await?;
                     }
-                    break;
                 }
             }
         }
         Ok::<(), SessionError>(())
     });
 
+    // After stdin EOF: when the remote side has been quiet for a while, send
+    // another Ctrl-D, since one that arrives while a command runs can be lost
+    // when the shell switches its terminal modes back for the prompt.
+    let quiet = std::time::Duration::from_millis(500);
+    let mut last_output = tokio::time::Instant::now();
     let result = loop {
+        let eot_due = !stdin_open && options.eof_sends_eot;
         tokio::select! {
+            _ = tokio::time::sleep_until(last_output + quiet), if eot_due => {
+                last_output = tokio::time::Instant::now();
+                let _ = in_tx.try_send(Some(vec![0x04]));
+            },
             ev = session.next_event() => match ev {
                 None => break Ok(PumpExit::Closed { reason: None, exit_code }),
                 Some(SessionEvent::Output(b)) | Some(SessionEvent::StdErr(b)) => {
+                    last_output = tokio::time::Instant::now();
                     let w = async {
                         stdout.write_all(&b).await?;
                         stdout.flush().await

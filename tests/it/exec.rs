@@ -229,13 +229,6 @@ async fn exec_missing_command_reports_127() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-xyz"));
 }
 
-/// Peak resident set size of this process (VmHWM), in KiB.
-pub fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Hashes and counts what it is given, storing nothing.
 #[derive(Default)]
 pub struct HashSink {
@@ -269,12 +262,11 @@ impl tokio::io::AsyncWrite for HashSink {
 }
 
 #[tokio::test]
-async fn exec_100_mib_streams_with_bounded_memory() {
+async fn exec_100_mib_arrives_intact() {
     use sha2::Digest;
     let home = tempfile::tempdir().unwrap();
     let mut sh = spawn_local_shell(home.path(), false);
     let link = sh.link.take().unwrap();
-    let before = peak_rss_kib();
     let mut out = HashSink::default();
     let mut err = Vec::new();
     // Random bytes to stdout; their SHA-256 (computed remotely) to stderr.
@@ -297,11 +289,8 @@ async fn exec_100_mib_streams_with_bounded_memory() {
     let local = hex::encode(out.hasher.finalize());
     let remote = String::from_utf8(err).unwrap();
     assert!(remote.starts_with(&local), "remote {remote} local {local}");
-    let growth_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
-    assert!(
-        growth_mib < 48,
-        "peak RSS grew by {growth_mib} MiB while streaming 100 MiB"
-    );
+    // Memory is measured per process in tests/bounded_memory.rs: a
+    // process-wide figure here would include the tests running in parallel.
 }
 
 #[tokio::test]
@@ -329,4 +318,26 @@ async fn exec_env_values_never_cross_the_terminal() {
     assert!(tapped.len() > 200);
     assert!(!String::from_utf8_lossy(&tapped).contains(secret));
     assert!(!String::from_utf8_lossy(&tapped).contains("piped"));
+}
+
+#[tokio::test]
+async fn exec_abandoned_run_leaves_nothing_running() {
+    let home = tempfile::tempdir().unwrap();
+    let mut sh = spawn_local_shell(home.path(), false);
+    let link = sh.link.take().unwrap();
+    // The command ignores SIGINT: the timeout's interrupt cannot stop it.
+    let r = exec::run_collect(
+        link,
+        &["bash", "-c", "trap '' INT; sleep 300"],
+        ExecOptions::new().timeout(std::time::Duration::from_millis(200)),
+    )
+    .await;
+    assert!(matches!(r, Err(ExecError::Timeout(_))), "{r:?}");
+    // The remote shell (the script, after exec) ends: SIGQUIT, then hang-up.
+    // (bash ignores SIGQUIT itself, so the script outlives it, reports the
+    // command's end and exits; either way the terminal must be left empty.)
+    tokio::time::timeout(std::time::Duration::from_secs(60), sh._child.wait())
+        .await
+        .expect("the terminal's session leader is still running")
+        .unwrap();
 }

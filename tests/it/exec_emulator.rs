@@ -1,6 +1,5 @@
 //! `exec` end to end: client → emulator REST → data channel → bash on a pty.
 
-use crate::exec::peak_rss_kib;
 use crate::exec_support::start_emulator;
 use cloudshell_rs::exec::{self, ExecOptions, Interrupt};
 
@@ -121,10 +120,9 @@ async fn exec_emu_interrupt_gives_130() {
 }
 
 #[tokio::test]
-async fn exec_emu_100_mib_with_bounded_memory() {
+async fn exec_emu_100_mib_arrives_intact() {
     use sha2::Digest;
     let emu = start_emulator().await;
-    let before = peak_rss_kib();
     let mut out = crate::exec::HashSink::default();
     let mut err = Vec::new();
     let status = exec::run_with_io(
@@ -146,9 +144,6 @@ async fn exec_emu_100_mib_with_bounded_memory() {
     assert_eq!(out.len, 104_857_600);
     let local = hex::encode(out.hasher.finalize());
     assert!(String::from_utf8(err).unwrap().starts_with(&local));
-    let growth_mib = peak_rss_kib().saturating_sub(before) / 1024;
-    assert!(
-        growth_mib < 64,
-        "peak RSS grew by {growth_mib} MiB while streaming 100 MiB"
-    );
+    // Memory is measured per process in tests/bounded_memory.rs: a
+    // process-wide figure here would include the tests running in parallel.
 }

@@ -6,6 +6,7 @@ mod support {
     pub mod mock_http;
 }
 
+mod cli;
 mod client_compat;
 mod client_config;
 mod client_errors;
