@@ -2,7 +2,7 @@
 //! natively and pump the terminal.
 //!
 //! ```text
-//! cargo run --example connect_native -- [--endpoint-url URL] [--region REGION] [--env ENV_ID]
+//! cargo run --example connect_native -- [--profile PROFILE] [--region REGION] [--endpoint-url URL] [--env ENV_ID]
 //! ```
 //!
 //! Credentials come from the standard AWS chain (environment variables,
@@ -33,6 +33,9 @@ fn arg(name: &str) -> Option<String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = arg("--endpoint-url");
     let mut builder = Client::builder();
+    if let Some(p) = arg("--profile") {
+        builder = builder.profile(p);
+    }
     if let Some(r) = arg("--region") {
         builder = builder.region(r);
     }

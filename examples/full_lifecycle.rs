@@ -3,7 +3,7 @@
 //! get file transfer URLs, send a heartbeat, clean up (the environment is kept).
 //!
 //! ```text
-//! cargo run --example full_lifecycle -- [--endpoint-url URL] [--region REGION]
+//! cargo run --example full_lifecycle -- [--profile PROFILE] [--region REGION] [--endpoint-url URL]
 //! ```
 //!
 //! Credentials come from the standard AWS chain. Against the emulator:
@@ -25,6 +25,9 @@ fn arg(name: &str) -> Option<String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = arg("--endpoint-url");
     let mut builder = Client::builder();
+    if let Some(p) = arg("--profile") {
+        builder = builder.profile(p);
+    }
     if let Some(r) = arg("--region") {
         builder = builder.region(r);
     }

@@ -423,11 +423,14 @@ impl Ctx<'_> {
         let codes = &self.app.config.error_codes;
         let (id, status) = match vpc {
             None => {
-                if name.is_some() {
-                    return Err(ApiError::validation(
-                        "EnvironmentName is only supported together with VpcConfig; \
-                         the default environment has no name.",
-                    ));
+                // Whether the service accepts a name for the public environment
+                // is unknown; the earlier CLI sent one (`create --name`). The
+                // emulator treats it as the default environment's get-or-create
+                // and keeps no name, as the default environment has none.
+                if let Some(name) = &name {
+                    tracing::debug!(
+                        "EnvironmentName {name:?} without VpcConfig: default environment"
+                    );
                 }
                 self.app
                     .store

@@ -447,7 +447,6 @@ async fn vpc_validation() {
     let t = TestEmulator::start(Timings::instant()).await;
     let cases = [
         (json!({"VpcConfig": vpc(1)}), "EnvironmentName"),
-        (json!({"EnvironmentName": "n"}), "VpcConfig"),
         (
             json!({"EnvironmentName": "n", "VpcConfig": {"VpcId": "vpc-1", "SubnetIds": [], "SecurityGroupIds": ["sg-1"]}}),
             "SubnetIds",

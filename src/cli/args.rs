@@ -388,7 +388,9 @@ pub struct FileUrlArgs {
     /// Environment id (default: the default environment).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
-    /// Path of the file in the environment (upload: name or destination; download: absolute path).
+    /// Path of the file in the environment (upload: name or destination; download:
+    /// absolute path). The service expects one; without it `upload` and
+    /// `download` are sent (the earlier tool sent none).
     #[arg(long, value_name = "PATH")]
     pub path: Option<String>,
     /// Also print the SSE-C encryption key (a secret).

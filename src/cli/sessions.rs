@@ -115,12 +115,7 @@ pub async fn file_urls(ctx: &Context, out: &Printer, args: FileUrlArgs, upload: 
             .send()
             .await?
     } else {
-        let path = args.path.clone().ok_or_else(|| {
-            CliError::with_code(
-                "download-urls needs --path PATH (the file in the environment)",
-                2,
-            )
-        })?;
+        let path = args.path.clone().unwrap_or_else(|| "download".to_string());
         ctx.client
             .get_file_download_urls()
             .environment_id(env.clone())

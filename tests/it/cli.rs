@@ -138,6 +138,13 @@ async fn create_default_and_vpc_environments() {
     // get-or-create: the same default environment comes back
     let again = f.json(&["create"]).await;
     assert_eq!(again["EnvironmentId"], json!(id));
+    // The earlier tool's `create --name my-env` (no VPC) still works.
+    let named = f.json(&["create", "--name", "my-env"]).await;
+    assert_eq!(named["EnvironmentId"], json!(id));
+    assert_eq!(
+        f.last_body("CreateEnvironment"),
+        json!({ "EnvironmentName": "my-env" })
+    );
 
     let v = f
         .json(&[
@@ -437,9 +444,19 @@ async fn file_urls_send_the_path_and_hide_the_key() {
     );
     assert_eq!(key.len(), 44, "base64 of a 256-bit key");
 
-    // download-urls without --path is a usage error; the alias works the same way.
-    let out = f.run(&["download-urls"]).await;
-    assert_eq!(out.status.code(), Some(2));
+    // The earlier tool's form, `download ENV`, still works: a default path is sent.
+    let v = f.json(&["download", &id]).await;
+    assert!(v["FileDownloadPresignedUrl"].is_string());
+    assert_eq!(
+        f.last_body("GetFileDownloadUrls"),
+        json!({ "EnvironmentId": id, "FileDownloadPath": "download" })
+    );
+    let v = f.json(&["upload", &id]).await;
+    assert!(v["FileUploadPresignedUrl"].is_string());
+    assert_eq!(
+        f.last_body("GetFileUploadUrls"),
+        json!({ "EnvironmentId": id, "FileUploadPath": "upload" })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
