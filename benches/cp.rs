@@ -16,95 +16,16 @@
 #![allow(unsafe_code)] // wait4(2) for per-child resource usage
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cloudshell-rs");
-
-/// Waits for `child` with wait4(2): exit code, CPU seconds (user + system)
-/// and peak RSS (KiB) of the child itself.
-fn wait_rusage(child: &Child) -> (i32, f64, i64) {
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: plain syscall on a child we spawned and have not waited for;
-    // `usage` is a valid, zeroed out-parameter.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (
-        code,
-        secs(usage.ru_utime) + secs(usage.ru_stime),
-        usage.ru_maxrss,
-    )
-}
-
-struct Emulator {
-    child: Child,
-    endpoint: String,
-    key: String,
-    secret: String,
-}
-
-fn base(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", home.join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
-    c
-}
-
-fn start_emulator(home: &Path) -> Emulator {
-    let mut child = base(home)
-        .args(["emulator", "--port", "0", "--state-dir"])
-        .arg(home.join("emu"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn emulator");
-    let stdout = child.stdout.take().expect("emulator stdout");
-    let (mut endpoint, mut key, mut secret) = (None, None, None);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read emulator output");
-        if let Some(v) = line.strip_prefix("export AWS_ENDPOINT_URL_CLOUDSHELL=") {
-            endpoint = Some(v.to_string());
-        } else if let Some(v) = line.strip_prefix("export AWS_ACCESS_KEY_ID=") {
-            key = Some(v.to_string());
-        } else if let Some(v) = line.strip_prefix("export AWS_SECRET_ACCESS_KEY=") {
-            secret = Some(v.to_string());
-        }
-        if line.starts_with("Press Ctrl-C") {
-            break;
-        }
-    }
-    Emulator {
-        child,
-        endpoint: endpoint.expect("endpoint"),
-        key: key.expect("access key"),
-        secret: secret.expect("secret key"),
-    }
-}
-
-fn client(home: &Path, emu: &Emulator) -> Command {
-    let mut c = base(home);
-    c.env("AWS_ENDPOINT_URL_CLOUDSHELL", &emu.endpoint)
-        .env("AWS_ACCESS_KEY_ID", &emu.key)
-        .env("AWS_SECRET_ACCESS_KEY", &emu.secret);
-    c
-}
+use support::{BIN, Emulator, wait_rusage};
 
 struct Run {
     wall: Duration,
@@ -129,7 +50,8 @@ fn run(mut cmd: Command) -> Run {
         let _ = out.read_to_string(&mut s);
         s
     });
-    let (code, cpu, rss_kib) = wait_rusage(&child);
+    let usage = wait_rusage(&child);
+    let (code, cpu, rss_kib) = (usage.code, usage.cpu_secs, usage.max_rss_kib);
     let wall = start.elapsed();
     let text = reader.join().expect("reader");
     assert_eq!(code, 0, "command failed: {cmd:?}");
@@ -272,7 +194,7 @@ fn main() {
     let file = home.join("payload.bin");
     make_file(&file, size);
     let want = sha256_file(&file);
-    let mut emu = start_emulator(&home);
+    let emu = Emulator::start(&home);
     println!("binary: {BIN}");
     println!(
         "emulator: {} (separate process); file: {mib} MiB ({size} bytes), sha256 {want}",
@@ -280,14 +202,14 @@ fn main() {
     );
     for (via, label) in [("in-band", "in-band"), ("s3", "s3")] {
         let remote = format!(":bench-{via}.bin");
-        let mut c = client(&home, &emu);
+        let mut c = emu.client(&home);
         c.args(["--output", "json", "cp", "-q", "--via", via])
             .arg(&file)
             .arg(&remote);
         let r = run(c);
         print_run(&format!("upload   {label}"), &r, size, &want);
         let back = home.join(format!("back-{via}.bin"));
-        let mut c = client(&home, &emu);
+        let mut c = emu.client(&home);
         c.args(["--output", "json", "cp", "-q", "--via", via, &remote])
             .arg(&back);
         let r = run(c);
@@ -295,7 +217,6 @@ fn main() {
         assert_eq!(sha256_file(&back), want);
         std::fs::remove_file(&back).unwrap();
     }
-    let _ = emu.child.kill();
-    let _ = emu.child.wait();
+    drop(emu);
     wire_overhead(&file, size, &want);
 }

@@ -12,87 +12,14 @@
 
 #![allow(unsafe_code)] // wait4(2) for per-child resource usage
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cloudshell-rs");
-
-/// Waits for `child` with wait4(2): exit code and the child's own peak RSS (KiB).
-fn wait_rusage(child: &Child) -> (i32, i64) {
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: plain syscall on a child we spawned and have not waited for;
-    // `usage` is a valid, zeroed out-parameter.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, usage.ru_maxrss)
-}
-
-struct Emulator {
-    child: Child,
-    endpoint: String,
-    key: String,
-    secret: String,
-}
-
-fn base(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", home.join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
-    c
-}
-
-fn start_emulator(home: &Path) -> Emulator {
-    let mut child = base(home)
-        .args(["emulator", "--port", "0", "--state-dir"])
-        .arg(home.join("emu"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn emulator");
-    let stdout = child.stdout.take().expect("emulator stdout");
-    let (mut endpoint, mut key, mut secret) = (None, None, None);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read emulator output");
-        if let Some(v) = line.strip_prefix("export AWS_ENDPOINT_URL_CLOUDSHELL=") {
-            endpoint = Some(v.to_string());
-        } else if let Some(v) = line.strip_prefix("export AWS_ACCESS_KEY_ID=") {
-            key = Some(v.to_string());
-        } else if let Some(v) = line.strip_prefix("export AWS_SECRET_ACCESS_KEY=") {
-            secret = Some(v.to_string());
-        }
-        if line.starts_with("Press Ctrl-C") {
-            break;
-        }
-    }
-    Emulator {
-        child,
-        endpoint: endpoint.expect("endpoint"),
-        key: key.expect("access key"),
-        secret: secret.expect("secret key"),
-    }
-}
-
-fn client(home: &Path, emu: &Emulator) -> Command {
-    let mut c = base(home);
-    c.env("AWS_ENDPOINT_URL_CLOUDSHELL", &emu.endpoint)
-        .env("AWS_ACCESS_KEY_ID", &emu.key)
-        .env("AWS_SECRET_ACCESS_KEY", &emu.secret);
-    c
-}
+use support::{BIN, Emulator, wait_rusage};
 
 /// Runs the command, counting its stdout: (wall, bytes, peak RSS KiB).
 #[allow(clippy::zombie_processes)] // reaped by wait4 in wait_rusage
@@ -115,7 +42,8 @@ fn run(mut cmd: Command) -> (Duration, u64, i64) {
             }
         }
     });
-    let (code, rss) = wait_rusage(&child);
+    let usage = wait_rusage(&child);
+    let (code, rss) = (usage.code, usage.max_rss_kib);
     let bytes = counter.join().expect("counter");
     let wall = start.elapsed();
     assert_eq!(code, 0, "command failed: {cmd:?}");
@@ -133,8 +61,8 @@ fn main() {
         .unwrap_or(3);
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().to_path_buf();
-    let mut emu = start_emulator(&home);
-    let mut create = client(&home, &emu);
+    let emu = Emulator::start(&home);
+    let mut create = emu.client(&home);
     create.arg("create");
     run(create);
 
@@ -142,7 +70,7 @@ fn main() {
     println!("emulator: {} (separate process)", emu.endpoint);
 
     let exec_true = || {
-        let mut c = client(&home, &emu);
+        let mut c = emu.client(&home);
         c.args(["exec", "--", "true"]);
         run(c)
     };
@@ -160,7 +88,7 @@ fn main() {
     );
 
     for i in 0..tp_runs {
-        let mut c = client(&home, &emu);
+        let mut c = emu.client(&home);
         c.args(["exec", "--", "head", "-c", "104857600", "/dev/zero"]);
         let (wall, bytes, rss) = run(c);
         assert_eq!(bytes, 104_857_600, "every byte arrived");
@@ -172,6 +100,4 @@ fn main() {
             rss as f64 / 1024.0
         );
     }
-    let _ = emu.child.kill();
-    let _ = emu.child.wait();
 }

@@ -11,33 +11,16 @@
 
 #![allow(unsafe_code)] // wait4(2) for per-child resource usage
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cloudshell-rs");
+#[path = "support/mod.rs"]
+mod support;
+use support::{BIN, Emulator, base, wait_rusage};
 
 struct Sample {
     wall: Duration,
     max_rss_kib: i64,
-}
-
-/// Waits for `child` with wait4(2) so its own peak RSS is known.
-fn wait_rusage(child: &Child) -> (i32, i64) {
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: plain syscall on a child we spawned and have not waited for;
-    // `usage` is a valid, zeroed out-parameter.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, usage.ru_maxrss)
 }
 
 #[allow(clippy::zombie_processes)] // reaped by wait_rusage (wait4)
@@ -48,25 +31,14 @@ fn run(cmd: &mut Command) -> Sample {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn cloudshell-rs");
-    let (code, rss) = wait_rusage(&child);
+    let usage = wait_rusage(&child);
+    let (code, rss) = (usage.code, usage.max_rss_kib);
     let wall = start.elapsed();
     assert_eq!(code, 0, "command failed: {cmd:?}");
     Sample {
         wall,
         max_rss_kib: rss,
     }
-}
-
-fn base(state: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", state)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", state.join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", state.join("no-credentials"));
-    c
 }
 
 fn report(name: &str, runs: usize, mut f: impl FnMut() -> Sample) {
@@ -104,48 +76,12 @@ fn main() {
     });
 
     // An emulator in its own process, so only the client is measured.
-    let mut emu = base(&state)
-        .args(["emulator", "--port", "0", "--state-dir"])
-        .arg(state.join("emu"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn emulator");
-    let stdout = emu.stdout.take().expect("emulator stdout");
-    let mut endpoint = None;
-    let mut key = None;
-    let mut secret = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read emulator output");
-        if let Some(v) = line.strip_prefix("export AWS_ENDPOINT_URL_CLOUDSHELL=") {
-            endpoint = Some(v.to_string());
-        } else if let Some(v) = line.strip_prefix("export AWS_ACCESS_KEY_ID=") {
-            key = Some(v.to_string());
-        } else if let Some(v) = line.strip_prefix("export AWS_SECRET_ACCESS_KEY=") {
-            secret = Some(v.to_string());
-        }
-        if line.starts_with("Press Ctrl-C") {
-            break;
-        }
-    }
-    let (endpoint, key, secret) = (
-        endpoint.expect("endpoint"),
-        key.expect("access key"),
-        secret.expect("secret key"),
-    );
+    let emu = Emulator::start(&state);
     // Create the default environment once so describe has something to print.
-    run(base(&state)
-        .env("AWS_ENDPOINT_URL_CLOUDSHELL", &endpoint)
-        .env("AWS_ACCESS_KEY_ID", &key)
-        .env("AWS_SECRET_ACCESS_KEY", &secret)
-        .arg("create"));
+    run(emu.client(&state).arg("create"));
 
     report("cloudshell-rs describe (running emulator)", runs, || {
-        run(base(&state)
-            .env("AWS_ENDPOINT_URL_CLOUDSHELL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", &key)
-            .env("AWS_SECRET_ACCESS_KEY", &secret)
-            .arg("describe"))
+        run(emu.client(&state).arg("describe"))
     });
 
     report("cloudshell-rs --local describe", runs, || {
@@ -154,7 +90,4 @@ fn main() {
             .arg(state.join("local"))
             .arg("describe"))
     });
-
-    let _ = emu.kill();
-    let _ = emu.wait();
 }

@@ -95,6 +95,48 @@ fn missing(what: &str) -> TransferError {
     TransferError::Protocol(format!("the file-transfer URLs lack {what}"))
 }
 
+/// What both directions need from a GetFile*Urls answer.
+struct Presigned {
+    post_url: String,
+    get_url: String,
+    key: Secret,
+    key_md5: Option<String>,
+}
+
+impl Presigned {
+    /// The POST and GET URLs and the SSE-C key (from `FileDownloadPresignedKey`,
+    /// else from the form fields) and its MD5; a missing one is an error.
+    fn from_urls(urls: &crate::types::FileUrlsOutput) -> Result<Self, TransferError> {
+        let post_url = urls
+            .file_upload_presigned_url
+            .clone()
+            .ok_or_else(|| missing("FileUploadPresignedUrl"))?;
+        let get_url = urls
+            .file_download_presigned_url
+            .clone()
+            .ok_or_else(|| missing("FileDownloadPresignedUrl"))?;
+        let key = urls
+            .file_download_presigned_key
+            .clone()
+            .or_else(|| {
+                urls.file_upload_presigned_fields
+                    .get(SSE_KEY)
+                    .map(|k| Secret::new(k.clone()))
+            })
+            .ok_or_else(|| missing("the SSE-C key"))?;
+        let key_md5 = urls
+            .file_download_presigned_key_hash
+            .clone()
+            .or_else(|| urls.file_upload_presigned_fields.get(SSE_KEY_MD5).cloned());
+        Ok(Self {
+            post_url,
+            get_url,
+            key,
+            key_md5,
+        })
+    }
+}
+
 pub(crate) async fn upload(
     runner: &ExecRunner,
     src: &SourceInfo,
@@ -111,27 +153,12 @@ pub(crate) async fn upload(
         .send()
         .await
         .map_err(|e| api_error(e, env))?;
-    let post_url = urls
-        .file_upload_presigned_url
-        .clone()
-        .ok_or_else(|| missing("FileUploadPresignedUrl"))?;
-    let get_url = urls
-        .file_download_presigned_url
-        .clone()
-        .ok_or_else(|| missing("FileDownloadPresignedUrl"))?;
-    let key = urls
-        .file_download_presigned_key
-        .clone()
-        .or_else(|| {
-            urls.file_upload_presigned_fields
-                .get(SSE_KEY)
-                .map(|k| Secret::new(k.clone()))
-        })
-        .ok_or_else(|| missing("the SSE-C key"))?;
-    let key_md5 = urls
-        .file_download_presigned_key_hash
-        .clone()
-        .or_else(|| urls.file_upload_presigned_fields.get(SSE_KEY_MD5).cloned());
+    let Presigned {
+        post_url,
+        get_url,
+        key,
+        key_md5,
+    } = Presigned::from_urls(&urls)?;
 
     // The object: the file itself, or a tree archived into an anonymous temporary file.
     let (file, len, pre) = if src.dir {
@@ -336,27 +363,12 @@ pub(crate) async fn download(
         .send()
         .await
         .map_err(|e| api_error(e, env))?;
-    let post_url = urls
-        .file_upload_presigned_url
-        .clone()
-        .ok_or_else(|| missing("FileUploadPresignedUrl"))?;
-    let get_url = urls
-        .file_download_presigned_url
-        .clone()
-        .ok_or_else(|| missing("FileDownloadPresignedUrl"))?;
-    let key = urls
-        .file_download_presigned_key
-        .clone()
-        .or_else(|| {
-            urls.file_upload_presigned_fields
-                .get(SSE_KEY)
-                .map(|k| Secret::new(k.clone()))
-        })
-        .ok_or_else(|| missing("the SSE-C key"))?;
-    let key_md5 = urls
-        .file_download_presigned_key_hash
-        .clone()
-        .or_else(|| urls.file_upload_presigned_fields.get(SSE_KEY_MD5).cloned());
+    let Presigned {
+        post_url,
+        get_url,
+        key,
+        key_md5,
+    } = Presigned::from_urls(&urls)?;
 
     // The environment POSTs the file (or a tar of the tree) to the presigned form.
     let mut config = format!("url = {}\n", curl_quote(&post_url));
