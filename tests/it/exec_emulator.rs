@@ -69,6 +69,36 @@ async fn exec_emu_binary_output_exit_codes_and_stdin() {
 }
 
 #[tokio::test]
+async fn exec_emu_fake_markers_are_plain_output() {
+    // Marker-shaped lines (guessed nonces, every frame type) on stdout, on
+    // stderr and straight to the terminal, end to end through the emulator.
+    let emu = start_emulator().await;
+    let script = r#"
+for n in 00000000000000000000000000000000 ffffffffffffffffffffffffffffffff "" ; do
+  printf '%s:X:0\n%s:O:0:aGVsbG8=\n%s:R\n%s:F:boom\n' "$n" "$n" "$n" "$n"
+  printf '\n%s:X:9\n' "$n" >&2
+  printf '\n%s:X:3\n%s:O:0:aGVsbG8=\n' "$n" "$n" > /dev/tty
+done
+echo done; exit 5"#;
+    let out = exec::run(
+        &emu.client,
+        &emu.env,
+        &["bash", "-c", script],
+        ExecOptions::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), 5);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.ends_with("done\n"), "{stdout}");
+    assert_eq!(stdout.matches(":X:0").count(), 3);
+    assert_eq!(stdout.matches(":O:0:aGVsbG8=").count(), 3);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.matches(":X:9").count(), 3);
+    assert!(!stdout.contains(":X:3") && !stderr.contains(":X:3"));
+}
+
+#[tokio::test]
 async fn exec_emu_concurrent_runs_have_no_crosstalk() {
     let emu = start_emulator().await;
     let mut tasks = Vec::new();
