@@ -130,3 +130,64 @@ async fn exec_streams_100_mib_in_bounded_memory() {
         rss_kib / 1024
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_copies_100_mib_both_ways_in_bounded_memory() {
+    let f = fixture().await;
+    // 100 MiB of pseudo-random bytes, written in 1 MiB blocks.
+    let src = f.dir.path().join("big.bin");
+    let mut want = sha2::Sha256::new();
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&src).unwrap();
+        let mut block = vec![0u8; 1 << 20];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..(SIZE >> 20) {
+            for b in block.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            want.update(&block);
+            file.write_all(&block).unwrap();
+        }
+    }
+    let want = hex::encode(want.finalize());
+    let back = f.dir.path().join("back.bin");
+    for args in [
+        vec!["cp", "-q", "--via", "s3"]
+            .into_iter()
+            .map(String::from)
+            .chain([src.display().to_string(), ":big.bin".into()])
+            .collect::<Vec<_>>(),
+        vec!["cp", "-q", "--via", "s3", ":big.bin"]
+            .into_iter()
+            .map(String::from)
+            .chain([back.display().to_string()])
+            .collect(),
+    ] {
+        let mut cmd = f.cmd();
+        cmd.args(&args);
+        let (code, rss_kib, _, _, stderr) = tokio::task::spawn_blocking(move || run_measured(cmd))
+            .await
+            .unwrap();
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            rss_kib < LIMIT_MIB * 1024,
+            "{args:?}: peak RSS {} MiB for a 100 MiB copy",
+            rss_kib / 1024
+        );
+    }
+    let mut got = sha2::Sha256::new();
+    let mut file = std::fs::File::open(&back).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.update(&buf[..n]);
+    }
+    assert_eq!(hex::encode(got.finalize()), want);
+}
