@@ -10,7 +10,7 @@ use cloudshell_emulator::gateway::{
     CLOSE_POLICY_VIOLATION, FaultSpec, GatewayConfig, SessionMode, SessionOptions, stream_pattern,
 };
 use futures_util::{SinkExt, StreamExt};
-use gateway_support::{TestGateway, raw_connect};
+use gateway_support::{Client, TestGateway, raw_connect};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn echo() -> SessionOptions {
@@ -160,4 +160,52 @@ async fn config_defaults_are_sane() {
     assert_eq!(c.defaults.ping_interval, Some(Duration::from_secs(54)));
     assert!(c.defaults.faults.is_empty());
     assert_eq!("none".parse::<FaultSpec>().unwrap(), FaultSpec::default());
+}
+
+#[tokio::test]
+async fn an_ended_session_cannot_be_opened_again() {
+    let t = TestGateway::with_defaults(SessionOptions {
+        mode: SessionMode::Echo,
+        ..SessionOptions::default()
+    })
+    .await;
+    let (id, token) = t.add_session("env-end", None);
+    let mut c = Client::connect(&t.url(&id), &token).await;
+    c.run_until("ready", |c| c.ready).await;
+    t.gw.close_session(&id);
+    c.wait_closed().await;
+    // Wait until the session's task is gone.
+    let give_up = std::time::Instant::now() + gateway_support::GUARD;
+    while t.gw.live_sessions().contains(&id) {
+        assert!(std::time::Instant::now() < give_up, "session never ended");
+        tokio::task::yield_now().await;
+    }
+    // The same URL and token: refused, nothing started.
+    let mut ws = raw_connect(&t.url(&id)).await;
+    let open = serde_json::json!({
+        "MessageSchemaVersion": "1.0",
+        "RequestId": "8c1f6f3e-2b7a-4d0e-9a55-0c4b2f1d9e78",
+        "TokenValue": token,
+        "ClientId": "3f9b2c1d-7e6a-4b58-9c0d-1e2f3a4b5c6d",
+        "ClientVersion": "1.2.677.0"
+    });
+    ws.send(WsMessage::Text(open.to_string().into()))
+        .await
+        .unwrap();
+    let mut close = None;
+    while let Some(m) = ws.next().await {
+        match m {
+            Ok(WsMessage::Close(Some(f))) => {
+                close = Some((u16::from(f.code), f.reason.to_string()))
+            }
+            Ok(WsMessage::Binary(b)) => panic!("got a data frame: {} bytes", b.len()),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        close,
+        Some((CLOSE_POLICY_VIOLATION, "session ended".to_string()))
+    );
+    assert!(t.gw.live_sessions().is_empty());
 }

@@ -438,7 +438,9 @@ pub struct EmulatorArgs {
     pub handshake: cloudshell_emulator::gateway::HandshakeMode,
     /// Fault injection on every session's frames, e.g. `drop:in:5`,
     /// `dup:out:0.1`, `reorder:both:0.05`, `delay:out:0.2:150`,
-    /// `cut:frames:40`, `cut:bytes:65536`, `seed:7`. Repeatable.
+    /// `cut:frames:40`, `cut:bytes:65536`, `cut:input:30` (right after the
+    /// client's 30th input message, its acknowledgement lost), `seed:7`.
+    /// Repeatable.
     #[arg(long, value_name = "RULES")]
     pub fault: Vec<String>,
     /// Largest output payload per message (the agent's default is 1024).

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use ssm_channel::{Channel, ChannelConfig, Event, Frame, Token, Transmit};
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +29,26 @@ const READ_BATCH: usize = 32;
 /// Capacity of the input command queue (each entry is one `send_input` call).
 const INPUT_QUEUE: usize = 16;
 
+/// Output waiting for the consumer is merged into events of at most this size,
+/// so a burst of small messages costs one wake-up and one write downstream.
+const COALESCE_MAX: usize = 64 * 1024;
+
+/// An event waiting for room in the event queue.
+enum Pending {
+    Event(SessionEvent),
+    /// Several outputs merged into one.
+    Output(BytesMut),
+}
+
+impl Pending {
+    fn into_event(self) -> SessionEvent {
+        match self {
+            Pending::Event(ev) => ev,
+            Pending::Output(b) => SessionEvent::Output(b.freeze()),
+        }
+    }
+}
+
 type Handles = (mpsc::Sender<InputCmd>, mpsc::UnboundedSender<CtlCmd>);
 type KmsFuture = Pin<Box<dyn Future<Output = Result<DataKey, KmsError>> + Send>>;
 
@@ -37,7 +57,9 @@ struct OsIds;
 
 impl ssm_channel::IdSource for OsIds {
     fn next_id(&mut self) -> uuid::Uuid {
-        uuid::Uuid::new_v4()
+        // From the thread's CSPRNG: `Uuid::new_v4` would make one getrandom(2)
+        // system call per acknowledgement.
+        uuid::Builder::from_random_bytes(rand::random()).into_uuid()
     }
     fn fill_random(&mut self, buf: &mut [u8]) {
         rand::RngCore::fill_bytes(&mut rand::rng(), buf);
@@ -110,6 +132,7 @@ pub(crate) async fn start(
         ctl_closed: false,
         reattach: None,
         reattach_deadline: None,
+        resuming: None,
         closing: None,
         ended: false,
     };
@@ -158,7 +181,7 @@ struct Driver {
     /// Input not yet accepted by the channel (replayed input first).
     pending_input: VecDeque<Bytes>,
     flush_waiters: Vec<oneshot::Sender<()>>,
-    out_events: VecDeque<SessionEvent>,
+    out_events: VecDeque<Pending>,
     last_rx: Instant,
     last_size: Option<(u16, u16)>,
     kms: Option<KmsFuture>,
@@ -168,6 +191,9 @@ struct Driver {
     reattach: Option<usize>,
     /// After a reconnect: the new channel must be ready by then.
     reattach_deadline: Option<Instant>,
+    /// The same session was re-dialled (sequence state kept): unacknowledged
+    /// input bytes resent, reported once the first frame comes back.
+    resuming: Option<usize>,
     /// A close requested by the caller: reply once done.
     closing: Option<oneshot::Sender<()>>,
     /// The session is over (closed or failed); stop after delivering events.
@@ -194,6 +220,11 @@ impl Driver {
             self.options.ping_interval,
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Long-lived timers, re-armed only when their deadline moves (creating a
+        // timer per loop turn costs a timer-wheel registration per frame).
+        let mut timer = Box::pin(sleep_until(Instant::now()));
+        let mut timer_at: Option<Instant> = None;
+        let mut dead = Box::pin(sleep_until(self.last_rx + self.options.dead_peer_timeout));
         // The reference client pings right after the connection opens.
         self.send_ping().await;
         loop {
@@ -206,7 +237,12 @@ impl Driver {
                 break;
             }
             let timeout = self.channel.poll_timeout().map(Instant::from_std);
-            let dead_at = self.last_rx + self.options.dead_peer_timeout;
+            if timeout != timer_at {
+                if let Some(t) = timeout {
+                    timer.as_mut().reset(t);
+                }
+                timer_at = timeout;
+            }
             let connected = self.ws.is_some();
             let want_input =
                 self.ready && self.pending_input.is_empty() && !self.input_closed && connected;
@@ -227,7 +263,7 @@ impl Driver {
                     permit = ev_tx.reserve(), if has_events => match permit {
                         Ok(p) => {
                             if let Some(ev) = out_events.pop_front() {
-                                p.send(ev);
+                                p.send(ev.into_event());
                             }
                             Wake::Nothing
                         }
@@ -246,8 +282,8 @@ impl Driver {
                         }
                     }, if read_socket => Wake::Socket(msg),
                     cmd = input_rx.recv(), if want_input => Wake::Input(cmd),
-                    _ = sleep_until(timeout.unwrap_or_else(Instant::now)), if timeout.is_some() => Wake::Timer,
-                    _ = sleep_until(dead_at), if connected => Wake::Dead,
+                    _ = &mut timer, if timer_at.is_some() => Wake::Timer,
+                    _ = &mut dead, if connected => Wake::Dead,
                     _ = sleep_until(reattach_deadline.unwrap_or_else(Instant::now)), if reattach_deadline.is_some() => Wake::NotReady,
                     _ = ping.tick(), if connected => Wake::Ping,
                 }
@@ -313,7 +349,16 @@ impl Driver {
                 Wake::Input(None) => self.input_closed = true,
                 Wake::Input(Some(InputCmd::Data(b))) => self.pending_input.push_back(b),
                 Wake::Input(Some(InputCmd::Flush(w))) => self.flush_waiters.push(w),
-                Wake::Timer => self.channel.handle_timeout(now()),
+                Wake::Timer => {
+                    // Re-armed on the next turn, even for the same deadline.
+                    timer_at = None;
+                    self.channel.handle_timeout(now());
+                }
+                Wake::Dead if Instant::now() < self.last_rx + self.options.dead_peer_timeout => {
+                    // Something arrived since the timer was armed.
+                    dead.as_mut()
+                        .reset(self.last_rx + self.options.dead_peer_timeout);
+                }
                 Wake::Dead => {
                     let d =
                         Disconnect::Lost(SessionError::PeerDead(self.options.dead_peer_timeout));
@@ -336,7 +381,7 @@ impl Driver {
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
         }
         while let Some(ev) = self.out_events.pop_front() {
-            if self.ev_tx.send(ev).await.is_err() {
+            if self.ev_tx.send(ev.into_event()).await.is_err() {
                 break;
             }
         }
@@ -387,6 +432,7 @@ impl Driver {
             }
         }
         self.drain_events();
+        self.deliver_events();
         if !self.flush_waiters.is_empty()
             && self.pending_input.is_empty()
             && self.channel.all_acked()
@@ -418,17 +464,17 @@ impl Driver {
                     }
                     self.reattach_deadline = None;
                     if let Some(resent_bytes) = self.reattach.take() {
-                        self.out_events.push_back(SessionEvent::Reconnected {
+                        self.queue(SessionEvent::Reconnected {
                             session_id: self.target.session_id.clone(),
                             resent_bytes,
                         });
                     }
                 }
-                Event::Output(b) => self.out_events.push_back(SessionEvent::Output(b)),
-                Event::StdErr(b) => self.out_events.push_back(SessionEvent::StdErr(b)),
-                Event::ExitCode(c) => self.out_events.push_back(SessionEvent::ExitCode(c)),
-                Event::Paused => self.out_events.push_back(SessionEvent::Paused),
-                Event::Resumed => self.out_events.push_back(SessionEvent::Resumed),
+                Event::Output(b) => self.queue_output(b),
+                Event::StdErr(b) => self.queue(SessionEvent::StdErr(b)),
+                Event::ExitCode(c) => self.queue(SessionEvent::ExitCode(c)),
+                Event::Paused => self.queue(SessionEvent::Paused),
+                Event::Resumed => self.queue(SessionEvent::Resumed),
                 Event::SendWindowOpen => {}
                 Event::KmsDataKeyRequired { key_id, challenge } => {
                     self.start_kms(key_id, challenge)
@@ -507,6 +553,15 @@ impl Driver {
         msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> Result<(), Disconnect> {
         self.last_rx = Instant::now();
+        if let Some(Ok(Message::Binary(_))) = &msg
+            && let Some(resent_bytes) = self.resuming.take()
+        {
+            // A frame of the channel: the service took the same session back.
+            self.queue(SessionEvent::Reconnected {
+                session_id: self.target.session_id.clone(),
+                resent_bytes,
+            });
+        }
         let res = match msg {
             None => return Err(Disconnect::Lost(SessionError::SocketClosed(None))),
             Some(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
@@ -531,7 +586,7 @@ impl Driver {
     /// Queues a final event and stops after delivering it.
     fn end(&mut self, ev: SessionEvent) {
         if !self.ended {
-            self.out_events.push_back(ev);
+            self.queue(ev);
             self.ended = true;
         }
     }
@@ -562,8 +617,47 @@ impl Driver {
                 other => other,
             });
         }
-        let Some(reconnector) = self.options.reconnector.clone() else {
+        // First the same session again, as the official plugin does: the
+        // service keeps a session for a while after its socket dropped, and
+        // with the sequence state kept nothing is lost or repeated in either
+        // direction. Not again when the service just refused that.
+        let refused = self.resuming.take().is_some();
+        let can_resume = self.options.resume && !refused && !self.channel.is_closed();
+        if !can_resume && self.options.reconnector.is_none() {
             return Err(reason);
+        }
+        let mut last: BoxError = Box::new(reason);
+        let max = self.options.max_reconnect_attempts.max(1);
+        if can_resume {
+            let mut delay = self.options.reconnect_delay;
+            for attempt in 1..=max {
+                self.notify(SessionEvent::Reconnecting {
+                    attempt,
+                    reason: error_chain(&*last),
+                });
+                if attempt > 1 {
+                    let pause = Box::pin(tokio::time::sleep(delay));
+                    if self.wait_or_close(pause).await.is_none() {
+                        return Ok(());
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                match self.redial().await {
+                    Ok(()) => return Ok(()),
+                    // The service answered and does not know the session any more.
+                    Err(e @ SessionError::Connect { .. }) if is_http_refusal(&e) => {
+                        last = Box::new(e);
+                        break;
+                    }
+                    Err(e) => last = Box::new(e),
+                }
+            }
+        }
+        let Some(reconnector) = self.options.reconnector.clone() else {
+            return Err(SessionError::Reconnect {
+                attempts: max,
+                source: last,
+            });
         };
         // Everything the old channel sent but did not get acknowledged goes
         // first, before input that never reached it.
@@ -575,14 +669,15 @@ impl Driver {
         replay.extend(self.pending_input.drain(..));
         self.pending_input = replay;
         self.ready = false;
-        let mut last: BoxError = Box::new(reason);
         let mut delay = self.options.reconnect_delay;
-        let max = self.options.max_reconnect_attempts.max(1);
         for attempt in 1..=max {
-            self.notify(SessionEvent::Reconnecting {
-                attempt,
-                reason: error_chain(&*last),
-            });
+            // After a refused resume the caller has already been told.
+            if !(refused && attempt == 1) {
+                self.notify(SessionEvent::Reconnecting {
+                    attempt,
+                    reason: error_chain(&*last),
+                });
+            }
             if attempt > 1 {
                 if self
                     .wait_or_close(Box::pin(tokio::time::sleep(delay)))
@@ -618,6 +713,36 @@ impl Driver {
             attempts: max,
             source: last,
         })
+    }
+
+    /// Dials the same stream URL again and re-opens the current channel on it:
+    /// sequence numbers kept, unacknowledged messages resent by the channel.
+    async fn redial(&mut self) -> Result<(), SessionError> {
+        let checked = url::check_stream_url(
+            &self.target.stream_url,
+            self.options.host_policy,
+            self.options.expected_region.as_deref(),
+        )?;
+        let ws = ws::open(
+            &self.target.stream_url,
+            &checked.host,
+            self.options.connect_timeout,
+        )
+        .await?;
+        self.ws = Some(ws);
+        let token = Token::new(self.target.token.expose());
+        self.channel
+            .open(now(), token, self.client_id, uuid::Uuid::new_v4())
+            .map_err(SessionError::Protocol)?;
+        self.last_rx = Instant::now();
+        // Confirmed by the first frame of the channel (an acknowledgement of
+        // what is resent, or output). Until then, a close means the service
+        // refused the session; an idle session that drops again before any
+        // frame came takes the other way, with nothing in flight to repeat.
+        let resent = self.channel.unacked_input().iter().map(|b| b.len()).sum();
+        self.resuming = Some(resent);
+        self.send_ping().await;
+        Ok(())
     }
 
     /// Opens a new socket and channel for `target`.
@@ -664,16 +789,67 @@ impl Driver {
 
     /// Sends an event now if possible, keeping order with queued events.
     fn notify(&mut self, ev: SessionEvent) {
-        if self.out_events.is_empty() {
-            match self.ev_tx.try_send(ev) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(ev)) => self.out_events.push_back(ev),
-                Err(mpsc::error::TrySendError::Closed(_)) => self.ended = true,
+        self.queue(ev);
+        self.deliver_events();
+    }
+
+    /// Queues an event behind those already waiting.
+    fn queue(&mut self, ev: SessionEvent) {
+        self.out_events.push_back(Pending::Event(ev));
+    }
+
+    /// Queues output, merged with output already waiting when it fits.
+    fn queue_output(&mut self, b: Bytes) {
+        match self.out_events.back_mut() {
+            Some(Pending::Output(m)) if m.len() + b.len() <= COALESCE_MAX => {
+                m.extend_from_slice(&b);
             }
-        } else {
-            self.out_events.push_back(ev);
+            Some(last @ Pending::Event(SessionEvent::Output(_))) => {
+                let Pending::Event(SessionEvent::Output(prev)) = last else {
+                    return;
+                };
+                if prev.len() + b.len() <= COALESCE_MAX {
+                    let mut m = BytesMut::with_capacity((prev.len() + b.len()).max(16 * 1024));
+                    m.extend_from_slice(prev);
+                    m.extend_from_slice(&b);
+                    *last = Pending::Output(m);
+                } else {
+                    self.queue(SessionEvent::Output(b));
+                }
+            }
+            _ => self.queue(SessionEvent::Output(b)),
         }
     }
+
+    /// Hands queued events to the consumer while the event queue has room.
+    fn deliver_events(&mut self) {
+        while !self.out_events.is_empty() {
+            match self.ev_tx.try_reserve() {
+                Ok(permit) => {
+                    if let Some(ev) = self.out_events.pop_front() {
+                        permit.send(ev.into_event());
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(())) => break,
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    self.out_events.clear();
+                    self.ended = true;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The server answered the WebSocket upgrade with an HTTP error status.
+fn is_http_refusal(e: &SessionError) -> bool {
+    matches!(
+        e,
+        SessionError::Connect {
+            source: tokio_tungstenite::tungstenite::Error::Http(_),
+            ..
+        }
+    )
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

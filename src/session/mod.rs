@@ -27,11 +27,18 @@
 //!
 //! # Reconnecting
 //!
-//! CloudShell has no `ResumeSession`: when the WebSocket drops, a
-//! [`Reconnector`] (supplied by the caller) creates a new session for the same
-//! tab, which re-attaches to the same shell. The driver opens a new channel
-//! and sends again every input byte the old channel had not had acknowledged,
-//! so no keystroke is lost and none that was acknowledged is repeated.
+//! When the WebSocket drops, the driver first dials the same `StreamUrl` again
+//! and re-opens the same session on it with the sequence state kept, as the
+//! official plugin does ([`SessionOptions::resume`]): unacknowledged messages
+//! are resent in both directions and de-duplicated by sequence number, so
+//! nothing is lost or repeated. CloudShell has no `ResumeSession`; when the
+//! service refuses the same session again, a [`Reconnector`] (supplied by the
+//! caller) creates a new session for the same tab, which re-attaches to the
+//! same shell. The driver opens a new channel and sends again every input byte
+//! the old channel had not had acknowledged: none is lost and none that was
+//! acknowledged is repeated, but a byte whose acknowledgement was lost in the
+//! cut reaches the shell twice (a new session cannot know what the old one
+//! received).
 
 mod driver;
 mod kms;
@@ -132,7 +139,12 @@ pub struct SessionOptions {
     pub dead_peer_timeout: Duration,
     /// Creates a new session when the connection drops; `None` = no reconnect.
     pub reconnector: Option<Arc<dyn Reconnector>>,
-    /// Reconnect attempts before giving up (default 5).
+    /// After the WebSocket dropped, first dial the same `StreamUrl` again and
+    /// re-open the same session with its sequence state, so nothing is lost or
+    /// repeated; only when the service refuses that, use the `reconnector`
+    /// (default true).
+    pub resume: bool,
+    /// Reconnect attempts before giving up, for each of the two ways (default 5).
     pub max_reconnect_attempts: u32,
     /// First reconnect delay; doubled after each failure (default 200 ms).
     pub reconnect_delay: Duration,
@@ -156,6 +168,7 @@ impl fmt::Debug for SessionOptions {
             .field("ping_interval", &self.ping_interval)
             .field("dead_peer_timeout", &self.dead_peer_timeout)
             .field("reconnect", &self.reconnector.is_some())
+            .field("resume", &self.resume)
             .field("max_reconnect_attempts", &self.max_reconnect_attempts)
             .field("kms", &self.data_key_provider.is_some())
             .finish_non_exhaustive()
@@ -172,6 +185,7 @@ impl Default for SessionOptions {
             ping_interval: Duration::from_secs(30),
             dead_peer_timeout: Duration::from_secs(75),
             reconnector: None,
+            resume: true,
             max_reconnect_attempts: 5,
             reconnect_delay: Duration::from_millis(200),
             data_key_provider: None,

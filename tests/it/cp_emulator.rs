@@ -342,11 +342,64 @@ async fn cp_emu_bad_paths_give_clear_errors() {
     assert!(leftovers(&emu.home).is_empty() && leftovers(&emu.local).is_empty());
 }
 
-/// The data channel is cut mid-way (`cut:bytes:N`): the transfer fails and no
-/// partial file is left at either end.
+/// The data channel is cut mid-way (`cut:bytes:N`) and the service keeps the
+/// session for a reconnect: the transfer resumes on a new connection and
+/// completes, byte for byte.
+#[tokio::test]
+async fn cp_emu_cut_connection_is_resumed() {
+    let emu = start(GatewayConfig::default()).await;
+    let data = pseudo_random(6 * 1024 * 1024, 11);
+    let src = emu.local.join("cut.bin");
+    write_file(&src, &data, 0o644);
+    std::fs::write(emu.home.join("remote.bin"), &data).unwrap();
+    let cut: FaultSpec = "cut:bytes:2000000".parse().unwrap();
+    emu.emulator
+        .gateway()
+        .set_session_defaults(SessionOptions::default().with_faults(cut));
+    let up = transfer::upload(
+        &emu.client,
+        &emu.env,
+        &src,
+        "cut.bin",
+        &opts(Transport::InBand),
+    )
+    .await
+    .unwrap();
+    assert_eq!(up.bytes, data.len() as u64);
+    assert!(std::fs::read(emu.home.join("cut.bin")).unwrap() == data);
+    let dst = emu.local.join("remote.bin");
+    let down = transfer::download(
+        &emu.client,
+        &emu.env,
+        "remote.bin",
+        &dst,
+        &opts(Transport::InBand),
+    )
+    .await
+    .unwrap();
+    assert_eq!(down.sha256, up.sha256);
+    assert!(std::fs::read(&dst).unwrap() == data);
+    let cuts: u64 = emu
+        .emulator
+        .gateway()
+        .all_session_metrics()
+        .iter()
+        .map(|m| m.faults.cuts)
+        .sum();
+    assert!(cuts >= 2, "both transfers were cut: {cuts}");
+    assert!(leftovers(&emu.home).is_empty() && leftovers(&emu.local).is_empty());
+}
+
+/// The data channel is cut mid-way (`cut:bytes:N`) and the service forgets
+/// the session at once: the transfer fails and no partial file is left at
+/// either end.
 #[tokio::test]
 async fn cp_emu_cut_connection_leaves_nothing() {
-    let emu = start(GatewayConfig::default()).await;
+    let emu = start(GatewayConfig {
+        reconnect_grace: Duration::ZERO,
+        ..GatewayConfig::default()
+    })
+    .await;
     let data = pseudo_random(6 * 1024 * 1024, 9);
     let src = emu.local.join("cut.bin");
     write_file(&src, &data, 0o644);

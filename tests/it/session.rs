@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use cloudshell_emulator::gateway::{HandshakeMode, SessionMode, SessionOptions as GwOptions};
+use cloudshell_emulator::gateway::{
+    GatewayConfig, HandshakeMode, SessionMode, SessionOptions as GwOptions,
+};
 use cloudshell_rs::session::{KmsClient, Session, SessionError, SessionEvent, SessionTarget};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -139,6 +141,13 @@ async fn survives_loss_duplication_and_reordering() {
 async fn survives_a_cut_websocket_through_a_new_session_for_the_tab() {
     let env = start().await;
     within(120, async {
+        // The service forgets a session as soon as its socket drops, so the
+        // same session cannot be resumed: a new one is made for the tab.
+        let gw = env.emulator.gateway();
+        gw.set_config(GatewayConfig {
+            reconnect_grace: Duration::ZERO,
+            ..gw.config()
+        });
         let tab = new_tab();
         let target = env.create(&tab).await;
         let first_id = target.session_id.clone();
@@ -217,9 +226,83 @@ async fn survives_a_cut_websocket_through_a_new_session_for_the_tab() {
             1,
             "acknowledged input was sent again: {out:?}"
         );
+        // Output in flight at the cut was not lost: the tab's shell kept what
+        // the old session's client never acknowledged (the typed line runs
+        // after the loop, so all of the loop's output came before it).
+        assert_ticks_once_in_order(&out, 60);
         let m = env.emulator.gateway().session_metrics(&first_id);
         assert!(m.is_none_or(|m| m.faults.cuts == 1));
         // The shell carries on in the new session.
+        s.send_input(b"echo after-$((2+3))\r").await.unwrap();
+        read_until(&mut s, "after-5").await;
+    })
+    .await;
+}
+
+/// `tick1\r\n` .. `tickN\r\n` each appear exactly once, in order, then `LOOP-DONE`.
+fn assert_ticks_once_in_order(out: &str, n: usize) {
+    let mut at = 0;
+    for i in 1..=n {
+        let tick = format!("tick{i}\r\n");
+        assert_eq!(out.matches(&tick).count(), 1, "{tick:?} in {out:?}");
+        let pos = out.find(&tick).unwrap();
+        assert!(pos >= at, "{tick:?} out of order in {out:?}");
+        at = pos;
+    }
+    assert!(out[at..].contains("LOOP-DONE\r\n"), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_cut_resumes_the_same_session_with_nothing_lost_or_doubled() {
+    let env = start().await;
+    within(120, async {
+        let tab = new_tab();
+        let target = env.create(&tab).await;
+        let first_id = target.session_id.clone();
+        // The connection drops right after the 30th frame from the client was
+        // taken in: that keystroke reached the shell, its acknowledgement is lost.
+        env.emulator.gateway().configure_session(
+            first_id.clone(),
+            GwOptions::default().with_faults("cut:input:30".parse().unwrap()),
+        );
+        // No reconnector: only a resume of the same session can succeed.
+        let mut s = Session::connect(target, local_options()).await.unwrap();
+        s.send_input(b"for i in $(seq 1 40); do sleep 0.02; echo tick$i; done; echo LOOP-DONE\r")
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        let line = digits(120);
+        s.send_input(b"echo got:").await.unwrap();
+        for b in line.bytes() {
+            s.send_input(&[b]).await.unwrap();
+        }
+        s.send_input(b":end\r").await.unwrap();
+        let expected = format!("\rgot:{line}:end\r\n");
+        let mut out = String::new();
+        let mut events = Vec::new();
+        while !out.contains(&expected) {
+            let Ok(ev) = tokio::time::timeout(Duration::from_secs(20), s.next_event()).await else {
+                panic!("stuck; events: {events:?}; output: {out:?}");
+            };
+            match ev {
+                Some(SessionEvent::Output(b)) => out.push_str(&String::from_utf8_lossy(&b)),
+                Some(SessionEvent::Reconnecting { attempt, .. }) => {
+                    events.push(format!("reconnecting {attempt}"))
+                }
+                Some(SessionEvent::Reconnected { session_id, .. }) => {
+                    assert_eq!(session_id, first_id, "resumed, not replaced");
+                    events.push("reconnected".into());
+                }
+                other => panic!("unexpected {other:?}; output {out:?}"),
+            }
+        }
+        assert_eq!(events, ["reconnecting 1", "reconnected"]);
+        let m = env.emulator.gateway().session_metrics(&first_id).unwrap();
+        assert_eq!(m.faults.cuts, 1, "{m:?}");
+        // Every typed byte exactly once (the echo of the command line shows
+        // them too, so look at the output line only).
+        assert_eq!(out.matches(&expected).count(), 1, "{out:?}");
+        assert_ticks_once_in_order(&out, 40);
         s.send_input(b"echo after-$((2+3))\r").await.unwrap();
         read_until(&mut s, "after-5").await;
     })

@@ -50,6 +50,8 @@ pub struct FaultInjector {
     rng: StdRng,
     count_in: u64,
     count_out: u64,
+    /// Frames from the client other than acknowledgements.
+    count_input: u64,
     total_frames: u64,
     total_bytes: u64,
     cut_done: bool,
@@ -67,6 +69,7 @@ impl FaultInjector {
             rng: StdRng::seed_from_u64(seed),
             count_in: 0,
             count_out: 0,
+            count_input: 0,
             total_frames: 0,
             total_bytes: 0,
             cut_done: false,
@@ -103,11 +106,15 @@ impl FaultInjector {
             }
         };
         self.total_frames += 1;
+        if dir == Direction::In && !is_ack(&frame) {
+            self.count_input += 1;
+        }
         self.total_bytes += frame.len() as u64;
         if !self.cut_done {
             let hit = match self.spec.cut {
                 Some(CutRule::Frames(limit)) => self.total_frames >= limit,
                 Some(CutRule::Bytes(limit)) => self.total_bytes >= limit,
+                Some(CutRule::Input(limit)) => self.count_input >= limit,
                 None => false,
             };
             if hit {
@@ -201,6 +208,13 @@ impl FaultInjector {
     pub fn next_release(&self) -> Option<Instant> {
         self.held.iter().map(|h| h.release_at).min()
     }
+}
+
+/// Whether a raw frame is an `acknowledge` message (message type at bytes 4..36).
+pub(crate) fn is_ack(frame: &[u8]) -> bool {
+    frame.get(4..36).is_some_and(|t| {
+        t.starts_with(b"acknowledge") && t[11..].iter().all(|&b| b == b' ' || b == 0)
+    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub mod metrics;
 pub mod options;
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -182,7 +182,32 @@ pub(crate) struct Inner {
     tab_options: Mutex<HashMap<String, SessionOptions>>,
     tabs: Mutex<HashMap<TabKey, Arc<TabSlot>>>,
     metrics: Mutex<HashMap<String, Arc<LiveMetrics>>>,
+    /// Sessions whose task has ended: their token opens nothing any more.
+    ended: Mutex<EndedSessions>,
     pub(crate) kms: Arc<FakeKms>,
+}
+
+/// The most recent ended session ids (bounded: the oldest are forgotten).
+#[derive(Default)]
+struct EndedSessions {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+/// Most ended session ids remembered.
+const MAX_ENDED_REMEMBERED: usize = 16_384;
+
+impl EndedSessions {
+    fn insert(&mut self, id: &str) {
+        if self.ids.insert(id.to_owned()) {
+            self.order.push_back(id.to_owned());
+            while self.order.len() > MAX_ENDED_REMEMBERED {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 /// Most sessions whose counters are kept after they ended.
@@ -229,6 +254,7 @@ impl Gateway {
                 tab_options: Mutex::new(HashMap::new()),
                 tabs: Mutex::new(HashMap::new()),
                 metrics: Mutex::new(HashMap::new()),
+                ended: Mutex::new(EndedSessions::default()),
                 kms,
             }),
         }
@@ -393,19 +419,28 @@ impl Gateway {
         tracing::debug!(%session_id, request_id = %open.request_id, "data channel opened");
 
         let incoming = Incoming { socket, open_text };
-        let mut sessions = lock(&self.inner.sessions);
-        if let Some(entry) = sessions.get(&session_id) {
-            // A reconnect: the running task takes the new socket.
-            if let Err(mpsc::error::SendError(inc)) = entry.connect.send(incoming) {
-                // The task ended between the lookup and now: start afresh.
-                sessions.remove(&session_id);
-                drop(sessions);
-                self.start_session(session_id, grant, inc);
+        let refused = {
+            let sessions = lock(&self.inner.sessions);
+            // (`ended` is updated under the `sessions` lock.)
+            let ended = lock(&self.inner.ended).ids.contains(&session_id);
+            match sessions.get(&session_id) {
+                // Like a terminated SSM session: it cannot be resumed.
+                _ if ended => incoming,
+                // A reconnect: the running task takes the new socket.
+                Some(entry) => match entry.connect.send(incoming) {
+                    Ok(()) => return,
+                    // The task ended between the lookup and now.
+                    Err(mpsc::error::SendError(inc)) => inc,
+                },
+                None => {
+                    drop(sessions);
+                    self.start_session(session_id, grant, incoming);
+                    return;
+                }
             }
-            return;
-        }
-        drop(sessions);
-        self.start_session(session_id, grant, incoming);
+        };
+        tracing::warn!(%session_id, "data channel closed: the session has ended");
+        reject(refused.socket, "session ended").await;
     }
 
     fn options_for(&self, session_id: &str, tab_id: Option<&str>) -> SessionOptions {
@@ -474,7 +509,9 @@ impl Gateway {
                     reject(incoming.socket, "cannot start the session").await;
                 }
             }
-            lock(&gw.inner.sessions).remove(&session_id);
+            let mut sessions = lock(&gw.inner.sessions);
+            lock(&gw.inner.ended).insert(&session_id);
+            sessions.remove(&session_id);
         });
     }
 

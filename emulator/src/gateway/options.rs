@@ -274,6 +274,10 @@ pub enum CutRule {
     Frames(u64),
     /// After this many bytes of binary frames, both directions counted.
     Bytes(u64),
+    /// Right after the Nth message from the client that is not an
+    /// acknowledgement (input, resize, ...) was taken in, before anything is
+    /// answered: its acknowledgement is lost with the connection.
+    Input(u64),
 }
 
 /// A set of faults to inject into a session's WebSocket traffic. Only binary
@@ -325,6 +329,7 @@ impl fmt::Display for FaultSpec {
             match c {
                 CutRule::Frames(n) => write!(f, "cut:frames:{n}")?,
                 CutRule::Bytes(n) => write!(f, "cut:bytes:{n}")?,
+                CutRule::Input(n) => write!(f, "cut:input:{n}")?,
             }
         }
         if let Some(s) = self.seed {
@@ -347,7 +352,9 @@ impl FromStr for FaultSpec {
     ///   where `DIR` is `in`, `out` or `both` and `SEL` is either a whole number N
     ///   (the Nth frame, 1-based) or a fraction with a decimal point (`0.1` = each
     ///   frame with probability 10 %);
-    /// - `cut:frames:N` or `cut:bytes:N`;
+    /// - `cut:frames:N` or `cut:bytes:N` (both directions counted), or `cut:input:N`
+    ///   (right after the Nth non-acknowledgement message from the client, whose
+    ///   acknowledgement is lost);
     /// - `seed:N`;
     /// - `none` or an empty string: no faults.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -372,7 +379,7 @@ impl FromStr for FaultSpec {
                 }
                 "cut" => {
                     let [_, unit, n] = parts[..] else {
-                        return Err(bad("expected cut:frames:N or cut:bytes:N"));
+                        return Err(bad("expected cut:frames:N, cut:bytes:N or cut:input:N"));
                     };
                     let n: u64 = n.parse().map_err(|_| bad("N must be a whole number"))?;
                     if spec.cut.is_some() {
@@ -381,7 +388,8 @@ impl FromStr for FaultSpec {
                     spec.cut = Some(match unit.to_ascii_lowercase().as_str() {
                         "frames" | "frame" => CutRule::Frames(n),
                         "bytes" | "byte" => CutRule::Bytes(n),
-                        _ => return Err(bad("unit must be `frames` or `bytes`")),
+                        "input" => CutRule::Input(n),
+                        _ => return Err(bad("unit must be `frames`, `bytes` or `input`")),
                     });
                 }
                 "drop" | "dup" | "duplicate" | "reorder" | "delay" => {
@@ -594,6 +602,18 @@ mod tests {
         assert_eq!("".parse::<FaultSpec>(), Ok(FaultSpec::default()));
         assert_eq!("none".parse::<FaultSpec>(), Ok(FaultSpec::default()));
         assert_eq!(FaultSpec::default().to_string(), "none");
+        assert_eq!(
+            "cut:bytes:100".parse::<FaultSpec>().map(|s| s.cut),
+            Ok(Some(CutRule::Bytes(100)))
+        );
+        assert_eq!(
+            "cut:input:7".parse::<FaultSpec>().map(|s| s.cut),
+            Ok(Some(CutRule::Input(7)))
+        );
+        assert_eq!(
+            "cut:input:7".parse::<FaultSpec>().map(|s| s.to_string()),
+            Ok("cut:input:7".to_string())
+        );
         assert_eq!(
             "cut:bytes:100".parse::<FaultSpec>().map(|s| s.cut),
             Ok(Some(CutRule::Bytes(100)))

@@ -28,7 +28,7 @@ use ssm_channel::{
 use tokio::sync::{mpsc, watch};
 
 use super::backend::{Backend, BackendInput, PipeRead};
-use super::faults::FaultInjector;
+use super::faults::{FaultInjector, is_ack};
 use super::metrics::LiveMetrics;
 use super::options::{Direction, HandshakeMode, SessionMode, SessionOptions};
 use super::{CloseReason, Gateway, GatewayConfig, Incoming, SessionGrant, TabSlot};
@@ -700,13 +700,6 @@ impl SessionTask {
             }
         }
     }
-}
-
-/// Whether a binary frame is an `acknowledge` message (by its type field).
-fn is_ack(frame: &[u8]) -> bool {
-    frame.get(4..36).is_some_and(|t| {
-        t.starts_with(b"acknowledge") && t[11..].iter().all(|&b| b == b' ' || b == 0)
-    })
 }
 
 /// The sequence number an incoming `acknowledge` frame acknowledges.
