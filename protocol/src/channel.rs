@@ -760,12 +760,11 @@ impl Channel {
     }
 
     fn queue_ack(&mut self, msg: &Message) {
-        let ack = Acknowledge {
-            acknowledged_message_type: msg.message_type.as_str().to_owned(),
-            acknowledged_message_id: msg.message_id.hyphenated().to_string(),
-            acknowledged_message_sequence_number: msg.sequence_number,
-            is_sequential_message: true,
-        };
+        let ack = payload::ack_json(
+            msg.message_type.as_str(),
+            &msg.message_id,
+            msg.sequence_number,
+        );
         let m = Message {
             message_type: MessageType::Acknowledge,
             header_length: HEADER_LENGTH,
@@ -775,7 +774,7 @@ impl Channel {
             flags: ACK_FLAGS,
             message_id: self.ids.next_id(),
             payload_type: PayloadType::None,
-            payload: Bytes::from(payload::to_json(&ack)),
+            payload: Bytes::from(ack),
         };
         self.stats.acks_sent += 1;
         self.control.push_back(Transmit::Binary(m.encode()));

@@ -119,6 +119,31 @@ fn default_true() -> bool {
     true
 }
 
+/// The JSON of an [`Acknowledge`] for one message, written straight into one
+/// buffer: the same bytes as serializing the struct, without its three
+/// intermediate allocations (one acknowledgement goes out per message received).
+pub(crate) fn ack_json(
+    message_type: &str,
+    message_id: &uuid::Uuid,
+    sequence_number: i64,
+) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(128 + message_type.len());
+    out.extend_from_slice(b"{\"AcknowledgedMessageType\":");
+    // Escapes like the struct's serializer would (a peer's type may be anything).
+    if serde_json::to_writer(&mut out, message_type).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
+    out.extend_from_slice(b",\"AcknowledgedMessageId\":\"");
+    let mut id = uuid::Uuid::encode_buffer();
+    out.extend_from_slice(message_id.hyphenated().encode_lower(&mut id).as_bytes());
+    out.extend_from_slice(b"\",\"AcknowledgedMessageSequenceNumber\":");
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{sequence_number}");
+    out.extend_from_slice(b",\"IsSequentialMessage\":true}");
+    out
+}
+
 /// One action in a [`HandshakeRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -385,6 +410,27 @@ mod tests {
             r#"{"AcknowledgedMessageType":"output_stream_data","AcknowledgedMessageId":"5b1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5","AcknowledgedMessageSequenceNumber":5,"IsSequentialMessage":true}"#
         );
         assert_eq!(j.len(), 176);
+        let id = uuid::Uuid::parse_str(&a.acknowledged_message_id).unwrap();
+        assert_eq!(ack_json(&a.acknowledged_message_type, &id, 5), j);
+    }
+
+    #[test]
+    fn direct_ack_json_matches_the_struct_for_any_type_and_number() {
+        let id = uuid::Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_2345_6789_abcd);
+        for (ty, seq) in [
+            ("input_stream_data", 0i64),
+            ("output_stream_data", i64::MAX),
+            ("we\"ird\\type\u{1}é", -1),
+            ("", 42),
+        ] {
+            let a = Acknowledge {
+                acknowledged_message_type: ty.into(),
+                acknowledged_message_id: id.hyphenated().to_string(),
+                acknowledged_message_sequence_number: seq,
+                is_sequential_message: true,
+            };
+            assert_eq!(ack_json(ty, &id, seq), to_json(&a), "{ty:?} {seq}");
+        }
     }
 
     #[test]

@@ -24,7 +24,19 @@ use super::{
 pub(crate) const CLIENT_VERSION: &str = "1.2.677.0";
 
 /// Most frames read in one go before transmits (acknowledgements) are written.
-const READ_BATCH: usize = 32;
+const READ_BATCH: usize = 128;
+
+/// Most bytes of frames read in one go (bounds what a burst buffers).
+const READ_BATCH_BYTES: usize = 256 * 1024;
+
+/// Acknowledgements wait in the socket's write buffer at most this long, so a
+/// stream of output costs one write per millisecond instead of one per burst
+/// (on loopback each write also wakes the peer). Anything else (input,
+/// resize, handshake) is written at once and takes waiting acks with it.
+const ACK_DELAY: Duration = Duration::from_millis(1);
+
+/// Waiting acknowledgements are written once there are this many.
+const ACK_FLUSH_FRAMES: usize = 64;
 
 /// Capacity of the input command queue (each entry is one `send_input` call).
 const INPUT_QUEUE: usize = 16;
@@ -134,6 +146,8 @@ pub(crate) async fn start(
         reattach_deadline: None,
         resuming: None,
         closing: None,
+        unflushed: 0,
+        flush_at: None,
         ended: false,
     };
     driver.open_channel();
@@ -155,6 +169,7 @@ enum Wake {
     Socket(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
     Input(Option<InputCmd>),
     Timer,
+    FlushAcks,
     Dead,
     Ping,
     NotReady,
@@ -196,6 +211,10 @@ struct Driver {
     resuming: Option<usize>,
     /// A close requested by the caller: reply once done.
     closing: Option<oneshot::Sender<()>>,
+    /// Frames in the socket's write buffer, not flushed yet (acknowledgements).
+    unflushed: usize,
+    /// When the waiting acknowledgements must be flushed.
+    flush_at: Option<Instant>,
     /// The session is over (closed or failed); stop after delivering events.
     ended: bool,
 }
@@ -225,6 +244,8 @@ impl Driver {
         let mut timer = Box::pin(sleep_until(Instant::now()));
         let mut timer_at: Option<Instant> = None;
         let mut dead = Box::pin(sleep_until(self.last_rx + self.options.dead_peer_timeout));
+        let mut ack_timer = Box::pin(sleep_until(Instant::now()));
+        let mut ack_timer_at: Option<Instant> = None;
         // The reference client pings right after the connection opens.
         self.send_ping().await;
         loop {
@@ -242,6 +263,12 @@ impl Driver {
                     timer.as_mut().reset(t);
                 }
                 timer_at = timeout;
+            }
+            if self.flush_at != ack_timer_at {
+                if let Some(t) = self.flush_at {
+                    ack_timer.as_mut().reset(t);
+                }
+                ack_timer_at = self.flush_at;
             }
             let connected = self.ws.is_some();
             let want_input =
@@ -283,6 +310,7 @@ impl Driver {
                     }, if read_socket => Wake::Socket(msg),
                     cmd = input_rx.recv(), if want_input => Wake::Input(cmd),
                     _ = &mut timer, if timer_at.is_some() => Wake::Timer,
+                    _ = &mut ack_timer, if ack_timer_at.is_some() => Wake::FlushAcks,
                     _ = &mut dead, if connected => Wake::Dead,
                     _ = sleep_until(reattach_deadline.unwrap_or_else(Instant::now)), if reattach_deadline.is_some() => Wake::NotReady,
                     _ = ping.tick(), if connected => Wake::Ping,
@@ -324,12 +352,16 @@ impl Driver {
                     }
                 }
                 Wake::Socket(msg) => {
-                    let mut res = self.on_socket(msg);
+                    // One clock reading for the whole burst.
+                    let at = Instant::now();
+                    let mut bytes = frame_len(&msg);
+                    let mut res = self.on_socket(msg, at);
                     // Take whatever else is already readable before writing the
                     // acknowledgements: one write for a burst instead of one per frame.
                     let mut batch = 1;
                     while res.is_ok()
                         && batch < READ_BATCH
+                        && bytes < READ_BATCH_BYTES
                         && self.out_events.len() < READ_BATCH
                         && !self.channel.is_closed()
                     {
@@ -337,7 +369,8 @@ impl Driver {
                         let Some(msg) = ws.next().now_or_never() else {
                             break;
                         };
-                        res = self.on_socket(msg);
+                        bytes += frame_len(&msg);
+                        res = self.on_socket(msg, at);
                         batch += 1;
                     }
                     if let Err(d) = res
@@ -349,6 +382,14 @@ impl Driver {
                 Wake::Input(None) => self.input_closed = true,
                 Wake::Input(Some(InputCmd::Data(b))) => self.pending_input.push_back(b),
                 Wake::Input(Some(InputCmd::Flush(w))) => self.flush_waiters.push(w),
+                Wake::FlushAcks => {
+                    ack_timer_at = None;
+                    if let Err(d) = self.flush_socket().await
+                        && let Err(e) = self.handle_disconnect(d).await
+                    {
+                        self.fail(e);
+                    }
+                }
                 Wake::Timer => {
                     // Re-armed on the next turn, even for the same deadline.
                     timer_at = None;
@@ -521,38 +562,68 @@ impl Driver {
         }));
     }
 
+    /// Moves the channel's transmits into the socket's write buffer; writes
+    /// them out now unless they are only acknowledgements (see [`ACK_DELAY`]).
     async fn flush_transmits(&mut self) -> Result<(), Disconnect> {
         let Some(ws) = self.ws.as_mut() else {
             return Ok(());
         };
-        let mut wrote = false;
+        let mut urgent = false;
         let limit = self.options.dead_peer_timeout;
         while let Some(t) = self.channel.poll_transmit(now()) {
             let msg = match t {
-                Transmit::Text(s) => Message::Text(s.into()),
-                Transmit::Binary(b) => Message::Binary(b),
+                Transmit::Text(s) => {
+                    urgent = true;
+                    Message::Text(s.into())
+                }
+                Transmit::Binary(b) => {
+                    urgent |= !is_ack_frame(&b);
+                    Message::Binary(b)
+                }
             };
             match tokio::time::timeout(limit, ws.feed(msg)).await {
-                Ok(Ok(())) => wrote = true,
+                Ok(Ok(())) => self.unflushed += 1,
                 Ok(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
                 Err(_) => return Err(Disconnect::Lost(SessionError::PeerDead(limit))),
             }
         }
-        if wrote {
-            match tokio::time::timeout(limit, ws.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
-                Err(_) => return Err(Disconnect::Lost(SessionError::PeerDead(limit))),
-            }
+        if self.unflushed == 0 {
+            return Ok(());
+        }
+        if urgent || self.unflushed >= ACK_FLUSH_FRAMES || self.ended {
+            return self.flush_socket().await;
+        }
+        if self.flush_at.is_none() {
+            self.flush_at = Some(Instant::now() + ACK_DELAY);
         }
         Ok(())
+    }
+
+    /// Writes out everything in the socket's write buffer.
+    async fn flush_socket(&mut self) -> Result<(), Disconnect> {
+        self.flush_at = None;
+        let unflushed = std::mem::take(&mut self.unflushed);
+        let Some(ws) = self.ws.as_mut() else {
+            return Ok(());
+        };
+        if unflushed == 0 {
+            return Ok(());
+        }
+        let limit = self.options.dead_peer_timeout;
+        match tokio::time::timeout(limit, ws.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
+            Err(_) => Err(Disconnect::Lost(SessionError::PeerDead(limit))),
+        }
     }
 
     fn on_socket(
         &mut self,
         msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        at: Instant,
     ) -> Result<(), Disconnect> {
-        self.last_rx = Instant::now();
+        self.last_rx = at;
+        let now = at.into_std();
         if let Some(Ok(Message::Binary(_))) = &msg
             && let Some(resent_bytes) = self.resuming.take()
         {
@@ -565,9 +636,9 @@ impl Driver {
         let res = match msg {
             None => return Err(Disconnect::Lost(SessionError::SocketClosed(None))),
             Some(Err(e)) => return Err(Disconnect::Lost(SessionError::ConnectionLost(e))),
-            Some(Ok(Message::Binary(b))) => self.channel.handle_incoming_bytes(now(), b),
+            Some(Ok(Message::Binary(b))) => self.channel.handle_incoming_bytes(now, b),
             Some(Ok(Message::Text(t))) => {
-                self.channel.handle_incoming(now(), Frame::Text(t.as_str()))
+                self.channel.handle_incoming(now, Frame::Text(t.as_str()))
             }
             Some(Ok(Message::Close(c))) => {
                 let reason = c.map(|c| c.reason.to_string()).filter(|r| !r.is_empty());
@@ -604,6 +675,9 @@ impl Driver {
     async fn handle_disconnect(&mut self, d: Disconnect) -> Result<(), SessionError> {
         let Disconnect::Lost(reason) = d;
         self.ws = None;
+        // Unwritten acknowledgements went with the socket; the peer resends.
+        self.unflushed = 0;
+        self.flush_at = None;
         // A `channel_closed` read just before the socket closed ends the
         // session normally.
         self.drain_events();
@@ -841,6 +915,24 @@ impl Driver {
     }
 }
 
+/// Whether an outgoing binary frame is an `acknowledge` message (its message
+/// type is the 32 bytes after the header length).
+fn is_ack_frame(frame: &[u8]) -> bool {
+    frame
+        .get(4..4 + ssm_channel::message::MESSAGE_TYPE_LEN)
+        .is_some_and(|t| {
+            t.starts_with(b"acknowledge") && t[11..].iter().all(|&b| b == b' ' || b == 0)
+        })
+}
+
+/// Payload size of a received WebSocket message (0 for errors and the end).
+fn frame_len(msg: &Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> usize {
+    match msg {
+        Some(Ok(m)) => m.len(),
+        _ => 0,
+    }
+}
+
 /// The server answered the WebSocket upgrade with an HTTP error status.
 fn is_http_refusal(e: &SessionError) -> bool {
     matches!(
@@ -861,4 +953,39 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ack_frame;
+
+    /// Frames of a given kind from the recorded plugin captures.
+    fn captured(file: &str) -> Vec<Vec<u8>> {
+        let path = format!(
+            "{}/fixtures/plugin-captures/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).expect("capture file");
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "ws_binary")
+            .filter_map(|v| v["hex"].as_str().map(str::to_owned))
+            .map(|h| {
+                (0..h.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn acknowledgements_are_told_from_other_frames() {
+        let acks = captured("acknowledge.jsonl");
+        let input = captured("input-keystrokes.jsonl");
+        assert!(!acks.is_empty() && !input.is_empty());
+        assert!(acks.iter().all(|f| is_ack_frame(f)));
+        assert!(input.iter().all(|f| !is_ack_frame(f)));
+        assert!(!is_ack_frame(b"short"));
+    }
 }

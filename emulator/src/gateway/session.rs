@@ -7,6 +7,7 @@
 //! (input, resize, handshake steps) to the program. Fault injection sits between
 //! the socket and the channel in both directions.
 
+use futures_util::SinkExt as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -409,48 +410,83 @@ impl SessionTask {
 
     // ---------------------------------------------------------------- frames
 
-    /// Writes everything the channel wants to send (through fault injection).
+    /// Writes everything the channel wants to send (through fault injection):
+    /// all frames into the socket's buffer, then one flush, so a burst leaves
+    /// in as few writes (and TCP segments) as it fits.
     async fn flush(&mut self, now: Instant) {
         if self.ws.is_none() {
             return;
         }
+        let mut fed = false;
         while let Some(t) = self.channel.poll_transmit(now) {
             let frame = match t {
                 Transmit::Binary(b) => b,
                 // The agent role sends no text frames; pass one through unchanged.
                 Transmit::Text(s) => {
-                    self.send_ws(now, WsMessage::Text(s.into())).await;
+                    fed |= self.feed_ws(now, WsMessage::Text(s.into())).await;
                     continue;
                 }
             };
             for f in self.faults.on_frame(now, Direction::Out, frame) {
-                self.send_binary(now, f).await;
+                fed |= self.feed_binary(now, f).await;
             }
             if self.faults.take_cut() {
+                // What was fed before the cut still goes out.
+                self.flush_ws(now).await;
                 self.cut(now);
             }
             if self.ws.is_none() {
                 return;
             }
         }
+        if fed {
+            self.flush_ws(now).await;
+        }
     }
 
+    /// Sends one binary frame now (frames held back by fault injection).
     async fn send_binary(&mut self, now: Instant, frame: Bytes) {
+        if self.feed_binary(now, frame).await {
+            self.flush_ws(now).await;
+        }
+    }
+
+    async fn feed_binary(&mut self, now: Instant, frame: Bytes) -> bool {
         let len = frame.len() as u64;
         if is_ack(&frame) {
             self.metrics.acks_out.fetch_add(1, Ordering::Relaxed);
         }
-        if self.send_ws(now, WsMessage::Binary(frame)).await {
+        let fed = self.feed_ws(now, WsMessage::Binary(frame)).await;
+        if fed {
             self.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
             self.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
         }
+        fed
     }
 
     async fn send_ws(&mut self, now: Instant, msg: WsMessage) -> bool {
+        self.feed_ws(now, msg).await && self.flush_ws(now).await
+    }
+
+    /// Queues a message in the socket's write buffer (written when it fills).
+    async fn feed_ws(&mut self, now: Instant, msg: WsMessage) -> bool {
         let Some(ws) = self.ws.as_mut() else {
             return false;
         };
-        match ws.send(msg).await {
+        match ws.feed(msg).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.detach(now, &e.to_string());
+                false
+            }
+        }
+    }
+
+    async fn flush_ws(&mut self, now: Instant) -> bool {
+        let Some(ws) = self.ws.as_mut() else {
+            return false;
+        };
+        match ws.flush().await {
             Ok(()) => true,
             Err(e) => {
                 self.detach(now, &e.to_string());
