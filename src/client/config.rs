@@ -25,6 +25,33 @@ pub(crate) struct EndpointSources<'a> {
     pub ignore_configured: bool,
 }
 
+impl EndpointSources<'_> {
+    /// Whether the profile's `endpoint_url` would be the one used, i.e. no source
+    /// before it in the precedence order gives an endpoint (so the shared config
+    /// has to be read to know the endpoint).
+    pub(crate) fn profile_may_apply(&self) -> bool {
+        let given = |v: Option<&str>| v.is_some_and(|v| !v.trim().is_empty());
+        !given(self.builder)
+            && !self.ignore_configured
+            && !given(self.env_service)
+            && !given(self.env_global)
+    }
+}
+
+/// The region of the environment, as aws-config's environment region
+/// provider reads it: `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+pub(crate) fn env_region(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"))
+}
+
+/// Whether aws-config's environment credentials provider finds credentials:
+/// a non-blank `AWS_ACCESS_KEY_ID`, and a non-blank `AWS_SECRET_ACCESS_KEY`
+/// (or `SECRET_ACCESS_KEY`).
+pub(crate) fn env_has_credentials(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    let given = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
+    given("AWS_ACCESS_KEY_ID") && (given("AWS_SECRET_ACCESS_KEY") || given("SECRET_ACCESS_KEY"))
+}
+
 /// Checks that `region` can be placed in a host name.
 pub(crate) fn validate_region(region: &str) -> Result<(), ConfigError> {
     let ok = !region.is_empty()
@@ -187,6 +214,81 @@ mod tests {
             resolve_endpoint(EndpointSources::default(), "cn-north-1").unwrap(),
             "https://cloudshell.cn-north-1.amazonaws.com.cn"
         );
+    }
+
+    #[test]
+    fn profile_endpoint_needed_only_when_nothing_before_it_applies() {
+        let none = EndpointSources::default();
+        assert!(none.profile_may_apply());
+        let blank = EndpointSources {
+            builder: Some(" "),
+            env_service: Some(""),
+            env_global: Some("  "),
+            ..none
+        };
+        assert!(blank.profile_may_apply());
+        for given in [
+            EndpointSources {
+                builder: Some("http://b"),
+                ..none
+            },
+            EndpointSources {
+                env_service: Some("http://s"),
+                ..none
+            },
+            EndpointSources {
+                env_global: Some("http://g"),
+                ..none
+            },
+            EndpointSources {
+                ignore_configured: true,
+                ..none
+            },
+        ] {
+            assert!(!given.profile_may_apply(), "{given:?}");
+        }
+    }
+
+    #[test]
+    fn region_and_credentials_from_the_environment() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(env_region(&env(&[])), None);
+        assert_eq!(
+            env_region(&env(&[("AWS_DEFAULT_REGION", "eu-west-1")])).as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            env_region(&env(&[
+                ("AWS_DEFAULT_REGION", "eu-west-1"),
+                ("AWS_REGION", "us-east-2")
+            ]))
+            .as_deref(),
+            Some("us-east-2")
+        );
+        assert!(env_has_credentials(&env(&[
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", "SK")
+        ])));
+        assert!(env_has_credentials(&env(&[
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", " "),
+            ("SECRET_ACCESS_KEY", "SK")
+        ])));
+        for incomplete in [
+            &[][..],
+            &[("AWS_ACCESS_KEY_ID", "AK")][..],
+            &[("AWS_SECRET_ACCESS_KEY", "SK")][..],
+            &[("AWS_ACCESS_KEY_ID", "  "), ("AWS_SECRET_ACCESS_KEY", "SK")][..],
+            &[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "")][..],
+        ] {
+            assert!(!env_has_credentials(&env(incomplete)), "{incomplete:?}");
+        }
     }
 
     #[test]

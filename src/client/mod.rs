@@ -19,7 +19,11 @@
 //! Requests are `POST <endpoint>/<operation>` with a JSON body, signed with SigV4
 //! (service `cloudshell`). Credentials come from aws-config's standard chain
 //! (environment, profiles, SSO, assume-role, `credential_process`, container
-//! endpoints, IMDS) unless static credentials are given to the builder.
+//! endpoints, IMDS) unless static credentials are given to the builder. When the
+//! environment alone settles region, credentials and endpoint (e.g.
+//! `AWS_REGION`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` and
+//! `AWS_ENDPOINT_URL_CLOUDSHELL`, no profile selected), the shared config files
+//! are not read at all: the chain would give the same result.
 //!
 //! Each call retries throttling errors, HTTP 5xx and transport failures with
 //! exponential backoff and full jitter (base 100 ms, cap 20 s), up to
@@ -32,6 +36,7 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use tracing::debug;
 
 mod config;
 mod credentials;
@@ -285,8 +290,8 @@ impl ClientBuilder {
     }
 
     /// Resolves the configuration and builds the client.
-    pub async fn build(self) -> Result<Client, ConfigError> {
-        let env: EnvSource = match self.env {
+    pub async fn build(mut self) -> Result<Client, ConfigError> {
+        let env: EnvSource = match self.env.take() {
             Some(e) => e,
             None => Arc::new(|k: &str| std::env::var(k).ok()),
         };
@@ -306,66 +311,28 @@ impl ClientBuilder {
         };
         let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
 
+        let env_service = env("AWS_ENDPOINT_URL_CLOUDSHELL");
+        let env_global = env("AWS_ENDPOINT_URL");
+        let mut sources = EndpointSources {
+            builder: self.endpoint_url.as_deref(),
+            env_service: env_service.as_deref(),
+            env_global: env_global.as_deref(),
+            profile: None,
+            ignore_configured: config::env_flag(&*env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
+        };
+
+        let process_env = |k: &str| std::env::var(k).ok();
         let (region, provider, profile_endpoint) =
-            match (self.region.clone(), self.credentials.clone()) {
-                (Some(region), Some(creds)) => {
-                    (region, SharedCredentialsProvider::new(creds), None)
-                }
-                _ => {
-                    ensure_crypto_provider();
-                    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                        .http_client(http_adapter::ReqwestHttpClient::default())
-                        // Set explicitly so aws-config does not read (and panic on an
-                        // invalid) AWS_MAX_ATTEMPTS itself: it was validated above.
-                        .retry_config(
-                            aws_config::retry::RetryConfig::standard()
-                                .with_max_attempts(max_attempts),
-                        );
-                    if let Some(p) = &self.profile {
-                        loader = loader.profile_name(p);
-                    }
-                    // `ProfileFiles` is a deprecated alias of aws-runtime's type, but it is
-                    // what `ConfigLoader::profile_files` takes.
-                    #[allow(deprecated)]
-                    if let Some(path) = &self.config_file {
-                        use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
-                        loader = loader.profile_files(
-                            ProfileFiles::builder()
-                                .with_file(ProfileFileKind::Config, path)
-                                .build(),
-                        );
-                    }
-                    if let Some(r) = &self.region {
-                        loader = loader.region(aws_config::Region::new(r.clone()));
-                    }
-                    if let Some(c) = &self.credentials {
-                        loader = loader.credentials_provider(c.clone());
-                    }
-                    let conf = loader.load().await;
-                    let region = conf
-                        .region()
-                        .map(|r| r.to_string())
-                        .ok_or(ConfigError::NoRegion)?;
-                    let provider = conf
-                        .credentials_provider()
-                        .ok_or(ConfigError::NoCredentialsProvider)?;
-                    (region, provider, conf.endpoint_url().map(str::to_owned))
+            match self.without_shared_config(&sources, &process_env) {
+                Some((region, provider)) => (region, provider, None),
+                None => {
+                    debug!("loading the shared AWS configuration and credential chain");
+                    self.load_shared_config(max_attempts).await?
                 }
             };
         config::validate_region(&region)?;
-
-        let env_service = env("AWS_ENDPOINT_URL_CLOUDSHELL");
-        let env_global = env("AWS_ENDPOINT_URL");
-        let endpoint = config::resolve_endpoint(
-            EndpointSources {
-                builder: self.endpoint_url.as_deref(),
-                env_service: env_service.as_deref(),
-                env_global: env_global.as_deref(),
-                profile: profile_endpoint.as_deref(),
-                ignore_configured: config::env_flag(&*env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
-            },
-            &region,
-        )?;
+        sources.profile = profile_endpoint.as_deref();
+        let endpoint = config::resolve_endpoint(sources, &region)?;
 
         let http = match self.http_client {
             Some(c) => c,
@@ -391,5 +358,211 @@ impl ClientBuilder {
                 operation_timeout: self.operation_timeout.unwrap_or(DEFAULT_OPERATION_TIMEOUT),
             }),
         })
+    }
+
+    /// The region and credentials provider when the shared config files cannot
+    /// change them, so aws-config's loader need not run (it reads the config
+    /// files and sets up every provider of the chain, which costs start-up time
+    /// and memory). That is the case when:
+    /// - the region is given to the builder, or by `AWS_REGION` /
+    ///   `AWS_DEFAULT_REGION` (the first link of the standard region chain);
+    /// - the credentials are given to the builder, or no profile is selected
+    ///   (builder, `AWS_PROFILE`) and the environment variables hold
+    ///   credentials (the first link of the standard credential chain, which
+    ///   is then used as it is);
+    /// - the endpoint comes from a source that takes precedence over a
+    ///   profile's `endpoint_url`.
+    ///
+    /// `process_env` reads the variables aws-config would read.
+    fn without_shared_config(
+        &self,
+        sources: &EndpointSources<'_>,
+        process_env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<(String, SharedCredentialsProvider)> {
+        if let (Some(region), Some(creds)) = (&self.region, &self.credentials) {
+            return Some((
+                region.clone(),
+                SharedCredentialsProvider::new(creds.clone()),
+            ));
+        }
+        if sources.profile_may_apply() {
+            return None;
+        }
+        let region = match &self.region {
+            Some(r) => r.clone(),
+            None => config::env_region(process_env)?,
+        };
+        let provider = match &self.credentials {
+            Some(creds) => SharedCredentialsProvider::new(creds.clone()),
+            None => {
+                if self.profile.is_some()
+                    || process_env("AWS_PROFILE").is_some()
+                    || !config::env_has_credentials(process_env)
+                {
+                    return None;
+                }
+                SharedCredentialsProvider::new(
+                    aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+                )
+            }
+        };
+        debug!("region and credentials from the environment; shared config not loaded");
+        Some((region, provider))
+    }
+
+    /// Region, credentials provider and profile endpoint from aws-config's
+    /// standard chains.
+    async fn load_shared_config(
+        &self,
+        max_attempts: u32,
+    ) -> Result<(String, SharedCredentialsProvider, Option<String>), ConfigError> {
+        ensure_crypto_provider();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_adapter::ReqwestHttpClient::default())
+            // Set explicitly so aws-config does not read (and panic on an
+            // invalid) AWS_MAX_ATTEMPTS itself: it was validated above.
+            .retry_config(
+                aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts),
+            );
+        if let Some(p) = &self.profile {
+            loader = loader.profile_name(p);
+        }
+        // `ProfileFiles` is a deprecated alias of aws-runtime's type, but it is
+        // what `ConfigLoader::profile_files` takes.
+        #[allow(deprecated)]
+        if let Some(path) = &self.config_file {
+            use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
+            loader = loader.profile_files(
+                ProfileFiles::builder()
+                    .with_file(ProfileFileKind::Config, path)
+                    .build(),
+            );
+        }
+        if let Some(r) = &self.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(c) = &self.credentials {
+            loader = loader.credentials_provider(c.clone());
+        }
+        let conf = loader.load().await;
+        let region = conf
+            .region()
+            .map(|r| r.to_string())
+            .ok_or(ConfigError::NoRegion)?;
+        let provider = conf
+            .credentials_provider()
+            .ok_or(ConfigError::NoCredentialsProvider)?;
+        Ok((region, provider, conf.endpoint_url().map(str::to_owned)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn fake_env(vars: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let vars = vars.to_vec();
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn shared_config_is_skipped_only_when_it_cannot_matter() {
+        let by_env = EndpointSources {
+            env_service: Some("http://127.0.0.1:1"),
+            ..Default::default()
+        };
+        let creds = [("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK")];
+        let full = fake_env(&[creds[0], creds[1], ("AWS_REGION", "eu-west-1")]);
+        let skip =
+            |b: ClientBuilder, src: &EndpointSources<'_>, env: &dyn Fn(&str) -> Option<String>| {
+                b.without_shared_config(src, env).map(|(region, _)| region)
+            };
+
+        assert_eq!(
+            skip(Client::builder(), &by_env, &full).as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            skip(Client::builder().region("us-west-2"), &by_env, &full).as_deref(),
+            Some("us-west-2")
+        );
+        // An endpoint from the builder or AWS_ENDPOINT_URL, or configured
+        // endpoints ignored, settle the endpoint too.
+        for src in [
+            EndpointSources {
+                builder: Some("http://127.0.0.1:1"),
+                ..Default::default()
+            },
+            EndpointSources {
+                env_global: Some("http://127.0.0.1:1"),
+                ..Default::default()
+            },
+            EndpointSources {
+                ignore_configured: true,
+                ..Default::default()
+            },
+        ] {
+            assert!(skip(Client::builder(), &src, &full).is_some(), "{src:?}");
+        }
+
+        // A profile's endpoint_url could apply.
+        assert_eq!(
+            skip(Client::builder(), &EndpointSources::default(), &full),
+            None
+        );
+        // A profile is selected.
+        assert_eq!(
+            skip(Client::builder().profile("work"), &by_env, &full),
+            None
+        );
+        let with_profile = fake_env(&[
+            creds[0],
+            creds[1],
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_PROFILE", "work"),
+        ]);
+        assert_eq!(skip(Client::builder(), &by_env, &with_profile), None);
+        // No region, or no complete credentials, in the environment.
+        assert_eq!(skip(Client::builder(), &by_env, &fake_env(&creds)), None);
+        let no_secret = fake_env(&[creds[0], ("AWS_REGION", "eu-west-1")]);
+        assert_eq!(skip(Client::builder(), &by_env, &no_secret), None);
+
+        // Credentials given to the builder: a selected profile cannot change
+        // them, and the environment's region comes first in the chain.
+        let static_creds = Credentials::new("AK", "SK", None, None, "test");
+        assert_eq!(
+            skip(
+                Client::builder().credentials(static_creds.clone()),
+                &by_env,
+                &with_profile
+            )
+            .as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            skip(
+                Client::builder().credentials(static_creds.clone()),
+                &by_env,
+                &fake_env(&[])
+            ),
+            None
+        );
+        // Region and credentials both given: nothing else is consulted.
+        assert_eq!(
+            skip(
+                Client::builder()
+                    .region("ap-south-1")
+                    .credentials(static_creds),
+                &EndpointSources::default(),
+                &with_profile
+            )
+            .as_deref(),
+            Some("ap-south-1")
+        );
     }
 }

@@ -735,3 +735,130 @@ async fn no_region_anywhere_is_a_clear_error() {
         text(&out.stderr)
     );
 }
+
+/// The shared config files are read only when they can change the outcome:
+/// with the region and credentials in the environment and the endpoint from
+/// `--endpoint-url`, `AWS_ENDPOINT_URL_CLOUDSHELL` or `AWS_ENDPOINT_URL`,
+/// aws-config is not loaded; a selected profile, or a profile `endpoint_url`
+/// that would apply, still goes through the standard chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_config_is_loaded_only_when_it_can_matter() {
+    const SKIPPED: &str = "region and credentials from the environment; shared config not loaded";
+    const LOADED: &str = "loading the shared AWS configuration and credential chain";
+
+    // Two principals: one given by environment variables, one by a profile.
+    // Environments belong to the principal that created them, so what
+    // `describe` prints tells which credentials were used.
+    let dir = tempfile::tempdir().unwrap();
+    let env_creds = AcceptedCredentials::generate();
+    let profile_creds = AcceptedCredentials::generate();
+    let config = EmulatorConfig::new(dir.path().join("state"))
+        .with_credentials(env_creds.clone())
+        .with_credentials(profile_creds.clone())
+        .with_timings(Timings::instant());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emu = Emulator::start(config, listener).await.unwrap();
+    let endpoint = emu.endpoint();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[default]\nendpoint_url = {endpoint}\n\n\
+             [profile work]\nregion = us-east-1\nendpoint_url = {endpoint}\n\
+             aws_access_key_id = {}\naws_secret_access_key = {}\n",
+            profile_creds.access_key_id, profile_creds.secret_access_key
+        ),
+    )
+    .unwrap();
+    let with_env_creds = || {
+        let mut c = isolated(dir.path());
+        c.env("AWS_CONFIG_FILE", &aws_config)
+            .env("AWS_ACCESS_KEY_ID", &env_creds.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &env_creds.secret_access_key);
+        c
+    };
+
+    // The environment principal gets a default environment.
+    let mut c = with_env_creds();
+    c.env("AWS_ENDPOINT_URL_CLOUDSHELL", &endpoint);
+    let (_, log) = run(c, &["create"]).await;
+    assert!(log.contains(SKIPPED) && !log.contains(LOADED), "{log}");
+    let envs = emu.environments();
+    assert_eq!(envs.len(), 1);
+    let env_id = &envs[0].environment_id;
+
+    // Endpoint from AWS_ENDPOINT_URL_CLOUDSHELL, region from AWS_DEFAULT_REGION.
+    let mut c = with_env_creds();
+    c.env_remove("AWS_REGION")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_CLOUDSHELL", &endpoint);
+    let (out, log) = run(c, &["describe"]).await;
+    assert!(out.contains(env_id.as_str()), "{out}");
+    assert!(log.contains(SKIPPED) && !log.contains(LOADED), "{log}");
+
+    // Endpoint from AWS_ENDPOINT_URL.
+    let mut c = with_env_creds();
+    c.env("AWS_ENDPOINT_URL", &endpoint);
+    let (out, log) = run(c, &["describe"]).await;
+    assert!(out.contains(env_id.as_str()), "{out}");
+    assert!(log.contains(SKIPPED) && !log.contains(LOADED), "{log}");
+
+    // Endpoint from --endpoint-url, beating a dead AWS_ENDPOINT_URL_CLOUDSHELL.
+    let mut c = with_env_creds();
+    c.env("AWS_ENDPOINT_URL_CLOUDSHELL", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let (out, log) = run(c, &["--endpoint-url", &endpoint, "describe"]).await;
+    assert!(out.contains(env_id.as_str()), "{out}");
+    assert!(log.contains(SKIPPED) && !log.contains(LOADED), "{log}");
+
+    // No endpoint variable: the default profile's endpoint_url applies, so the
+    // shared config is read (and the environment credentials still win).
+    let (out, log) = run(with_env_creds(), &["describe"]).await;
+    assert!(out.contains(env_id.as_str()), "{out}");
+    assert!(log.contains(LOADED) && !log.contains(SKIPPED), "{log}");
+
+    // AWS_PROFILE selects a profile: the standard chain is used, in which the
+    // environment credentials come first.
+    let mut c = with_env_creds();
+    c.env("AWS_PROFILE", "work")
+        .env("AWS_ENDPOINT_URL_CLOUDSHELL", &endpoint);
+    let (out, log) = run(c, &["describe"]).await;
+    assert!(out.contains(env_id.as_str()), "{out}");
+    assert!(log.contains(LOADED) && !log.contains(SKIPPED), "{log}");
+
+    // --profile without environment credentials: the profile's credentials
+    // (another principal, with no environment yet) and endpoint are used.
+    let mut c = isolated(dir.path());
+    c.env("AWS_CONFIG_FILE", &aws_config);
+    let (out, log) = run(c, &["--profile", "work", "describe"]).await;
+    assert_eq!(out, "(none)\n");
+    assert!(log.contains(LOADED) && !log.contains(SKIPPED), "{log}");
+    let mut c = isolated(dir.path());
+    c.env("AWS_CONFIG_FILE", &aws_config)
+        .env("AWS_PROFILE", "work")
+        .env("AWS_ENDPOINT_URL_CLOUDSHELL", &endpoint);
+    let (out, _) = run(c, &["describe"]).await;
+    assert_eq!(out, "(none)\n");
+
+    // Incomplete environment credentials fall through to the chain.
+    let mut c = isolated(dir.path());
+    c.env("AWS_ACCESS_KEY_ID", &env_creds.access_key_id)
+        .env("AWS_ENDPOINT_URL_CLOUDSHELL", &endpoint)
+        .args(["--debug", "describe"]);
+    let out = c.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let log = text(&out.stderr);
+    assert!(log.contains(LOADED) && !log.contains(SKIPPED), "{log}");
+    assert!(log.to_lowercase().contains("credentials"), "{log}");
+}
+
+/// Runs `c` with `--debug` and `args`, expects success, returns stdout and stderr.
+async fn run(mut c: tokio::process::Command, args: &[&str]) -> (String, String) {
+    let out = c.arg("--debug").args(args).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        text(&out.stderr)
+    );
+    (text(&out.stdout), text(&out.stderr))
+}
