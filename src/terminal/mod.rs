@@ -73,6 +73,38 @@ pub fn raw_mode_active() -> bool {
     RAW_ACTIVE.load(Ordering::SeqCst)
 }
 
+/// Writes the parts of one status line as they happen (a reconnect: lost,
+/// attempts, back), so that one event makes one line on stderr.
+#[derive(Debug, Default)]
+pub struct StatusLine {
+    open: bool,
+}
+
+impl StatusLine {
+    /// Adds `part` to the line, starting it (on a line of its own) if needed.
+    pub fn add(&mut self, part: &str) {
+        let mut err = io::stderr().lock();
+        if !self.open && raw_mode_active() {
+            let _ = write!(err, "\r\n");
+        }
+        let _ = write!(err, "{part}");
+        let _ = err.flush();
+        self.open = true;
+    }
+
+    /// Ends the line (with `part`, if the line is open).
+    pub fn end(&mut self, part: &str) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        let mut err = io::stderr().lock();
+        let nl = if raw_mode_active() { "\r\n" } else { "\n" };
+        let _ = write!(err, "{part}{nl}");
+        let _ = err.flush();
+    }
+}
+
 /// Writes a status line to stderr, with `\r\n` while in raw mode.
 pub fn status(msg: &str) {
     let mut err = io::stderr().lock();
@@ -224,6 +256,7 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
     // when the shell switches its terminal modes back for the prompt.
     let quiet = std::time::Duration::from_millis(500);
     let mut last_output = tokio::time::Instant::now();
+    let mut reconnect_line = StatusLine::default();
     let result = loop {
         let eot_due = !stdin_open && options.eof_sends_eot;
         tokio::select! {
@@ -247,14 +280,22 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
                     }
                 }
                 Some(SessionEvent::ExitCode(c)) => exit_code = Some(c),
-                Some(SessionEvent::Reconnecting { attempt, reason }) => {
-                    status(&format!("[cloudshell-rs] connection lost ({reason}); reconnecting (attempt {attempt})..."));
+                Some(SessionEvent::Reconnecting { attempt: 1, reason }) => {
+                    reconnect_line.end("");
+                    reconnect_line.add(&format!("[cloudshell-rs] connection lost ({reason}); reconnecting..."));
                 }
-                Some(SessionEvent::Reconnected { .. }) => {
-                    status("[cloudshell-rs] reconnected");
+                Some(SessionEvent::Reconnecting { attempt, .. }) => {
+                    reconnect_line.add(&format!(" attempt {attempt}..."));
                 }
-                Some(SessionEvent::Closed { reason }) => break Ok(PumpExit::Closed { reason, exit_code }),
-                Some(SessionEvent::Failed(e)) => break Err(e),
+                Some(SessionEvent::Reconnected { .. }) => reconnect_line.end(" reconnected"),
+                Some(SessionEvent::Closed { reason }) => {
+                    reconnect_line.end("");
+                    break Ok(PumpExit::Closed { reason, exit_code });
+                }
+                Some(SessionEvent::Failed(e)) => {
+                    reconnect_line.end("");
+                    break Err(e);
+                }
                 Some(_) => {}
             },
             // Read stdin only when the input task can take a chunk without

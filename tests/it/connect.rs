@@ -206,6 +206,86 @@ async fn connect_with_pipes_sends_heartbeats_and_cleans_up() {
     assert!(deleted > created);
 }
 
+#[tokio::test]
+async fn connect_survives_a_cut_with_one_status_line_and_no_doubled_input() {
+    // Every session's connection drops right after the client's 3rd input
+    // message reached the shell: its acknowledgement is lost.
+    let env = session_support::start_with(
+        cloudshell_emulator::gateway::SessionOptions::default()
+            .with_faults("cut:input:3".parse().unwrap()),
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", session_support::AK)
+        .env("AWS_SECRET_ACCESS_KEY", session_support::SK)
+        .args(["--endpoint-url", &env.emulator.endpoint(), "connect"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // One input message per line: wait for each line's output before the next.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    for (i, tag) in ["A", "B", "C", "D", "E"].iter().enumerate() {
+        let line = format!("echo {tag}-$(({i}*11))\n");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        let want = format!("{tag}-{}", i * 11);
+        within(30, async {
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains(&want) {
+                let n = stdout.read(&mut buf).await.unwrap();
+                assert!(
+                    n > 0,
+                    "stdout ended early: {:?}",
+                    String::from_utf8_lossy(&seen)
+                );
+                seen.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+    }
+    drop(stdin);
+    let mut rest = Vec::new();
+    within(60, stdout.read_to_end(&mut rest)).await.unwrap();
+    seen.extend_from_slice(&rest);
+    let out = within(60, child.wait_with_output()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&seen);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?} {stdout:?}");
+    for (i, tag) in ["A", "B", "C", "D", "E"].iter().enumerate() {
+        let want = format!("{tag}-{}\r\n", i * 11);
+        assert_eq!(stdout.matches(&want).count(), 1, "{want:?} in {stdout:?}");
+    }
+    let status: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("connection lost") || l.contains("reconnect"))
+        .collect();
+    assert_eq!(status.len(), 1, "{stderr:?}");
+    assert!(
+        status[0].starts_with("[cloudshell-rs] connection lost")
+            && status[0].ends_with("reconnected"),
+        "{stderr:?}"
+    );
+    let cuts: u64 = env
+        .emulator
+        .gateway()
+        .all_session_metrics()
+        .iter()
+        .map(|m| m.faults.cuts)
+        .sum();
+    assert_eq!(cuts, 1);
+}
+
 #[test]
 fn plugin_mode_without_arguments_prints_the_installed_message() {
     let out = Command::new(BIN)
