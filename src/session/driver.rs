@@ -38,6 +38,19 @@ const ACK_DELAY: Duration = Duration::from_millis(1);
 /// Waiting acknowledgements are written once there are this many.
 const ACK_FLUSH_FRAMES: usize = 64;
 
+/// While output streams in, the socket is read at most once per this period:
+/// a fast reader would otherwise wake for every TCP segment and spend more
+/// on wake-ups than on the data. Keystroke echoes and other sparse output are
+/// read at once (see [`STREAM_GAP`]).
+const READ_COALESCE: Duration = Duration::from_millis(1);
+
+/// Output counts as streaming when a burst of at least [`STREAM_BURST`] bytes
+/// follows the previous burst within this gap.
+const STREAM_GAP: Duration = Duration::from_millis(2);
+
+/// See [`STREAM_GAP`].
+const STREAM_BURST: usize = 1024;
+
 /// Capacity of the input command queue (each entry is one `send_input` call).
 const INPUT_QUEUE: usize = 16;
 
@@ -148,6 +161,8 @@ pub(crate) async fn start(
         closing: None,
         unflushed: 0,
         flush_at: None,
+        last_burst_at: None,
+        read_paused_until: None,
         ended: false,
     };
     driver.open_channel();
@@ -170,6 +185,7 @@ enum Wake {
     Input(Option<InputCmd>),
     Timer,
     FlushAcks,
+    ReadAgain,
     Dead,
     Ping,
     NotReady,
@@ -215,6 +231,10 @@ struct Driver {
     unflushed: usize,
     /// When the waiting acknowledgements must be flushed.
     flush_at: Option<Instant>,
+    /// When the previous burst of frames was read.
+    last_burst_at: Option<Instant>,
+    /// Output is streaming: the socket is read again at this time.
+    read_paused_until: Option<Instant>,
     /// The session is over (closed or failed); stop after delivering events.
     ended: bool,
 }
@@ -246,6 +266,8 @@ impl Driver {
         let mut dead = Box::pin(sleep_until(self.last_rx + self.options.dead_peer_timeout));
         let mut ack_timer = Box::pin(sleep_until(Instant::now()));
         let mut ack_timer_at: Option<Instant> = None;
+        let mut read_timer = Box::pin(sleep_until(Instant::now()));
+        let mut read_timer_at: Option<Instant> = None;
         // The reference client pings right after the connection opens.
         self.send_ping().await;
         loop {
@@ -264,6 +286,12 @@ impl Driver {
                 }
                 timer_at = timeout;
             }
+            if self.read_paused_until != read_timer_at {
+                if let Some(t) = self.read_paused_until {
+                    read_timer.as_mut().reset(t);
+                }
+                read_timer_at = self.read_paused_until;
+            }
             if self.flush_at != ack_timer_at {
                 if let Some(t) = self.flush_at {
                     ack_timer.as_mut().reset(t);
@@ -274,7 +302,7 @@ impl Driver {
             let want_input =
                 self.ready && self.pending_input.is_empty() && !self.input_closed && connected;
             let has_events = !self.out_events.is_empty();
-            let read_socket = !has_events && connected;
+            let read_socket = !has_events && connected && read_timer_at.is_none();
             let ctl_open = !self.ctl_closed;
             let reattach_deadline = self.reattach_deadline;
             let wake = {
@@ -311,6 +339,7 @@ impl Driver {
                     cmd = input_rx.recv(), if want_input => Wake::Input(cmd),
                     _ = &mut timer, if timer_at.is_some() => Wake::Timer,
                     _ = &mut ack_timer, if ack_timer_at.is_some() => Wake::FlushAcks,
+                    _ = &mut read_timer, if read_timer_at.is_some() => Wake::ReadAgain,
                     _ = &mut dead, if connected => Wake::Dead,
                     _ = sleep_until(reattach_deadline.unwrap_or_else(Instant::now)), if reattach_deadline.is_some() => Wake::NotReady,
                     _ = ping.tick(), if connected => Wake::Ping,
@@ -373,11 +402,23 @@ impl Driver {
                         res = self.on_socket(msg, at);
                         batch += 1;
                     }
+                    let streaming = bytes >= STREAM_BURST
+                        && self
+                            .last_burst_at
+                            .is_some_and(|t| at.duration_since(t) < STREAM_GAP);
+                    self.last_burst_at = Some(at);
+                    if streaming && res.is_ok() && self.ws.is_some() {
+                        self.read_paused_until = Some(at + READ_COALESCE);
+                    }
                     if let Err(d) = res
                         && let Err(e) = self.handle_disconnect(d).await
                     {
                         self.fail(e);
                     }
+                }
+                Wake::ReadAgain => {
+                    read_timer_at = None;
+                    self.read_paused_until = None;
                 }
                 Wake::Input(None) => self.input_closed = true,
                 Wake::Input(Some(InputCmd::Data(b))) => self.pending_input.push_back(b),
@@ -590,7 +631,12 @@ impl Driver {
         if self.unflushed == 0 {
             return Ok(());
         }
-        if urgent || self.unflushed >= ACK_FLUSH_FRAMES || self.ended {
+        // (Going to sleep on a read pause anyway: write them now.)
+        if urgent
+            || self.unflushed >= ACK_FLUSH_FRAMES
+            || self.ended
+            || self.read_paused_until.is_some()
+        {
             return self.flush_socket().await;
         }
         if self.flush_at.is_none() {
@@ -678,6 +724,8 @@ impl Driver {
         // Unwritten acknowledgements went with the socket; the peer resends.
         self.unflushed = 0;
         self.flush_at = None;
+        self.last_burst_at = None;
+        self.read_paused_until = None;
         // A `channel_closed` read just before the socket closed ends the
         // session normally.
         self.drain_events();
@@ -956,6 +1004,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::is_ack_frame;
 
