@@ -289,6 +289,37 @@ async fn startup() {
         "shell ready, re-attach (connect, open, first output)",
         &mut reattach_ms,
     );
+    // For scale: the login shell alone, started the way the emulator starts
+    // it (fork and exec on a new pty) until its first output.
+    let mut bash_ms = Vec::new();
+    let home = tempfile::tempdir().unwrap();
+    for _ in 0..STARTUP_RUNS {
+        bash_ms.push(login_shell_first_output(home.path()).await);
+    }
+    summary("bash -l on a pty alone (spawn to first output)", &mut bash_ms);
+}
+
+async fn login_shell_first_output(home: &std::path::Path) -> f64 {
+    use tokio::io::AsyncReadExt as _;
+    let t0 = Instant::now();
+    let (mut pty, pts) = pty_process::open().unwrap();
+    let mut child = pty_process::Command::new("bash")
+        .arg("-l")
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "xterm-256color")
+        .env("LANG", "C.UTF-8")
+        .current_dir(home)
+        .kill_on_drop(true)
+        .spawn(pts)
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = pty.read(&mut buf).await.unwrap();
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    assert!(n > 0);
+    let _ = child.kill().await;
+    ms
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
