@@ -296,7 +296,10 @@ async fn startup() {
     for _ in 0..STARTUP_RUNS {
         bash_ms.push(login_shell_first_output(home.path()).await);
     }
-    summary("bash -l on a pty alone (spawn to first output)", &mut bash_ms);
+    summary(
+        "bash -l on a pty alone (spawn to first output)",
+        &mut bash_ms,
+    );
 }
 
 async fn login_shell_first_output(home: &std::path::Path) -> f64 {

@@ -38,10 +38,15 @@ const ACK_DELAY: Duration = Duration::from_millis(1);
 /// Waiting acknowledgements are written once there are this many.
 const ACK_FLUSH_FRAMES: usize = 64;
 
+/// ... or once they acknowledge this many bytes received: the sender's window
+/// (256 KiB for the agent) must not run dry while acknowledgements wait.
+const ACK_FLUSH_BYTES: usize = 32 * 1024;
+
 /// While output streams in, the socket is read at most once per this period:
 /// a fast reader would otherwise wake for every TCP segment and spend more
 /// on wake-ups than on the data. Keystroke echoes and other sparse output are
-/// read at once (see [`STREAM_GAP`]).
+/// read at once (see [`STREAM_GAP`]), and so is a burst that was already large
+/// ([`NO_PAUSE_BURST`]): the pause is for trickles, not for full pipes.
 const READ_COALESCE: Duration = Duration::from_millis(1);
 
 /// Output counts as streaming when a burst of at least [`STREAM_BURST`] bytes
@@ -50,6 +55,9 @@ const STREAM_GAP: Duration = Duration::from_millis(2);
 
 /// See [`STREAM_GAP`].
 const STREAM_BURST: usize = 1024;
+
+/// A burst this large was worth its wake-up: read on without a pause.
+const NO_PAUSE_BURST: usize = 32 * 1024;
 
 /// Capacity of the input command queue (each entry is one `send_input` call).
 const INPUT_QUEUE: usize = 16;
@@ -161,6 +169,7 @@ pub(crate) async fn start(
         closing: None,
         unflushed: 0,
         flush_at: None,
+        unflushed_rx: 0,
         last_burst_at: None,
         read_paused_until: None,
         ended: false,
@@ -231,6 +240,8 @@ struct Driver {
     unflushed: usize,
     /// When the waiting acknowledgements must be flushed.
     flush_at: Option<Instant>,
+    /// Bytes received since acknowledgements were last written.
+    unflushed_rx: usize,
     /// When the previous burst of frames was read.
     last_burst_at: Option<Instant>,
     /// Output is streaming: the socket is read again at this time.
@@ -402,11 +413,12 @@ impl Driver {
                         res = self.on_socket(msg, at);
                         batch += 1;
                     }
-                    let streaming = bytes >= STREAM_BURST
+                    let streaming = (STREAM_BURST..NO_PAUSE_BURST).contains(&bytes)
                         && self
                             .last_burst_at
                             .is_some_and(|t| at.duration_since(t) < STREAM_GAP);
                     self.last_burst_at = Some(at);
+                    self.unflushed_rx += bytes;
                     if streaming && res.is_ok() && self.ws.is_some() {
                         self.read_paused_until = Some(at + READ_COALESCE);
                     }
@@ -634,6 +646,7 @@ impl Driver {
         // (Going to sleep on a read pause anyway: write them now.)
         if urgent
             || self.unflushed >= ACK_FLUSH_FRAMES
+            || self.unflushed_rx >= ACK_FLUSH_BYTES
             || self.ended
             || self.read_paused_until.is_some()
         {
@@ -648,6 +661,7 @@ impl Driver {
     /// Writes out everything in the socket's write buffer.
     async fn flush_socket(&mut self) -> Result<(), Disconnect> {
         self.flush_at = None;
+        self.unflushed_rx = 0;
         let unflushed = std::mem::take(&mut self.unflushed);
         let Some(ws) = self.ws.as_mut() else {
             return Ok(());
@@ -724,6 +738,7 @@ impl Driver {
         // Unwritten acknowledgements went with the socket; the peer resends.
         self.unflushed = 0;
         self.flush_at = None;
+        self.unflushed_rx = 0;
         self.last_burst_at = None;
         self.read_paused_until = None;
         // A `channel_closed` read just before the socket closed ends the
