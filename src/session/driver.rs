@@ -36,11 +36,12 @@ const READ_BATCH_BYTES: usize = 256 * 1024;
 const ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// Waiting acknowledgements are written once there are this many.
-const ACK_FLUSH_FRAMES: usize = 64;
+const ACK_FLUSH_FRAMES: usize = 128;
 
-/// ... or once they acknowledge this many bytes received: the sender's window
-/// (256 KiB for the agent) must not run dry while acknowledgements wait.
-const ACK_FLUSH_BYTES: usize = 32 * 1024;
+/// ... or once they acknowledge this many bytes received: a quarter of the
+/// sender's window (256 KiB for the agent), which must not run dry while
+/// acknowledgements wait.
+const ACK_FLUSH_BYTES: usize = 64 * 1024;
 
 /// While output streams in, the socket is read at most once per this period:
 /// a fast reader would otherwise wake for every TCP segment and spend more

@@ -18,11 +18,13 @@ const MAX_MESSAGE: usize = 1 << 20;
 /// Opens the WebSocket to `url` (used verbatim, no extra headers).
 pub(crate) async fn open(url: &str, host: &str, timeout: Duration) -> Result<Ws, SessionError> {
     super::ensure_crypto_provider();
-    // Small buffers: a data-channel frame is about 1.1 KiB, and thousands of
-    // idle sessions may be open in one process.
+    // A small read buffer: a data-channel frame is about 1.1 KiB, and
+    // thousands of idle sessions may be open in one process (it is allocated
+    // up front). The write buffer grows only when used; it holds a batch of
+    // acknowledgements (about 300 bytes each) until the driver flushes them.
     let config = WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
-        .write_buffer_size(16 * 1024)
+        .write_buffer_size(64 * 1024)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
     let fut = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
