@@ -152,19 +152,9 @@ async fn client_for(endpoint: &str) -> (Client, String) {
     (client, env)
 }
 
+/// CreateSession for a new tab.
 async fn create(client: &Client, env: &str) -> SessionTarget {
-    let out = client
-        .create_session()
-        .environment_id(env.to_string())
-        .tab_id(uuid::Uuid::new_v4().to_string())
-        .send()
-        .await
-        .unwrap();
-    SessionTarget {
-        stream_url: out.stream_url,
-        token: out.token_value,
-        session_id: out.session_id,
-    }
+    create_for_tab(client, env, &uuid::Uuid::new_v4().to_string()).await
 }
 
 fn options() -> SessionOptions {

@@ -154,25 +154,27 @@ async fn enter_tilde_dot_disconnects_and_restores_the_terminal() {
     reader_task.abort();
 }
 
-#[tokio::test]
-async fn connect_with_pipes_sends_heartbeats_and_cleans_up() {
-    let env = session_support::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(BIN)
-        .env_clear()
+/// `cloudshell-rs --endpoint-url EMULATOR connect` with a clean environment
+/// holding only the emulator's credentials.
+fn piped_connect(env: &session_support::Env, home: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
+        .env("HOME", home)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", session_support::AK)
         .env("AWS_SECRET_ACCESS_KEY", session_support::SK)
-        .args([
-            "--endpoint-url",
-            &env.emulator.endpoint(),
-            "connect",
-            "--heartbeat-secs",
-            "1",
-        ])
+        .args(["--endpoint-url", &env.emulator.endpoint(), "connect"]);
+    cmd
+}
+
+#[tokio::test]
+async fn connect_with_pipes_sends_heartbeats_and_cleans_up() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = piped_connect(&env, home.path())
+        .args(["--heartbeat-secs", "1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -216,15 +218,7 @@ async fn connect_survives_a_cut_with_one_status_line_and_no_doubled_input() {
     )
     .await;
     let home = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", session_support::AK)
-        .env("AWS_SECRET_ACCESS_KEY", session_support::SK)
-        .args(["--endpoint-url", &env.emulator.endpoint(), "connect"])
+    let mut child = piped_connect(&env, home.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
