@@ -201,8 +201,10 @@ is RUNNING, creates a session and connects to it natively. The local terminal is
 put into raw mode (Ctrl-C, Ctrl-Z and Ctrl-\\ go to the remote shell) and
 restored on exit. Enter ~. disconnects, ~~ sends a literal ~, ~? lists escapes.
 A heartbeat is sent every --heartbeat-secs while connected. When the connection
-drops, a new session for the same tab re-attaches to the same shell and input
-that was not acknowledged is sent again. With stdin/stdout as pipes the shell
+drops, the client resumes the same session (unacknowledged data is sent again
+both ways, nothing lost or repeated); if the service refuses, a new session for
+the same tab re-attaches to the same shell and input that was not acknowledged
+is sent again (--no-reconnect: neither). With stdin/stdout as pipes the shell
 runs the piped input; end of input sends Ctrl-D (EOF) to the remote shell.
 
 Examples:

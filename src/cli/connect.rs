@@ -29,8 +29,8 @@ pub struct ConnectArgs {
     /// Interval of SendHeartBeat calls while connected.
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_secs: u64,
-    /// Do not reconnect (through a new session for the same tab) when the
-    /// connection drops.
+    /// Do not reconnect when the connection drops (neither by resuming the
+    /// same session nor through a new session for the same tab).
     #[arg(long)]
     pub no_reconnect: bool,
     /// Disable the `~.` escape (disconnect) after Enter.
@@ -169,6 +169,7 @@ pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> C
     };
     let mut options = session_options(global, &client);
     options.kms_target_id = Some(env.clone());
+    options.resume = !args.no_reconnect;
     if !args.no_reconnect {
         let t = tabs.clone();
         options = options.reconnector(move |previous: String| {

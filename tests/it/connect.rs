@@ -280,6 +280,34 @@ async fn connect_survives_a_cut_with_one_status_line_and_no_doubled_input() {
     assert_eq!(cuts, 1);
 }
 
+#[tokio::test]
+async fn no_reconnect_ends_on_a_cut_with_a_clear_error() {
+    let env = session_support::start_with(
+        cloudshell_emulator::gateway::SessionOptions::default()
+            .with_faults("cut:input:1".parse().unwrap()),
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = piped_connect(&env, home.path())
+        .arg("--no-reconnect")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"echo cut-$((6*7))\n").await.unwrap();
+    drop(stdin);
+    let out = within(60, child.wait_with_output()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr.contains("data channel"), "{stderr:?}");
+    assert!(!stderr.contains("reconnect"), "{stderr:?}");
+    let m = env.emulator.gateway().all_session_metrics();
+    assert_eq!(m.iter().map(|m| m.connections).sum::<u64>(), 1, "{m:?}");
+}
+
 #[test]
 fn plugin_mode_without_arguments_prints_the_installed_message() {
     let out = Command::new(BIN)
