@@ -19,36 +19,15 @@ pub struct Emu {
     _local: tempfile::TempDir,
 }
 
-const KEY: &str = "AKIDCPTEST";
-const SECRET: &str = "cp-test-secret-key";
-
-/// An emulator on 127.0.0.1:0 (state in a temporary directory), a client with
-/// static credentials and an explicit region (so the AWS credential chain and
-/// IMDS are never consulted), and the default environment RUNNING.
+/// The shared emulator set-up (`session_support::start_config`) with this
+/// gateway configuration, plus the environment's home and a local directory.
 pub async fn start(gateway: GatewayConfig) -> Emu {
-    use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
-    let state = tempfile::tempdir().unwrap();
-    let config = EmulatorConfig::new(state.path())
-        .with_credentials(AcceptedCredentials::new(KEY, SECRET))
-        .with_timings(Timings::instant())
-        .with_region("us-east-1")
-        .with_gateway(gateway);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let emulator = Emulator::start(config, listener).await.unwrap();
-    let client = cloudshell_rs::Client::builder()
-        .region("us-east-1")
-        .endpoint_url(emulator.endpoint())
-        .credentials(cloudshell_rs::Credentials::new(
-            KEY, SECRET, None, None, "test",
-        ))
-        .build()
-        .await
-        .unwrap();
-    let env = client.find_or_create_default().await.unwrap();
-    client
-        .wait_until_running(&env, Duration::from_secs(30), |_| {})
-        .await
-        .unwrap();
+    let crate::session_support::Env {
+        emulator,
+        client,
+        env_id: env,
+        _dir: state,
+    } = crate::session_support::start_config(|c| c.with_gateway(gateway)).await;
     let home = emulator.gateway().home_dir(&env);
     std::fs::create_dir_all(&home).unwrap();
     let local = tempfile::tempdir().unwrap();

@@ -85,36 +85,12 @@ pub struct Emu {
     pub _state: tempfile::TempDir,
 }
 
-pub const EMU_KEY: &str = "AKIDEXECTEST";
-pub const EMU_SECRET: &str = "exec-test-secret-key";
-
 pub async fn start_emulator() -> Emu {
-    use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
-    let state = tempfile::tempdir().unwrap();
-    let config = EmulatorConfig::new(state.path())
-        .with_credentials(AcceptedCredentials::new(EMU_KEY, EMU_SECRET))
-        .with_timings(Timings::instant())
-        .with_region("us-east-1");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let emulator = Emulator::start(config, listener).await.unwrap();
-    let client = cloudshell_rs::Client::builder()
-        .region("us-east-1")
-        .endpoint_url(emulator.endpoint())
-        .credentials(cloudshell_rs::Credentials::new(
-            EMU_KEY, EMU_SECRET, None, None, "test",
-        ))
-        .build()
-        .await
-        .unwrap();
-    let env = client.find_or_create_default().await.unwrap();
-    client
-        .wait_until_running(&env, std::time::Duration::from_secs(30), |_| {})
-        .await
-        .unwrap();
+    let e = crate::session_support::start_config(|c| c).await;
     Emu {
-        emulator,
-        client,
-        env,
-        _state: state,
+        emulator: e.emulator,
+        client: e.client,
+        env: e.env_id,
+        _state: e._dir,
     }
 }

@@ -25,13 +25,22 @@ pub async fn start() -> Env {
 }
 
 pub async fn start_with(defaults: GwOptions) -> Env {
+    start_config(|c| c.with_session_defaults(defaults)).await
+}
+
+/// An emulator on 127.0.0.1:0 (state in a temporary directory; instant
+/// transitions; `configure` adds to the configuration), a client with static
+/// credentials and an explicit region (so the AWS credential chain and IMDS
+/// are never consulted), and the default environment RUNNING.
+pub async fn start_config(configure: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Env {
     cloudshell_rs::session::ensure_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let config = EmulatorConfig::new(dir.path())
-        .with_credentials(AcceptedCredentials::new(AK, SK))
-        .with_timings(Timings::instant())
-        .with_session_defaults(defaults)
-        .with_region("us-east-1");
+    let config = configure(
+        EmulatorConfig::new(dir.path())
+            .with_credentials(AcceptedCredentials::new(AK, SK))
+            .with_timings(Timings::instant())
+            .with_region("us-east-1"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let emulator = Emulator::start(config, listener).await.unwrap();
     let client = Client::builder()
