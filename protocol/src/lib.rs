@@ -106,6 +106,6 @@ pub use bytes::Bytes;
 pub use channel::{CONTROL_HEADROOM, Channel, Event, Frame, Stats, Transmit};
 pub use config::{ChannelConfig, IdSource, Role, SeededIds, SteppingClock, WallClock};
 pub use error::{Error, Misuse, PeerMisbehaved};
-pub use message::{DecodeError, Message, MessageType, PayloadType};
+pub use message::{DecodeError, Message, MessageType, PayloadType, is_acknowledge_frame};
 pub use payload::{HandshakeRequest, HandshakeResponse, OpenDataChannel, Token};
 pub use uuid::Uuid;

@@ -64,6 +64,15 @@ pub enum MessageType {
     Unknown(String),
 }
 
+/// Whether a raw frame is an `acknowledge` message, read from its message-type
+/// field alone (bytes 4..36) without decoding or checking the rest: for
+/// routing and counting frames cheaply. A short frame is not one.
+pub fn is_acknowledge_frame(frame: &[u8]) -> bool {
+    frame.get(4..4 + MESSAGE_TYPE_LEN).is_some_and(|t| {
+        t.starts_with(b"acknowledge") && t[11..].iter().all(|&b| b == b' ' || b == 0)
+    })
+}
+
 impl MessageType {
     /// The wire name.
     pub fn as_str(&self) -> &str {
@@ -493,6 +502,19 @@ mod tests {
     }
 
     const LS_FRAME: &str = "00000074696e7075745f73747265616d5f64617461202020202020202020202020202020000000010000019000c79c7b00000000000000030000000000000000a508b5f073f31b16dd01e56bff48483e1d887ce0f8672e4914d9000e801cd74ecd805dd9366c0bc42dc16adc0197dc2f00000001000000036c730d";
+
+    #[test]
+    fn acknowledge_frames_are_told_by_their_type_field() {
+        let input = hex::decode(LS_FRAME).unwrap();
+        assert!(!is_acknowledge_frame(&input));
+        let mut ack = input.clone();
+        ack[4..36].copy_from_slice(b"acknowledge                     ");
+        assert!(is_acknowledge_frame(&ack));
+        // A longer name that starts the same way is something else.
+        ack[4..36].copy_from_slice(b"acknowledge_more                ");
+        assert!(!is_acknowledge_frame(&ack));
+        assert!(!is_acknowledge_frame(&input[..20]));
+    }
 
     #[test]
     fn worked_example_1_keystrokes() {

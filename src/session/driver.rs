@@ -631,7 +631,7 @@ impl Driver {
                     Message::Text(s.into())
                 }
                 Transmit::Binary(b) => {
-                    urgent |= !is_ack_frame(&b);
+                    urgent |= !ssm_channel::is_acknowledge_frame(&b);
                     Message::Binary(b)
                 }
             };
@@ -979,16 +979,6 @@ impl Driver {
     }
 }
 
-/// Whether an outgoing binary frame is an `acknowledge` message (its message
-/// type is the 32 bytes after the header length).
-fn is_ack_frame(frame: &[u8]) -> bool {
-    frame
-        .get(4..4 + ssm_channel::message::MESSAGE_TYPE_LEN)
-        .is_some_and(|t| {
-            t.starts_with(b"acknowledge") && t[11..].iter().all(|&b| b == b' ' || b == 0)
-        })
-}
-
 /// Payload size of a received WebSocket message (0 for errors and the end).
 fn frame_len(msg: &Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> usize {
     match msg {
@@ -1022,7 +1012,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::is_ack_frame;
+    use ssm_channel::is_acknowledge_frame as is_ack_frame;
 
     /// Frames of a given kind from the recorded plugin captures.
     fn captured(file: &str) -> Vec<Vec<u8>> {

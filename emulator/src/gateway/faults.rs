@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use ssm_channel::is_acknowledge_frame as is_ack;
 
 use super::options::{CutRule, Direction, FaultAction, FaultSpec, Selector};
 
@@ -208,13 +209,6 @@ impl FaultInjector {
     pub fn next_release(&self) -> Option<Instant> {
         self.held.iter().map(|h| h.release_at).min()
     }
-}
-
-/// Whether a raw frame is an `acknowledge` message (message type at bytes 4..36).
-pub(crate) fn is_ack(frame: &[u8]) -> bool {
-    frame.get(4..36).is_some_and(|t| {
-        t.starts_with(b"acknowledge") && t[11..].iter().all(|&b| b == b' ' || b == 0)
-    })
 }
 
 #[cfg(test)]

@@ -29,10 +29,11 @@ use ssm_channel::{
 use tokio::sync::{mpsc, watch};
 
 use super::backend::{Backend, BackendInput, PipeRead};
-use super::faults::{FaultInjector, is_ack};
+use super::faults::FaultInjector;
 use super::metrics::LiveMetrics;
 use super::options::{Direction, HandshakeMode, SessionMode, SessionOptions};
 use super::{CloseReason, Gateway, GatewayConfig, Incoming, SessionGrant, TabSlot};
+use ssm_channel::is_acknowledge_frame as is_ack;
 
 /// Agent version announced in handshake requests.
 pub const EMULATED_AGENT_VERSION: &str = "3.3.1142.0";
