@@ -1,58 +1,11 @@
 //! The `cloudshell-rs cp` binary against its in-process emulator (`--local`).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cp_support::*;
 
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        Cli {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        self.cmd_with(&[])
-    }
-
-    /// `cp` with global options before it.
-    fn cmd_with(&self, global: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudshell-rs"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", self.dir.path().join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
-            .arg("--local")
-            .arg("--state-dir")
-            .arg(self.dir.path().join("state"))
-            .args(global)
-            .arg("cp")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn local(&self) -> PathBuf {
-        let p = self.dir.path().join("local");
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    /// The home directory of the (only) environment.
-    fn home(&self) -> PathBuf {
-        let homes = self.dir.path().join("state/homes");
-        let entry = std::fs::read_dir(&homes).unwrap().next().unwrap().unwrap();
-        entry.path()
-    }
-}
+use crate::support::local_cli::LocalCli as Cli;
 
 fn run(c: &mut Command) -> (i32, String) {
     let out = c.output().unwrap();
@@ -72,7 +25,7 @@ fn cp_cli_round_trip_files_and_trees() {
     write_file(&b, b"colon", 0o600);
     // Upload two files into the home directory; `./` keeps the colon local.
     let (code, err) = run(cli
-        .cmd()
+        .cmd("cp")
         .arg(&a)
         .arg(format!("{}/./b:colon.txt", local.display()))
         .arg(":~/"));
@@ -86,7 +39,7 @@ fn cp_cli_round_trip_files_and_trees() {
     let back = local.join("back");
     std::fs::create_dir(&back).unwrap();
     let (code, err) = run(cli
-        .cmd()
+        .cmd("cp")
         .args(["--via", "s3", ":a.bin", ":b:colon.txt"])
         .arg(&back));
     assert_eq!(code, 0, "{err}");
@@ -94,7 +47,7 @@ fn cp_cli_round_trip_files_and_trees() {
     assert_eq!(std::fs::read(back.join("b:colon.txt")).unwrap(), b"colon");
     // --output json: one line per copy, with the verified hash.
     let out = cli
-        .cmd_with(&["--output", "json"])
+        .cmd_with(&["--output", "json"], "cp")
         .arg(":a.bin")
         .arg(local.join("again.bin"))
         .output()
@@ -108,9 +61,9 @@ fn cp_cli_round_trip_files_and_trees() {
     let tree = local.join("tree");
     make_tree(&tree);
     set_times(&tree.join("top.txt"), 1_234_567_890);
-    let (code, err) = run(cli.cmd().args(["-r", "-p", "-q"]).arg(&tree).arg(":t"));
+    let (code, err) = run(cli.cmd("cp").args(["-r", "-p", "-q"]).arg(&tree).arg(":t"));
     assert_eq!(code, 0, "{err}");
-    let (code, err) = run(cli.cmd().args(["-rp", ":t"]).arg(local.join("t2")));
+    let (code, err) = run(cli.cmd("cp").args(["-rp", ":t"]).arg(local.join("t2")));
     assert_eq!(code, 0, "{err}");
     assert_eq!(tree_listing(&local.join("t2")), tree_listing(&tree));
     assert_eq!(mtime_of(&local.join("t2/top.txt")), 1_234_567_890);
@@ -132,32 +85,32 @@ fn cp_cli_errors_and_exit_codes() {
         vec![f.display().to_string(), "env:".to_string()],
         vec![f.display().to_string()],
     ] {
-        let (code, err) = run(cli.cmd().args(&args));
+        let (code, err) = run(cli.cmd("cp").args(&args));
         assert_eq!(code, 2, "{args:?}: {err}");
     }
-    let (code, err) = run(cli.cmd().arg(&f).arg("env:"));
+    let (code, err) = run(cli.cmd("cp").arg(&f).arg("env:"));
     assert!(err.contains("empty"), "{err}");
     assert_eq!(code, 2);
     // Failures: exit code 1, one clear line.
-    let (code, err) = run(cli.cmd().arg(local.join("missing")).arg(":x"));
+    let (code, err) = run(cli.cmd("cp").arg(local.join("missing")).arg(":x"));
     assert_eq!(code, 1);
     assert!(err.contains("no such file or directory"), "{err}");
-    let (code, err) = run(cli.cmd().arg(&f).arg("no-such-env:x"));
+    let (code, err) = run(cli.cmd("cp").arg(&f).arg("no-such-env:x"));
     assert_eq!(code, 1);
     assert!(
         err.contains("environment \"no-such-env\" not found"),
         "{err}"
     );
-    let (code, err) = run(cli.cmd().arg(&local).arg(":x"));
+    let (code, err) = run(cli.cmd("cp").arg(&local).arg(":x"));
     assert_eq!(code, 1);
     assert!(err.contains("use -r"), "{err}");
-    let (code, err) = run(cli.cmd().arg(":missing").arg(&local));
+    let (code, err) = run(cli.cmd("cp").arg(":missing").arg(&local));
     assert_eq!(code, 1);
     assert!(
         err.contains("remote") && err.contains("no such file"),
         "{err}"
     );
-    let (code, err) = run(cli.cmd().arg(&f).arg(":/sys/x"));
+    let (code, err) = run(cli.cmd("cp").arg(&f).arg(":/sys/x"));
     assert_eq!(code, 1);
     assert!(err.contains("permission denied"), "{err}");
     assert!(leftovers(&local).is_empty() && leftovers(&cli.home()).is_empty());
@@ -173,10 +126,10 @@ fn cp_cli_ctrl_c_leaves_nothing() {
     write_file(&f, &pseudo_random(40 * 1024 * 1024, 11), 0o644);
     // A first copy creates the environment and its home directory.
     write_file(&local.join("f0"), b"0", 0o644);
-    let (code, err) = run(cli.cmd().arg(local.join("f0")).arg(":f0"));
+    let (code, err) = run(cli.cmd("cp").arg(local.join("f0")).arg(":f0"));
     assert_eq!(code, 0, "{err}");
     let home = cli.home();
-    let child = cli.cmd().arg(&f).arg(":big.bin").spawn().unwrap();
+    let child = cli.cmd("cp").arg(&f).arg(":big.bin").spawn().unwrap();
     wait_for(|| !leftovers(&home).is_empty());
     // SIGINT, as Ctrl-C in a terminal would send.
     let r = Command::new("kill")

@@ -4,39 +4,13 @@ use sha2::Digest;
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        Cli {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudshell-rs"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", self.dir.path().join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
-            .arg("--local")
-            .arg("--state-dir")
-            .arg(self.dir.path().join("state"))
-            .arg("exec");
-        c
-    }
-}
+use crate::support::local_cli::LocalCli as Cli;
 
 #[test]
 fn exec_cli_stdin_eof_exit_code_and_streams() {
     let cli = Cli::new();
     let mut child = cli
-        .cmd()
+        .cmd("exec")
         .args(["--", "wc", "-l"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -48,7 +22,7 @@ fn exec_cli_stdin_eof_exit_code_and_streams() {
     assert!(out.status.success());
 
     let out = cli
-        .cmd()
+        .cmd("exec")
         .args([
             "--",
             "bash",
@@ -63,7 +37,7 @@ fn exec_cli_stdin_eof_exit_code_and_streams() {
     assert_eq!(out.status.code(), Some(7));
 
     let out = cli
-        .cmd()
+        .cmd("exec")
         .args(["--timeout", "0.5", "--", "sleep", "30"])
         .stdin(Stdio::null())
         .output()
@@ -75,7 +49,7 @@ fn exec_cli_stdin_eof_exit_code_and_streams() {
 fn exec_cli_sigint_interrupts_the_remote_command() {
     let cli = Cli::new();
     let mut child = cli
-        .cmd()
+        .cmd("exec")
         .args([
             "--",
             "bash",
@@ -108,7 +82,7 @@ fn exec_cli_inject_credentials() {
     let secret = "cliSecretKeyValue/With+Chars=0123456789";
     let token = "cliSessionTokenValue//////////wEaCXVz+/=";
     let out = cli
-        .cmd()
+        .cmd("exec")
         .env("AWS_ACCESS_KEY_ID", "AKIACLITESTKEY000001")
         .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_SESSION_TOKEN", token)

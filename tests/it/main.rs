@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod support {
+    pub mod local_cli;
     pub mod mock_http;
 }
 
