@@ -185,6 +185,47 @@ pub(crate) async fn start(
     }
 }
 
+/// A long-lived timer re-armed only when its deadline moves: creating a timer
+/// per loop turn would cost a timer-wheel registration per frame.
+struct Deadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(sleep_until(Instant::now())),
+            at: None,
+        }
+    }
+
+    /// Arms the timer for `at` (`None`: disarmed); a no-op when unchanged.
+    fn set(&mut self, at: Option<Instant>) {
+        if at != self.at {
+            if let Some(t) = at {
+                self.sleep.as_mut().reset(t);
+            }
+            self.at = at;
+        }
+    }
+
+    /// Forgets the deadline, so that the next [`set`](Self::set) re-arms it
+    /// even for the same instant (after it fired).
+    fn disarm(&mut self) {
+        self.at = None;
+    }
+
+    fn is_armed(&self) -> bool {
+        self.at.is_some()
+    }
+
+    /// Completes at the deadline (poll only while armed).
+    fn sleep(&mut self) -> &mut Pin<Box<tokio::time::Sleep>> {
+        &mut self.sleep
+    }
+}
+
 /// What woke the driver loop.
 enum Wake {
     Nothing,
@@ -271,15 +312,10 @@ impl Driver {
             self.options.ping_interval,
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Long-lived timers, re-armed only when their deadline moves (creating a
-        // timer per loop turn costs a timer-wheel registration per frame).
-        let mut timer = Box::pin(sleep_until(Instant::now()));
-        let mut timer_at: Option<Instant> = None;
+        let mut timer = Deadline::new();
         let mut dead = Box::pin(sleep_until(self.last_rx + self.options.dead_peer_timeout));
-        let mut ack_timer = Box::pin(sleep_until(Instant::now()));
-        let mut ack_timer_at: Option<Instant> = None;
-        let mut read_timer = Box::pin(sleep_until(Instant::now()));
-        let mut read_timer_at: Option<Instant> = None;
+        let mut ack_timer = Deadline::new();
+        let mut read_timer = Deadline::new();
         // The reference client pings right after the connection opens.
         self.send_ping().await;
         loop {
@@ -292,29 +328,14 @@ impl Driver {
                 break;
             }
             let timeout = self.channel.poll_timeout().map(Instant::from_std);
-            if timeout != timer_at {
-                if let Some(t) = timeout {
-                    timer.as_mut().reset(t);
-                }
-                timer_at = timeout;
-            }
-            if self.read_paused_until != read_timer_at {
-                if let Some(t) = self.read_paused_until {
-                    read_timer.as_mut().reset(t);
-                }
-                read_timer_at = self.read_paused_until;
-            }
-            if self.flush_at != ack_timer_at {
-                if let Some(t) = self.flush_at {
-                    ack_timer.as_mut().reset(t);
-                }
-                ack_timer_at = self.flush_at;
-            }
+            timer.set(timeout);
+            read_timer.set(self.read_paused_until);
+            ack_timer.set(self.flush_at);
             let connected = self.ws.is_some();
             let want_input =
                 self.ready && self.pending_input.is_empty() && !self.input_closed && connected;
             let has_events = !self.out_events.is_empty();
-            let read_socket = !has_events && connected && read_timer_at.is_none();
+            let read_socket = !has_events && connected && !read_timer.is_armed();
             let ctl_open = !self.ctl_closed;
             let reattach_deadline = self.reattach_deadline;
             let wake = {
@@ -349,9 +370,9 @@ impl Driver {
                         }
                     }, if read_socket => Wake::Socket(msg),
                     cmd = input_rx.recv(), if want_input => Wake::Input(cmd),
-                    _ = &mut timer, if timer_at.is_some() => Wake::Timer,
-                    _ = &mut ack_timer, if ack_timer_at.is_some() => Wake::FlushAcks,
-                    _ = &mut read_timer, if read_timer_at.is_some() => Wake::ReadAgain,
+                    _ = timer.sleep(), if timer.is_armed() => Wake::Timer,
+                    _ = ack_timer.sleep(), if ack_timer.is_armed() => Wake::FlushAcks,
+                    _ = read_timer.sleep(), if read_timer.is_armed() => Wake::ReadAgain,
                     _ = &mut dead, if connected => Wake::Dead,
                     _ = sleep_until(reattach_deadline.unwrap_or_else(Instant::now)), if reattach_deadline.is_some() => Wake::NotReady,
                     _ = ping.tick(), if connected => Wake::Ping,
@@ -430,14 +451,14 @@ impl Driver {
                     }
                 }
                 Wake::ReadAgain => {
-                    read_timer_at = None;
+                    read_timer.disarm();
                     self.read_paused_until = None;
                 }
                 Wake::Input(None) => self.input_closed = true,
                 Wake::Input(Some(InputCmd::Data(b))) => self.pending_input.push_back(b),
                 Wake::Input(Some(InputCmd::Flush(w))) => self.flush_waiters.push(w),
                 Wake::FlushAcks => {
-                    ack_timer_at = None;
+                    ack_timer.disarm();
                     if let Err(d) = self.flush_socket().await
                         && let Err(e) = self.handle_disconnect(d).await
                     {
@@ -446,7 +467,7 @@ impl Driver {
                 }
                 Wake::Timer => {
                     // Re-armed on the next turn, even for the same deadline.
-                    timer_at = None;
+                    timer.disarm();
                     self.channel.handle_timeout(now());
                 }
                 Wake::Dead if Instant::now() < self.last_rx + self.options.dead_peer_timeout => {
