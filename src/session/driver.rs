@@ -790,16 +790,8 @@ impl Driver {
         if can_resume {
             let mut delay = self.options.reconnect_delay;
             for attempt in 1..=max {
-                self.notify(SessionEvent::Reconnecting {
-                    attempt,
-                    reason: error_chain(&*last),
-                });
-                if attempt > 1 {
-                    let pause = Box::pin(tokio::time::sleep(delay));
-                    if self.wait_or_close(pause).await.is_none() {
-                        return Ok(());
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                if !self.before_attempt(attempt, true, &last, &mut delay).await {
+                    return Ok(());
                 }
                 match self.redial().await {
                     Ok(()) => return Ok(()),
@@ -831,21 +823,9 @@ impl Driver {
         let mut delay = self.options.reconnect_delay;
         for attempt in 1..=max {
             // After a refused resume the caller has already been told.
-            if !(refused && attempt == 1) {
-                self.notify(SessionEvent::Reconnecting {
-                    attempt,
-                    reason: error_chain(&*last),
-                });
-            }
-            if attempt > 1 {
-                if self
-                    .wait_or_close(Box::pin(tokio::time::sleep(delay)))
-                    .await
-                    .is_none()
-                {
-                    return Ok(());
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
+            let tell = !(refused && attempt == 1);
+            if !self.before_attempt(attempt, tell, &last, &mut delay).await {
+                return Ok(());
             }
             let previous = self.target.session_id.clone();
             let fut = reconnector.reconnect(&previous);
@@ -872,6 +852,32 @@ impl Driver {
             attempts: max,
             source: last,
         })
+    }
+
+    /// Before reconnect attempt `attempt`: tells the caller (when `tell`) and,
+    /// from the second attempt on, waits `delay` and doubles it (at most 10 s).
+    /// False when the caller closed the session meanwhile.
+    async fn before_attempt(
+        &mut self,
+        attempt: u32,
+        tell: bool,
+        last: &BoxError,
+        delay: &mut Duration,
+    ) -> bool {
+        if tell {
+            self.notify(SessionEvent::Reconnecting {
+                attempt,
+                reason: error_chain(&**last),
+            });
+        }
+        if attempt > 1 {
+            let pause = Box::pin(tokio::time::sleep(*delay));
+            if self.wait_or_close(pause).await.is_none() {
+                return false;
+            }
+            *delay = (*delay * 2).min(Duration::from_secs(10));
+        }
+        true
     }
 
     /// Dials the same stream URL again and re-opens the current channel on it:
