@@ -279,6 +279,36 @@ async fn startup() {
         "shell ready, re-attach (connect, open, first output)",
         &mut reattach_ms,
     );
+    // The binary as `session-manager-plugin`, given a CreateSession response
+    // the way the AWS CLI gives the official plugin a StartSession response:
+    // from exec to the first byte of shell output on its stdout (process
+    // start-up, runtime, connect, open, handshake included).
+    let mut plugin_new_ms = Vec::new();
+    let mut plugin_reattach_ms = Vec::new();
+    for _ in 0..STARTUP_RUNS {
+        let tab = uuid::Uuid::new_v4().to_string();
+        let first = create_for_tab(&client, &env, &tab).await;
+        plugin_new_ms.push(plugin_first_output(&first, &emu.endpoint));
+        let second = create_for_tab(&client, &env, &tab).await;
+        plugin_reattach_ms.push(plugin_first_output(&second, &emu.endpoint));
+        for target in [first, second] {
+            client
+                .delete_session()
+                .environment_id(env.clone())
+                .session_id(target.session_id)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    summary(
+        "binary as session-manager-plugin, exec to output, new tab",
+        &mut plugin_new_ms,
+    );
+    summary(
+        "binary as session-manager-plugin, exec to output, re-attach",
+        &mut plugin_reattach_ms,
+    );
     // For scale: the login shell alone, started the way the emulator starts
     // it (fork and exec on a new pty) until its first output.
     let mut bash_ms = Vec::new();
@@ -290,6 +320,48 @@ async fn startup() {
         "bash -l on a pty alone (spawn to first output)",
         &mut bash_ms,
     );
+}
+
+/// Runs `cloudshell-rs session-manager-plugin` for `target` (stdin kept
+/// open) and returns the milliseconds from exec to its first byte of output.
+fn plugin_first_output(target: &SessionTarget, endpoint: &str) -> f64 {
+    use std::io::Read as _;
+    let json = serde_json::json!({
+        "SessionId": target.session_id,
+        "TokenValue": target.token.expose(),
+        "StreamUrl": target.stream_url,
+    })
+    .to_string();
+    let t0 = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudshell-rs"))
+        .args([
+            "session-manager-plugin",
+            &json,
+            "us-east-1",
+            "StartSession",
+            "",
+            "{}",
+            endpoint,
+        ])
+        .env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut byte = [0u8; 1];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut byte)
+        .unwrap();
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let _ = child.kill();
+    let _ = child.wait();
+    ms
 }
 
 async fn login_shell_first_output(home: &std::path::Path) -> f64 {
