@@ -591,7 +591,7 @@ impl Ctx<'_> {
         let record = self
             .app
             .store
-            .write(self.now, |s, now_ms, _| {
+            .write(self.now, |s, now_ms, events| {
                 let env = owned_env(s, self.owner, &id)?;
                 if env.phase != EnvironmentStatus::Running {
                     return Err(ApiError::invalid_status("RUNNING"));
@@ -613,6 +613,11 @@ impl Ctx<'_> {
                     created_ms: now_ms,
                 };
                 s.sessions.push(record.clone());
+                events.push(StateEvent::SessionCreated {
+                    session_id: record.session_id.clone(),
+                    environment_id: id.clone(),
+                    tab_id: tab_id.clone(),
+                });
                 if let Some(env) = s.env_mut(&id) {
                     env.last_activity_ms = env.last_activity_ms.max(now_ms);
                 }

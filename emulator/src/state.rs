@@ -169,6 +169,15 @@ pub struct EnvironmentSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StateEvent {
+    /// CreateSession made a session (no client has connected yet).
+    SessionCreated {
+        /// The session.
+        session_id: String,
+        /// Its environment.
+        environment_id: String,
+        /// Its `TabId`, if it was given one.
+        tab_id: Option<String>,
+    },
     /// A session was deleted or closed by suspension/deletion of its environment.
     SessionClosed {
         /// The session.

@@ -124,6 +124,96 @@ async fn tab_reattach_through_create_session_and_stop_ends_it() {
     t.handle.shutdown().await;
 }
 
+/// Polls `f` until it gives a value (bounded by the tests' guard time).
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let give_up = Instant::now() + gateway_support::GUARD;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < give_up, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test]
+async fn create_session_starts_the_shell_before_the_client_connects() {
+    let t = TestEmulator::start(Timings::instant()).await;
+    let env = running_env(&t).await;
+    let gw = t.handle.gateway().clone();
+    let tab = "6a0f3b1e-2c4d-4e5f-8a9b-0c1d2e3f4a5b";
+
+    // The first connection gets the very shell CreateSession started.
+    let (id, url, token) = create_session(&t, &env, Some(tab)).await;
+    let pid = eventually("the shell of a new session", || {
+        gw.prestarted_shell_pid(&id)
+    })
+    .await;
+    let mut c = gateway_support::Client::connect(&url, &token).await;
+    c.run_until("ready", |c| c.ready).await;
+    c.send_input(b"echo PID=$$\r");
+    c.wait_for_output(&format!("PID={pid}")).await;
+    assert_eq!(
+        gw.prestarted_shell_pid(&id),
+        None,
+        "taken by the connection"
+    );
+    assert_eq!(gw.tab_shell_pid(&env, tab), Some(pid));
+
+    // A session for a tab whose shell runs starts nothing: it re-attaches.
+    // (Events are handled in order: once the later session's shell exists,
+    // the earlier CreateSession has been handled.)
+    let (reattach, _, _) = create_session(&t, &env, Some(tab)).await;
+    let (later, _, _) = create_session(&t, &env, None).await;
+    let later_pid = eventually("a later session's shell", || {
+        gw.prestarted_shell_pid(&later)
+    })
+    .await;
+    assert_eq!(gw.prestarted_shell_pid(&reattach), None);
+
+    // Deleted before anyone connected: its shell is stopped.
+    t.client
+        .ok(
+            "deleteSession",
+            json!({"EnvironmentId": env, "SessionId": later}),
+        )
+        .await;
+    eventually("the deleted session's shell to end", || {
+        (!process_exists(later_pid)).then_some(())
+    })
+    .await;
+    assert_eq!(gw.prestarted_shell_pid(&later), None);
+
+    // Options set after CreateSession still decide the program: this one is
+    // an echo session, and the shell started for it is stopped.
+    let (echo_id, echo_url, echo_token) = create_session(&t, &env, None).await;
+    let echo_pid = eventually("the echo session's shell", || {
+        gw.prestarted_shell_pid(&echo_id)
+    })
+    .await;
+    gw.configure_session(
+        echo_id.clone(),
+        SessionOptions {
+            mode: SessionMode::Echo,
+            ..SessionOptions::default()
+        },
+    );
+    let mut e = gateway_support::Client::connect(&echo_url, &echo_token).await;
+    e.run_until("ready", |c| c.ready).await;
+    e.send_input(b"echo back");
+    e.wait_for_output("echo back").await;
+    assert_eq!(e.output, b"echo back");
+    eventually("the unused shell to end", || {
+        (!process_exists(echo_pid)).then_some(())
+    })
+    .await;
+    t.handle.shutdown().await;
+}
+
 /// Signed awsJson1.1 call to the fake KMS.
 async fn kms_call(t: &TestEmulator, target: &str, body: Value) -> (u16, Value) {
     let body = serde_json::to_vec(&body).unwrap();

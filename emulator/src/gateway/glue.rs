@@ -58,13 +58,21 @@ impl Gateway {
     }
 }
 
-/// Closes live channels when their session is deleted or their environment is
-/// suspended or deleted.
+/// Starts a new session's shell when CreateSession makes it, and closes live
+/// channels when their session is deleted or their environment is suspended or
+/// deleted.
 pub(crate) fn follow_lifecycle(shared: &AppState, gateway: Gateway) -> JoinHandle<()> {
     let mut events = shared.subscribe();
     tokio::spawn(async move {
         loop {
             match events.recv().await {
+                Ok(StateEvent::SessionCreated {
+                    session_id,
+                    environment_id,
+                    tab_id,
+                }) => {
+                    gateway.session_created(&session_id, &environment_id, tab_id.as_deref());
+                }
                 Ok(StateEvent::SessionClosed { session_id, .. }) => {
                     gateway.close_session(&session_id);
                 }

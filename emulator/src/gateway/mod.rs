@@ -181,6 +181,9 @@ pub(crate) struct Inner {
     session_options: Mutex<HashMap<String, SessionOptions>>,
     tab_options: Mutex<HashMap<String, SessionOptions>>,
     tabs: Mutex<HashMap<TabKey, Arc<TabSlot>>>,
+    /// Shells started at CreateSession, by session id, until the session's
+    /// first connection takes its own.
+    prestarted: Mutex<HashMap<String, Prestarted>>,
     metrics: Mutex<HashMap<String, Arc<LiveMetrics>>>,
     /// Sessions whose task has ended: their token opens nothing any more.
     ended: Mutex<EndedSessions>,
@@ -212,6 +215,16 @@ impl EndedSessions {
 
 /// Most sessions whose counters are kept after they ended.
 const MAX_KEPT_METRICS: usize = 4096;
+
+/// A shell started when its session was created, before any client connected.
+struct Prestarted {
+    environment_id: String,
+    backend: Arc<Backend>,
+}
+
+/// How long a shell started at CreateSession waits for its session's first
+/// connection before it is stopped (a later connection starts a new one).
+const PRESTART_UNCLAIMED: Duration = Duration::from_secs(30);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -253,6 +266,7 @@ impl Gateway {
                 session_options: Mutex::new(HashMap::new()),
                 tab_options: Mutex::new(HashMap::new()),
                 tabs: Mutex::new(HashMap::new()),
+                prestarted: Mutex::new(HashMap::new()),
                 metrics: Mutex::new(HashMap::new()),
                 ended: Mutex::new(EndedSessions::default()),
                 kms,
@@ -345,6 +359,8 @@ impl Gateway {
         if let Some(e) = lock(&self.inner.sessions).get(session_id) {
             let _ = e.close.send(CloseReason::SessionClosed);
         }
+        // Never connected: its shell goes with it.
+        drop(self.take_prestarted(session_id));
     }
 
     /// Closes every channel of an environment and stops its programs (the
@@ -366,6 +382,91 @@ impl Gateway {
         };
         for slot in removed {
             slot.backend.kill();
+        }
+        lock(&self.inner.prestarted).retain(|_, p| p.environment_id != environment_id);
+    }
+
+    /// Process id of the shell started for a session at CreateSession and not
+    /// yet taken by a connection, if any.
+    pub fn prestarted_shell_pid(&self, session_id: &str) -> Option<u32> {
+        lock(&self.inner.prestarted)
+            .get(session_id)
+            .and_then(|p| p.backend.pid)
+    }
+
+    /// A session was created: start its shell now, so that the shell starts
+    /// up while the client connects instead of after. Only for sessions
+    /// whose program is a shell, and not for a tab whose shell is running.
+    pub(crate) fn session_created(
+        &self,
+        session_id: &str,
+        environment_id: &str,
+        tab_id: Option<&str>,
+    ) {
+        let options = self.options_for(session_id, tab_id);
+        if options.mode != SessionMode::Shell {
+            return;
+        }
+        if let Some(tab_id) = tab_id {
+            let key = TabKey {
+                environment_id: environment_id.to_owned(),
+                tab_id: tab_id.to_owned(),
+            };
+            if lock(&self.inner.tabs)
+                .get(&key)
+                .is_some_and(|s| !s.backend.output.is_closed())
+            {
+                return; // a re-attach
+            }
+        }
+        let config = self.config();
+        let backend = match Backend::start(
+            &options.mode,
+            Some(&self.shell_spec(environment_id)),
+            config.output_buffer,
+        ) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                // The first connection tries again (and reports it).
+                tracing::debug!(%session_id, "shell not started at CreateSession: {e}");
+                return;
+            }
+        };
+        {
+            let sessions = lock(&self.inner.sessions);
+            // A client that connected first has started its own program.
+            if sessions.contains_key(session_id) || lock(&self.inner.ended).ids.contains(session_id)
+            {
+                return;
+            }
+            lock(&self.inner.prestarted).insert(
+                session_id.to_owned(),
+                Prestarted {
+                    environment_id: environment_id.to_owned(),
+                    backend,
+                },
+            );
+        }
+        let gw = self.clone();
+        let session_id = session_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(PRESTART_UNCLAIMED).await;
+            drop(gw.take_prestarted(&session_id));
+        });
+    }
+
+    /// The shell started for `session_id` at CreateSession (dropping it stops it).
+    fn take_prestarted(&self, session_id: &str) -> Option<Arc<Backend>> {
+        lock(&self.inner.prestarted)
+            .remove(session_id)
+            .map(|p| p.backend)
+    }
+
+    fn shell_spec(&self, environment_id: &str) -> ShellSpec {
+        ShellSpec {
+            home: self.home_dir(environment_id),
+            region: self.inner.region.clone(),
+            size: (80, 24),
         }
     }
 
@@ -525,13 +626,20 @@ impl Gateway {
         close: mpsc::UnboundedSender<CloseReason>,
     ) -> Result<session::Program, backend::BackendError> {
         let (released_tx, released_rx) = watch::channel(false);
-        let start = || {
-            let spec = ShellSpec {
-                home: self.home_dir(&grant.environment_id),
-                region: self.inner.region.clone(),
-                size: (80, 24),
-            };
-            Backend::start(&options.mode, Some(&spec), config.output_buffer).map(Arc::new)
+        // The shell started at CreateSession, if the session's options still
+        // ask for a shell (they may have been set after CreateSession). Not
+        // used for a re-attach: dropped, it stops.
+        let mut prestarted = self
+            .take_prestarted(session_id)
+            .filter(|_| options.mode == SessionMode::Shell);
+        let mut start = || match prestarted.take() {
+            Some(backend) => Ok(backend),
+            None => Backend::start(
+                &options.mode,
+                Some(&self.shell_spec(&grant.environment_id)),
+                config.output_buffer,
+            )
+            .map(Arc::new),
         };
         let Some(tab_id) = grant.tab_id.clone() else {
             return Ok(session::Program {
