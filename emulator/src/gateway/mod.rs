@@ -404,7 +404,7 @@ impl Gateway {
         tab_id: Option<&str>,
     ) {
         let options = self.options_for(session_id, tab_id);
-        if options.mode != SessionMode::Shell {
+        if options.mode != SessionMode::Shell || self.is_connected_or_ended(session_id) {
             return;
         }
         if let Some(tab_id) = tab_id {
@@ -434,7 +434,7 @@ impl Gateway {
         };
         {
             let sessions = lock(&self.inner.sessions);
-            // A client that connected first has started its own program.
+            // A client that connected meanwhile has started its own program.
             if sessions.contains_key(session_id) || lock(&self.inner.ended).ids.contains(session_id)
             {
                 return;
@@ -453,6 +453,11 @@ impl Gateway {
             tokio::time::sleep(PRESTART_UNCLAIMED).await;
             drop(gw.take_prestarted(&session_id));
         });
+    }
+
+    fn is_connected_or_ended(&self, session_id: &str) -> bool {
+        let sessions = lock(&self.inner.sessions);
+        sessions.contains_key(session_id) || lock(&self.inner.ended).ids.contains(session_id)
     }
 
     /// The shell started for `session_id` at CreateSession (dropping it stops it).
