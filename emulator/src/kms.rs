@@ -160,6 +160,12 @@ impl FakeKms {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The encryption contexts of the data keys it remembers (at most the
+    /// most recent ones), in no particular order.
+    pub fn issued_contexts(&self) -> Vec<BTreeMap<String, String>> {
+        self.lock().0.values().map(|k| k.context.clone()).collect()
+    }
+
     /// The key ARN a key id / alias resolves to (stable for the same input).
     pub fn key_arn(&self, key_id: &str) -> String {
         if key_id.starts_with("arn:") && key_id.contains(":key/") {

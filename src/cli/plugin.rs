@@ -4,16 +4,24 @@
 //! <region> StartSession [profile] [parameters JSON] [endpoint]`. The same
 //! arguments work as `cloudshell-rs session-manager-plugin ...`, and when this
 //! binary is installed (or linked) under the name `session-manager-plugin`.
-//! The session is opened natively; no token is ever logged.
+//! The session is opened natively; no token is ever logged. A KMS-encrypted
+//! session gets its data key with the credentials of the profile argument
+//! (loaded only when the agent asks for encryption).
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use cloudshell_rs::Secret;
-use cloudshell_rs::session::{Session, SessionOptions, SessionTarget};
+use cloudshell_rs::session::{
+    DataKey, DataKeyProvider, DataKeyRequest, KmsClient, KmsError, Session, SessionOptions,
+    SessionTarget,
+};
 use cloudshell_rs::terminal::{self, PumpOptions, RawModeGuard};
+use cloudshell_rs::{Client, Secret};
 use serde::Deserialize;
 
 /// What the official plugin prints when run without arguments; the AWS CLI
@@ -44,7 +52,19 @@ struct StartSessionResponse {
 struct PluginArgs {
     target: SessionTarget,
     region: String,
+    /// The AWS CLI's profile (empty: the default chain).
+    profile: Option<String>,
+    /// `Target` of the StartSession parameters (the instance), for the KMS
+    /// encryption context.
+    target_id: Option<String>,
     endpoint: Option<String>,
+}
+
+/// The StartSession request parameters the AWS CLI passes (only what is used).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartSessionParameters {
+    target: Option<String>,
 }
 
 /// Parses the plugin's positional arguments.
@@ -68,6 +88,13 @@ fn parse(args: &[String]) -> Result<PluginArgs, String> {
     if resp.token_value.is_empty() || resp.stream_url.is_empty() {
         return Err("the StartSession response has an empty TokenValue or StreamUrl".into());
     }
+    let profile = args.get(3).filter(|p| !p.trim().is_empty()).cloned();
+    // Parameters the CLI could not have produced are ignored, as the plugin does.
+    let target_id = args
+        .get(4)
+        .and_then(|p| serde_json::from_str::<StartSessionParameters>(p).ok())
+        .and_then(|p| p.target)
+        .filter(|t| !t.is_empty());
     let endpoint = args.get(5).filter(|e| !e.trim().is_empty()).cloned();
     Ok(PluginArgs {
         target: SessionTarget {
@@ -76,6 +103,8 @@ fn parse(args: &[String]) -> Result<PluginArgs, String> {
             session_id: resp.session_id,
         },
         region: region.clone(),
+        profile,
+        target_id,
         endpoint,
     })
 }
@@ -130,9 +159,52 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     code
 }
 
+/// Data keys for KMS-encrypted sessions, signed with the credentials of the
+/// profile the AWS CLI passed. The configuration is loaded on the first
+/// request: a session without encryption never reads it.
+struct PluginKms {
+    region: String,
+    profile: Option<String>,
+    client: tokio::sync::OnceCell<KmsClient>,
+}
+
+impl PluginKms {
+    async fn client(&self) -> Result<&KmsClient, KmsError> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut builder = Client::builder().region(self.region.clone());
+                if let Some(p) = &self.profile {
+                    builder = builder.profile(p.clone());
+                }
+                let client = builder
+                    .build()
+                    .await
+                    .map_err(|e| KmsError::Config(Box::new(e)))?;
+                let endpoint = cloudshell_rs::session::kms_endpoint_from_env(&self.region);
+                Ok(KmsClient::for_client(&client, endpoint))
+            })
+            .await
+    }
+}
+
+impl DataKeyProvider for PluginKms {
+    fn generate_data_key(
+        &self,
+        request: DataKeyRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<DataKey, KmsError>> + Send + '_>> {
+        Box::pin(async move { self.client().await?.generate_data_key(&request).await })
+    }
+}
+
 async fn session(args: PluginArgs) -> ExitCode {
     let mut options = SessionOptions {
         expected_region: Some(args.region.clone()),
+        kms_target_id: args.target_id.clone(),
+        data_key_provider: Some(Arc::new(PluginKms {
+            region: args.region.clone(),
+            profile: args.profile.clone(),
+            client: tokio::sync::OnceCell::new(),
+        })),
         ..SessionOptions::default()
     };
     if args.endpoint.as_deref().is_some_and(is_custom_endpoint) {
@@ -212,9 +284,16 @@ mod tests {
         assert_eq!(p.target.session_id, "u-0123");
         assert_eq!(p.target.token.expose(), "tok-secret");
         assert_eq!(p.region, "us-east-1");
+        assert_eq!(p.profile.as_deref(), Some("default"));
+        assert_eq!(p.target_id.as_deref(), Some("i-1"));
         assert!(!is_custom_endpoint(p.endpoint.as_deref().unwrap()));
         let p = parse(&s(&[json, "us-east-1", "StartSession"])).unwrap();
         assert!(p.endpoint.is_none());
+        assert!(p.profile.is_none() && p.target_id.is_none());
+        // An empty profile is the default chain; parameters that are not the
+        // CLI's JSON name no target.
+        let p = parse(&s(&[json, "us-east-1", "StartSession", " ", "[1,2]"])).unwrap();
+        assert!(p.profile.is_none() && p.target_id.is_none());
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub enum KmsError {
     /// The response could not be understood.
     #[error("unexpected KMS response: {0}")]
     BadResponse(String),
+    /// The AWS configuration (region, profile, credentials) could not be loaded.
+    #[error("cannot load the AWS configuration for KMS")]
+    Config(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No data-key provider was configured for an encrypted session.
     #[error("the session asks for KMS encryption but no KMS client is configured")]
     NotConfigured,

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cloudshell_emulator::gateway::{HandshakeMode, SessionOptions as GwOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::session_support::{self, within};
@@ -387,4 +388,108 @@ async fn plugin_mode_opens_an_emulator_session() {
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("plugin-25"), "{stdout}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
+}
+
+/// The binary in plugin mode for `target`, with a clean environment: no AWS
+/// configuration files, no instance metadata, KMS at the emulator, and the
+/// emulator's credentials only when `credentials` is set.
+fn plugin_command(
+    env: &session_support::Env,
+    target: &cloudshell_rs::session::SessionTarget,
+    parameters: &str,
+    home: &std::path::Path,
+    credentials: bool,
+) -> Command {
+    let json = serde_json::json!({
+        "SessionId": target.session_id,
+        "TokenValue": target.token.expose(),
+        "StreamUrl": target.stream_url,
+    })
+    .to_string();
+    let endpoint = env.emulator.endpoint();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "session-manager-plugin",
+        &json,
+        "us-east-1",
+        "StartSession",
+        "",
+        parameters,
+        &endpoint,
+    ])
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env("HOME", home)
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .env("AWS_CONFIG_FILE", home.join("no-config"))
+    .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+    .env("AWS_ENDPOINT_URL_KMS", &endpoint)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if credentials {
+        cmd.env("AWS_ACCESS_KEY_ID", session_support::AK)
+            .env("AWS_SECRET_ACCESS_KEY", session_support::SK);
+    }
+    cmd
+}
+
+#[tokio::test]
+async fn plugin_mode_gets_the_data_key_of_a_kms_session_with_the_cli_credentials() {
+    let env =
+        session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Kms {
+            key_id: "alias/plugin-key".into(),
+        }))
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let instance = "i-0123456789abcdef0";
+    let parameters = format!(r#"{{"Target":"{instance}"}}"#);
+
+    // With the credentials the AWS CLI would use: an encrypted shell.
+    let target = env.create(&session_support::new_tab()).await;
+    let mut child = plugin_command(&env, &target, &parameters, home.path(), true)
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo kms-$((6*7))\n")
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("kms-42"), "{stdout}");
+    assert!(!stderr.contains(target.token.expose()));
+    // The data key was asked for this session and the CLI's target.
+    let contexts = env.emulator.gateway().kms().issued_contexts();
+    assert!(
+        contexts.iter().any(|c| {
+            c.get("aws:ssm:SessionId") == Some(&target.session_id)
+                && c.get("aws:ssm:TargetId").map(String::as_str) == Some(instance)
+        }),
+        "{contexts:?}"
+    );
+
+    // Without credentials: a clear error, and the token is not shown.
+    let target = env.create(&session_support::new_tab()).await;
+    let child = plugin_command(&env, &target, &parameters, home.path(), false)
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains("cannot load AWS credentials for KMS"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(target.token.expose()));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(target.token.expose()));
 }
