@@ -333,7 +333,7 @@ pub(crate) fn router(shared: crate::AppState, kms: Arc<FakeKms>) -> Router {
         .with_state(KmsState { shared, kms })
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -353,6 +353,9 @@ async fn http_handler(State(st): State<KmsState>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    if target.starts_with("AmazonSSM.") {
+        return crate::ssm::handle(&st.shared, &target, req).await;
+    }
     if !target.starts_with("TrentService.") {
         return crate::rest::handle(State(st.shared), req).await;
     }

@@ -47,6 +47,7 @@ pub mod kms;
 mod rest;
 mod s3;
 pub mod sigv4;
+mod ssm;
 mod state;
 mod time;
 mod wire;

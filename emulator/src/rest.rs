@@ -250,7 +250,7 @@ pub(crate) fn error_response(err: &ApiError, request_id: &str) -> Response {
     resp
 }
 
-fn recorded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn recorded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(k, _)| *k != header::AUTHORIZATION)
@@ -265,7 +265,7 @@ fn recorded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn recorded_body(bytes: &[u8]) -> Value {
+pub(crate) fn recorded_body(bytes: &[u8]) -> Value {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Value::Null;
     }
@@ -378,7 +378,17 @@ fn new_session_id(now: SystemTime) -> String {
     format!("{nanos:019}-{suffix:017x}")
 }
 
-fn new_token() -> String {
+/// A session's `StreamUrl` on this emulator's gateway (a new cell number each time).
+pub(crate) fn stream_url(app: &AppState, session_id: &str) -> String {
+    format!(
+        "{}/v1/data-channel/{}?role=publish_subscribe&cell-number={}",
+        app.ws_base,
+        session_id,
+        new_cell_number()
+    )
+}
+
+pub(crate) fn new_token() -> String {
     let bytes: Vec<u8> = (0..96).map(|_| rand::random::<u8>()).collect();
     STANDARD.encode(bytes)
 }
@@ -624,12 +634,7 @@ impl Ctx<'_> {
                 Ok(record)
             })
             .map_err(store_err)?;
-        let stream_url = format!(
-            "{}/v1/data-channel/{}?role=publish_subscribe&cell-number={}",
-            self.app.ws_base,
-            record.session_id,
-            new_cell_number()
-        );
+        let stream_url = stream_url(self.app, &record.session_id);
         to_value(wire::CreateSessionResponse {
             session_id: record.session_id,
             token_value: record.token.expose().to_owned(),

@@ -66,22 +66,27 @@ async fn create_session_stream_url_runs_a_shell() {
     assert_eq!(c.wait_closed().await, None);
 
     // The session is gone: its token no longer opens anything.
-    let mut again = gateway_support::raw_connect(&url).await;
+    assert_opens_nothing(&url, &token).await;
+    t.handle.shutdown().await;
+}
+
+/// Opening `url` with `token` gets no data, only a close.
+async fn assert_opens_nothing(url: &str, token: &str) {
     use futures_util::{SinkExt, StreamExt};
+    let mut socket = gateway_support::raw_connect(url).await;
     let open = json!({"MessageSchemaVersion":"1.0","RequestId":"r","TokenValue":token});
-    again
+    socket
         .send(tokio_tungstenite::tungstenite::Message::Text(
             open.to_string().into(),
         ))
         .await
         .unwrap();
-    while let Some(Ok(m)) = again.next().await {
+    while let Some(Ok(m)) = socket.next().await {
         assert!(
             !matches!(m, tokio_tungstenite::tungstenite::Message::Binary(_)),
-            "data from a deleted session"
+            "data for a token that should open nothing"
         );
     }
-    t.handle.shutdown().await;
 }
 
 #[tokio::test]
@@ -216,6 +221,11 @@ async fn create_session_starts_the_shell_before_the_client_connects() {
 
 /// Signed awsJson1.1 call to the fake KMS.
 async fn kms_call(t: &TestEmulator, target: &str, body: Value) -> (u16, Value) {
+    aws_json_call(t, "kms", target, body).await
+}
+
+/// Signed awsJson1.1 call for `service` (`kms`, `ssm`) to the emulator.
+async fn aws_json_call(t: &TestEmulator, service: &str, target: &str, body: Value) -> (u16, Value) {
     let body = serde_json::to_vec(&body).unwrap();
     let mut headers = vec![
         ("host".to_string(), t.client.host.clone()),
@@ -233,7 +243,7 @@ async fn kms_call(t: &TestEmulator, target: &str, body: Value) -> (u16, Value) {
         &body,
         &support::creds(),
         support::REGION,
-        "kms",
+        service,
         SystemTime::now(),
     );
     headers.push(("authorization".into(), auth));
@@ -347,5 +357,70 @@ async fn kms_session_with_a_key_for_another_session_fails() {
     let reason = c.wait_closed().await;
     assert_eq!(reason.as_deref(), Some("KMS decrypt failed"));
     assert!(!c.ready);
+    t.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn resume_session_gives_a_new_token_and_the_old_one_opens_nothing() {
+    let t = TestEmulator::start(Timings::instant()).await;
+    let env = running_env(&t).await;
+    let (id, url, old_token) = create_session(&t, &env, None).await;
+    let (status, v) = aws_json_call(
+        &t,
+        "ssm",
+        "AmazonSSM.ResumeSession",
+        json!({"SessionId": id}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["SessionId"], id.as_str());
+    let token = v["TokenValue"].as_str().unwrap();
+    let new_url = v["StreamUrl"].as_str().unwrap();
+    assert_ne!(token, old_token);
+    assert!(
+        new_url.contains(&format!("/v1/data-channel/{id}?")),
+        "{new_url}"
+    );
+    assert_opens_nothing(&url, &old_token).await;
+    let mut c = gateway_support::Client::connect(new_url, token).await;
+    c.run_until("ready", |c| c.ready).await;
+    c.send_input(b"echo resumed-$((40+2))\r");
+    c.wait_for_output("resumed-42").await;
+
+    // Unknown sessions, other services' signatures and bad bodies are refused.
+    let (status, v) = aws_json_call(
+        &t,
+        "ssm",
+        "AmazonSSM.ResumeSession",
+        json!({"SessionId": "1795956722298812732-0000000000000000a"}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("DoesNotExistException"))
+    );
+    let (status, v) = aws_json_call(
+        &t,
+        "kms",
+        "AmazonSSM.ResumeSession",
+        json!({"SessionId": id}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = aws_json_call(&t, "ssm", "AmazonSSM.ResumeSession", json!({})).await;
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("ValidationException"))
+    );
+    let ops: Vec<_> = t
+        .handle
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert!(
+        ops.iter().any(|o| o == "AmazonSSM.ResumeSession"),
+        "{ops:?}"
+    );
     t.handle.shutdown().await;
 }
