@@ -4,9 +4,10 @@
 //! <region> StartSession [profile] [parameters JSON] [endpoint]`. The same
 //! arguments work as `cloudshell-rs session-manager-plugin ...`, and when this
 //! binary is installed (or linked) under the name `session-manager-plugin`.
-//! The session is opened natively; no token is ever logged. A KMS-encrypted
-//! session gets its data key with the credentials of the profile argument
-//! (loaded only when the agent asks for encryption).
+//! The session is opened natively; no token is ever logged. With the
+//! credentials of the profile argument (loaded only when needed), a
+//! KMS-encrypted session gets its data key, and a dropped connection gets a
+//! fresh token from `ssm:ResumeSession` before it is dialed again.
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use cloudshell_rs::session::{
     DataKey, DataKeyProvider, DataKeyRequest, KmsClient, KmsError, Session, SessionOptions,
-    SessionTarget,
+    SessionTarget, SsmClient, default_ssm_endpoint,
 };
 use cloudshell_rs::terminal::{self, PumpOptions, RawModeGuard};
 use cloudshell_rs::{Client, Secret};
@@ -159,40 +160,65 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     code
 }
 
-/// Data keys for KMS-encrypted sessions, signed with the credentials of the
-/// profile the AWS CLI passed. The configuration is loaded on the first
-/// request: a session without encryption never reads it.
-struct PluginKms {
+/// The AWS configuration of the profile the AWS CLI passed, loaded on first
+/// use: a session that is neither encrypted nor dropped never reads it.
+struct PluginAws {
     region: String,
     profile: Option<String>,
-    client: tokio::sync::OnceCell<KmsClient>,
+    /// Where `ssm:ResumeSession` goes: the CLI's endpoint argument, else the
+    /// region's SSM endpoint.
+    ssm_endpoint: String,
+    client: tokio::sync::OnceCell<Client>,
 }
 
-impl PluginKms {
-    async fn client(&self) -> Result<&KmsClient, KmsError> {
+impl PluginAws {
+    async fn client(&self) -> Result<&Client, cloudshell_rs::ConfigError> {
         self.client
             .get_or_try_init(|| async {
                 let mut builder = Client::builder().region(self.region.clone());
                 if let Some(p) = &self.profile {
                     builder = builder.profile(p.clone());
                 }
-                let client = builder
-                    .build()
-                    .await
-                    .map_err(|e| KmsError::Config(Box::new(e)))?;
-                let endpoint = cloudshell_rs::session::kms_endpoint_from_env(&self.region);
-                Ok(KmsClient::for_client(&client, endpoint))
+                builder.build().await
             })
             .await
     }
 }
+
+/// Data keys for KMS-encrypted sessions, with the profile's credentials.
+struct PluginKms(Arc<PluginAws>);
 
 impl DataKeyProvider for PluginKms {
     fn generate_data_key(
         &self,
         request: DataKeyRequest,
     ) -> Pin<Box<dyn Future<Output = Result<DataKey, KmsError>> + Send + '_>> {
-        Box::pin(async move { self.client().await?.generate_data_key(&request).await })
+        Box::pin(async move {
+            let client = self
+                .0
+                .client()
+                .await
+                .map_err(|e| KmsError::Config(Box::new(e)))?;
+            let endpoint = cloudshell_rs::session::kms_endpoint_from_env(&self.0.region);
+            KmsClient::for_client(client, endpoint)
+                .generate_data_key(&request)
+                .await
+        })
+    }
+}
+
+/// A fresh token for the same session after a drop (`ssm:ResumeSession`), as
+/// the official plugin gets one, with the profile's credentials.
+fn resumer(aws: Arc<PluginAws>) -> impl cloudshell_rs::session::Reconnector {
+    move |session_id: String| {
+        let aws = aws.clone();
+        async move {
+            let client = aws.client().await?;
+            let target = SsmClient::for_client(client, aws.ssm_endpoint.clone())
+                .resume_session(&session_id)
+                .await?;
+            Ok(target)
+        }
     }
 }
 
@@ -200,13 +226,19 @@ async fn session(args: PluginArgs) -> ExitCode {
     let mut options = SessionOptions {
         expected_region: Some(args.region.clone()),
         kms_target_id: args.target_id.clone(),
-        data_key_provider: Some(Arc::new(PluginKms {
-            region: args.region.clone(),
-            profile: args.profile.clone(),
-            client: tokio::sync::OnceCell::new(),
-        })),
         ..SessionOptions::default()
     };
+    let aws = Arc::new(PluginAws {
+        region: args.region.clone(),
+        profile: args.profile.clone(),
+        ssm_endpoint: args
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| default_ssm_endpoint(&args.region)),
+        client: tokio::sync::OnceCell::new(),
+    });
+    options.data_key_provider = Some(Arc::new(PluginKms(aws.clone())));
+    options = options.resumer(resumer(aws));
     if args.endpoint.as_deref().is_some_and(is_custom_endpoint) {
         options = options.allow_any_host();
         options.expected_region = None;

@@ -883,6 +883,28 @@ impl Driver {
     /// Dials the same stream URL again and re-opens the current channel on it:
     /// sequence numbers kept, unacknowledged messages resent by the channel.
     async fn redial(&mut self) -> Result<(), SessionError> {
+        if let Some(resumer) = self.options.resumer.clone() {
+            let id = self.target.session_id.clone();
+            let Some(res) = self.wait_or_close(resumer.reconnect(&id)).await else {
+                return Ok(()); // closed by the caller meanwhile
+            };
+            match res {
+                Ok(t) if t.session_id == id => {
+                    self.target.token = t.token;
+                    self.target.stream_url = t.stream_url;
+                }
+                Ok(t) => tracing::warn!(
+                    session_id = %id,
+                    other = %t.session_id,
+                    "resuming returned another session; dialing with the current token"
+                ),
+                Err(e) => tracing::warn!(
+                    session_id = %id,
+                    "no fresh token ({}); dialing with the current one",
+                    error_chain(&*e)
+                ),
+            }
+        }
         let checked = url::check_stream_url(
             &self.target.stream_url,
             self.options.host_policy,

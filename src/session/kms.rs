@@ -10,14 +10,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime};
+#[cfg(test)]
+use std::time::SystemTime;
 
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+
+use super::aws_json::{AwsJson, CallError, error_code_and_message};
 
 /// Number of key bytes Session Manager asks for (two AES-256 keys).
 pub const DATA_KEY_BYTES: usize = 64;
@@ -98,28 +99,17 @@ pub trait DataKeyProvider: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<DataKey, KmsError>> + Send + '_>>;
 }
 
-/// Where the KMS client gets its credentials.
-#[derive(Clone)]
-enum CredentialSource {
-    Provider(SharedCredentialsProvider),
-    /// The CloudShell client's cached credentials (same identity, same cache).
-    Client(crate::Client),
-}
-
 /// A minimal KMS client: `GenerateDataKey` only.
 #[derive(Clone)]
 pub struct KmsClient {
-    http: reqwest::Client,
-    endpoint: String,
-    region: String,
-    credentials: CredentialSource,
+    inner: AwsJson,
 }
 
 impl fmt::Debug for KmsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KmsClient")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
+            .field("endpoint", &self.inner.endpoint)
+            .field("region", &self.inner.region)
             .finish_non_exhaustive()
     }
 }
@@ -157,14 +147,6 @@ struct GenerateDataKeyOutput {
     plaintext: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(rename = "__type")]
-    kind: Option<String>,
-    #[serde(alias = "Message")]
-    message: Option<String>,
-}
-
 impl KmsClient {
     /// A client for `region` at `endpoint` (see [`kms_endpoint_from_env`]).
     pub fn new(
@@ -172,16 +154,8 @@ impl KmsClient {
         endpoint: impl Into<String>,
         credentials: SharedCredentialsProvider,
     ) -> Self {
-        super::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
         Self {
-            http,
-            endpoint: endpoint.into().trim_end_matches('/').to_string(),
-            region: region.into(),
-            credentials: CredentialSource::Provider(credentials),
+            inner: AwsJson::new("kms", region.into(), endpoint.into(), credentials),
         }
     }
 
@@ -189,106 +163,63 @@ impl KmsClient {
     /// [`Client`](crate::Client) and sends to `endpoint`.
     pub fn for_client(client: &crate::Client, endpoint: impl Into<String>) -> Self {
         Self {
-            http: client.inner.http.clone(),
-            endpoint: endpoint.into().trim_end_matches('/').to_string(),
-            region: client.region().to_string(),
-            credentials: CredentialSource::Client(client.clone()),
+            inner: AwsJson::for_client("kms", client, endpoint.into()),
         }
     }
 
+    fn body(request: &DataKeyRequest) -> Result<Vec<u8>, KmsError> {
+        serde_json::to_vec(&GenerateDataKeyInput {
+            key_id: &request.key_id,
+            number_of_bytes: DATA_KEY_BYTES,
+            encryption_context: &request.encryption_context,
+        })
+        .map_err(|e| KmsError::BadResponse(e.to_string()))
+    }
+
     /// Builds the signed HTTP request (exposed for tests).
+    #[cfg(test)]
     pub(crate) async fn build_request(
         &self,
         request: &DataKeyRequest,
         now: SystemTime,
     ) -> Result<http::Request<Vec<u8>>, KmsError> {
-        let body = serde_json::to_vec(&GenerateDataKeyInput {
-            key_id: &request.key_id,
-            number_of_bytes: DATA_KEY_BYTES,
-            encryption_context: &request.encryption_context,
-        })
-        .map_err(|e| KmsError::BadResponse(e.to_string()))?;
-        let url = format!("{}/", self.endpoint);
-        let mut req = http::Request::builder()
-            .method("POST")
-            .uri(&url)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", "TrentService.GenerateDataKey")
-            .body(body)
-            .map_err(|e| KmsError::Signing(Box::new(e)))?;
-        let creds = match &self.credentials {
-            CredentialSource::Provider(p) => p.provide_credentials().await,
-            CredentialSource::Client(c) => c.inner.credentials.get().await,
+        self.inner
+            .build_request(GENERATE_DATA_KEY, Self::body(request)?, now)
+            .await
+            .map_err(|e| self.call_error(e))
+    }
+
+    fn call_error(&self, e: CallError) -> KmsError {
+        match e {
+            CallError::Credentials(e) => KmsError::Credentials(e),
+            CallError::Signing(e) => KmsError::Signing(e),
+            CallError::Dispatch(source) => KmsError::Dispatch {
+                endpoint: self.inner.endpoint.clone(),
+                source,
+            },
         }
-        .map_err(KmsError::Credentials)?;
-        let identity = creds.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("kms")
-            .time(now)
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| KmsError::Signing(Box::new(e)))?
-            .into();
-        let headers: Vec<(String, String)> = req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
-        let signable = SignableRequest::new(
-            "POST",
-            &url,
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(req.body()),
-        )
-        .map_err(|e| KmsError::Signing(Box::new(e)))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| KmsError::Signing(Box::new(e)))?
-            .into_parts();
-        instructions.apply_to_request_http1x(&mut req);
-        Ok(req)
     }
 
     /// Calls `GenerateDataKey` for 64 bytes.
     pub async fn generate_data_key(&self, request: &DataKeyRequest) -> Result<DataKey, KmsError> {
-        let req = self.build_request(request, SystemTime::now()).await?;
-        let (parts, body) = req.into_parts();
-        let resp = self
-            .http
-            .post(parts.uri.to_string())
-            .headers(parts.headers)
-            .body(body)
-            .send()
+        let (status, body) = self
+            .inner
+            .call(GENERATE_DATA_KEY, Self::body(request)?)
             .await
-            .map_err(|source| KmsError::Dispatch {
-                endpoint: self.endpoint.clone(),
-                source,
-            })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|source| KmsError::Dispatch {
-            endpoint: self.endpoint.clone(),
-            source,
-        })?;
-        parse_response(status.as_u16(), &bytes)
+            .map_err(|e| self.call_error(e))?;
+        parse_response(status, &body)
     }
 }
+
+const GENERATE_DATA_KEY: &str = "TrentService.GenerateDataKey";
 
 /// Parses a `GenerateDataKey` response body.
 pub(crate) fn parse_response(status: u16, body: &[u8]) -> Result<DataKey, KmsError> {
     if !(200..300).contains(&status) {
-        let err: ErrorBody = serde_json::from_slice(body).unwrap_or(ErrorBody {
-            kind: None,
-            message: None,
-        });
-        let code = err
-            .kind
-            .map(|k| k.rsplit('#').next().unwrap_or_default().to_string())
-            .filter(|k| !k.is_empty())
-            .unwrap_or_else(|| "UnknownError".into());
+        let (code, message) = error_code_and_message(body);
         return Err(KmsError::Service {
             code,
-            message: err.message.unwrap_or_default(),
+            message,
             status,
         });
     }
@@ -327,6 +258,7 @@ impl DataKeyProvider for KmsClient {
 mod tests {
     use super::*;
     use aws_credential_types::Credentials;
+    use std::time::Duration;
 
     fn client() -> KmsClient {
         KmsClient::new(

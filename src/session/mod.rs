@@ -31,7 +31,9 @@
 //! and re-opens the same session on it with the sequence state kept, as the
 //! official plugin does ([`SessionOptions::resume`]): unacknowledged messages
 //! are resent in both directions and de-duplicated by sequence number, so
-//! nothing is lost or repeated. CloudShell has no `ResumeSession`; when the
+//! nothing is lost or repeated. A [`SessionOptions::resumer`] (for SSM
+//! sessions: [`SsmClient`], `ssm:ResumeSession`) gets a fresh token for that
+//! first. CloudShell has no `ResumeSession`; when the
 //! service refuses the same session again, a [`Reconnector`] (supplied by the
 //! caller) creates a new session for the same tab, which re-attaches to the
 //! same shell. The driver opens a new channel and sends again every input byte
@@ -40,8 +42,10 @@
 //! cut reaches the shell twice (a new session cannot know what the old one
 //! received).
 
+mod aws_json;
 mod driver;
 mod kms;
+mod ssm;
 mod stream;
 mod url;
 mod ws;
@@ -59,6 +63,7 @@ pub use kms::{
     DATA_KEY_BYTES, DataKey, DataKeyProvider, DataKeyRequest, KmsClient, KmsError,
     default_kms_endpoint, kms_endpoint_from_env,
 };
+pub use ssm::{SsmClient, SsmError, default_ssm_endpoint};
 pub use stream::SessionStream;
 pub use url::HostPolicy;
 
@@ -144,6 +149,10 @@ pub struct SessionOptions {
     /// repeated; only when the service refuses that, use the `reconnector`
     /// (default true).
     pub resume: bool,
+    /// Gets a fresh token and stream URL for the same session before it is
+    /// dialed again after a drop, as `ssm:ResumeSession` does ([`SsmClient`]);
+    /// `None`, or a failure, dials with the token it has (default `None`).
+    pub resumer: Option<Arc<dyn Reconnector>>,
     /// Reconnect attempts before giving up, for each of the two ways (default 5).
     pub max_reconnect_attempts: u32,
     /// First reconnect delay; doubled after each failure (default 200 ms).
@@ -169,6 +178,7 @@ impl fmt::Debug for SessionOptions {
             .field("dead_peer_timeout", &self.dead_peer_timeout)
             .field("reconnect", &self.reconnector.is_some())
             .field("resume", &self.resume)
+            .field("resumer", &self.resumer.is_some())
             .field("max_reconnect_attempts", &self.max_reconnect_attempts)
             .field("kms", &self.data_key_provider.is_some())
             .finish_non_exhaustive()
@@ -186,6 +196,7 @@ impl Default for SessionOptions {
             dead_peer_timeout: Duration::from_secs(75),
             reconnector: None,
             resume: true,
+            resumer: None,
             max_reconnect_attempts: 5,
             reconnect_delay: Duration::from_millis(200),
             data_key_provider: None,
@@ -206,6 +217,12 @@ impl SessionOptions {
     /// Sets the reconnector.
     pub fn reconnector(mut self, r: impl Reconnector) -> Self {
         self.reconnector = Some(Arc::new(r));
+        self
+    }
+
+    /// Sets the resumer (see [`SessionOptions::resumer`]).
+    pub fn resumer(mut self, r: impl Reconnector) -> Self {
+        self.resumer = Some(Arc::new(r));
         self
     }
 

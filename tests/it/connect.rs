@@ -493,3 +493,69 @@ async fn plugin_mode_gets_the_data_key_of_a_kms_session_with_the_cli_credentials
     assert!(!stderr.contains(target.token.expose()));
     assert!(!String::from_utf8_lossy(&out.stdout).contains(target.token.expose()));
 }
+
+#[tokio::test]
+async fn plugin_mode_resumes_a_dropped_session_with_a_fresh_token() {
+    // The connection drops right after the plugin's 2nd input message.
+    let env = session_support::start_with(
+        GwOptions::default().with_faults("cut:input:2".parse().unwrap()),
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let target = env.create(&session_support::new_tab()).await;
+    let mut child =
+        tokio::process::Command::from(plugin_command(&env, &target, "{}", home.path(), true))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    for (i, tag) in ["A", "B", "C", "D"].iter().enumerate() {
+        stdin
+            .write_all(format!("echo {tag}-$(({i}*7))\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+        let want = format!("{tag}-{}", i * 7);
+        within(30, async {
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains(&want) {
+                let n = stdout.read(&mut buf).await.unwrap();
+                assert!(n > 0, "stdout ended: {:?}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+    }
+    drop(stdin);
+    let mut rest = Vec::new();
+    within(60, stdout.read_to_end(&mut rest)).await.unwrap();
+    seen.extend_from_slice(&rest);
+    let out = within(60, child.wait_with_output()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&seen);
+    assert!(out.status.success(), "{out:?} {stdout:?}");
+    for (i, tag) in ["A", "B", "C", "D"].iter().enumerate() {
+        let want = format!("{tag}-{}\r\n", i * 7);
+        assert_eq!(stdout.matches(&want).count(), 1, "{want:?} in {stdout:?}");
+    }
+    let cuts: u64 = env
+        .emulator
+        .gateway()
+        .all_session_metrics()
+        .iter()
+        .map(|m| m.faults.cuts)
+        .sum();
+    assert_eq!(cuts, 1);
+    // The session was dialed again with a token from ResumeSession (the old
+    // one opens nothing once a new one was issued).
+    let resumes: Vec<u16> = env
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation == "AmazonSSM.ResumeSession")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(resumes, vec![200]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
+}

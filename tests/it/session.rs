@@ -1,5 +1,7 @@
 //! The session driver against the emulator's data channel.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cloudshell_emulator::gateway::{
@@ -463,6 +465,35 @@ async fn stream_mode_delivers_every_byte_in_order() {
         let expected = cloudshell_emulator::gateway::stream_pattern(total as usize);
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "stream bytes differ");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resumer_that_fails_leaves_the_current_token_in_use() {
+    let env = start().await;
+    within(60, async {
+        let target = env.create(&new_tab()).await;
+        let id = target.session_id.clone();
+        env.emulator.gateway().configure_session(
+            id.clone(),
+            GwOptions::default().with_faults("cut:input:2".parse().unwrap()),
+        );
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let options = local_options().resumer(move |_previous: String| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Err::<SessionTarget, _>("no credentials here".into()) }
+        });
+        let mut s = Session::connect(target, options).await.unwrap();
+        s.send_input(b"echo one\r").await.unwrap();
+        s.send_input(b"echo two-$((1+1))\r").await.unwrap();
+        read_until(&mut s, "two-2").await;
+        s.send_input(b"echo three-$((1+2))\r").await.unwrap();
+        read_until(&mut s, "three-3").await;
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        let m = env.emulator.gateway().session_metrics(&id).unwrap();
+        assert_eq!((m.faults.cuts, m.connections), (1, 2), "{m:?}");
     })
     .await;
 }

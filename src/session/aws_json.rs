@@ -1,0 +1,167 @@
+//! Signed awsJson1.1 calls (KMS `GenerateDataKey`, SSM `ResumeSession`): one
+//! POST each with an `X-Amz-Target` header, signed with SigV4, so no service
+//! SDK is needed.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use serde::Deserialize;
+
+/// Where a client gets its credentials.
+#[derive(Clone)]
+pub(crate) enum CredentialSource {
+    Provider(SharedCredentialsProvider),
+    /// A CloudShell client's cached credentials (same identity, same cache).
+    Client(crate::Client),
+}
+
+/// Why a request could not be built or sent.
+pub(crate) enum CallError {
+    Credentials(CredentialsError),
+    Signing(Box<dyn std::error::Error + Send + Sync>),
+    Dispatch(reqwest::Error),
+}
+
+/// One service endpoint, signed for one SigV4 service name.
+#[derive(Clone)]
+pub(crate) struct AwsJson {
+    http: reqwest::Client,
+    pub(crate) endpoint: String,
+    pub(crate) region: String,
+    service: &'static str,
+    credentials: CredentialSource,
+}
+
+impl AwsJson {
+    /// Its own HTTP client (10 s timeout) and credentials from `credentials`.
+    pub(crate) fn new(
+        service: &'static str,
+        region: String,
+        endpoint: String,
+        credentials: SharedCredentialsProvider,
+    ) -> Self {
+        super::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            region,
+            service,
+            credentials: CredentialSource::Provider(credentials),
+        }
+    }
+
+    /// The HTTP client, region and credentials of a CloudShell client.
+    pub(crate) fn for_client(
+        service: &'static str,
+        client: &crate::Client,
+        endpoint: String,
+    ) -> Self {
+        Self {
+            http: client.inner.http.clone(),
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            region: client.region().to_string(),
+            service,
+            credentials: CredentialSource::Client(client.clone()),
+        }
+    }
+
+    /// The signed request for `target` with `body`.
+    pub(crate) async fn build_request(
+        &self,
+        target: &str,
+        body: Vec<u8>,
+        now: SystemTime,
+    ) -> Result<http::Request<Vec<u8>>, CallError> {
+        let url = format!("{}/", self.endpoint);
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", target)
+            .body(body)
+            .map_err(|e| CallError::Signing(Box::new(e)))?;
+        let creds = match &self.credentials {
+            CredentialSource::Provider(p) => p.provide_credentials().await,
+            CredentialSource::Client(c) => c.inner.credentials.get().await,
+        }
+        .map_err(CallError::Credentials)?;
+        let identity = creds.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(self.service)
+            .time(now)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| CallError::Signing(Box::new(e)))?
+            .into();
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let signable = SignableRequest::new(
+            "POST",
+            &url,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(req.body()),
+        )
+        .map_err(|e| CallError::Signing(Box::new(e)))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| CallError::Signing(Box::new(e)))?
+            .into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+        Ok(req)
+    }
+
+    /// Sends `target` with `body`; the HTTP status and the response body.
+    pub(crate) async fn call(
+        &self,
+        target: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, bytes::Bytes), CallError> {
+        let req = self.build_request(target, body, SystemTime::now()).await?;
+        let (parts, body) = req.into_parts();
+        let resp = self
+            .http
+            .post(parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(CallError::Dispatch)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(CallError::Dispatch)?;
+        Ok((status, bytes))
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "__type")]
+    kind: Option<String>,
+    #[serde(alias = "Message")]
+    message: Option<String>,
+}
+
+/// The error code (`__type` without its namespace) and message of an error
+/// response body; `UnknownError` when the body says nothing usable.
+pub(crate) fn error_code_and_message(body: &[u8]) -> (String, String) {
+    let err: ErrorBody = serde_json::from_slice(body).unwrap_or(ErrorBody {
+        kind: None,
+        message: None,
+    });
+    let code = err
+        .kind
+        .map(|k| k.rsplit('#').next().unwrap_or_default().to_string())
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| "UnknownError".into());
+    (code, err.message.unwrap_or_default())
+}
