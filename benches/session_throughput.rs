@@ -224,6 +224,16 @@ async fn create_for_tab(client: &Client, env: &str, tab: &str) -> SessionTarget 
     }
 }
 
+async fn delete_session(client: &Client, env: &str, session_id: String) {
+    client
+        .delete_session()
+        .environment_id(env.to_string())
+        .session_id(session_id)
+        .send()
+        .await
+        .unwrap();
+}
+
 const STARTUP_RUNS: usize = 21;
 
 fn summary(name: &str, v: &mut [f64]) {
@@ -262,13 +272,7 @@ async fn startup() {
         let s = Session::connect(target.clone(), options()).await.unwrap();
         reattach_ms.push(t3.elapsed().as_secs_f64() * 1000.0);
         s.close().await.unwrap();
-        client
-            .delete_session()
-            .environment_id(env.clone())
-            .session_id(target.session_id)
-            .send()
-            .await
-            .unwrap();
+        delete_session(&client, &env, target.session_id).await;
     }
     summary(
         "shell ready, new tab (connect, open, login bash's prompt)",
@@ -292,13 +296,7 @@ async fn startup() {
         let second = create_for_tab(&client, &env, &tab).await;
         plugin_reattach_ms.push(plugin_first_output(&second, &emu.endpoint));
         for target in [first, second] {
-            client
-                .delete_session()
-                .environment_id(env.clone())
-                .session_id(target.session_id)
-                .send()
-                .await
-                .unwrap();
+            delete_session(&client, &env, target.session_id).await;
         }
     }
     summary(

@@ -35,6 +35,16 @@ pub(crate) struct AwsJson {
     credentials: CredentialSource,
 }
 
+impl std::fmt::Debug for AwsJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsJson")
+            .field("service", &self.service)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AwsJson {
     /// Its own HTTP client (10 s timeout) and credentials from `credentials`.
     pub(crate) fn new(

@@ -100,18 +100,9 @@ pub trait DataKeyProvider: Send + Sync + 'static {
 }
 
 /// A minimal KMS client: `GenerateDataKey` only.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct KmsClient {
     inner: AwsJson,
-}
-
-impl fmt::Debug for KmsClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KmsClient")
-            .field("endpoint", &self.inner.endpoint)
-            .field("region", &self.inner.region)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The default KMS endpoint of a region.

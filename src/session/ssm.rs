@@ -2,7 +2,6 @@
 //! whose connection dropped, as the official plugin asks for before it dials
 //! again. One awsJson1.1 POST (`X-Amz-Target: AmazonSSM.ResumeSession`).
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -58,18 +57,9 @@ pub fn default_ssm_endpoint(region: &str) -> String {
 
 /// A minimal Systems Manager client: `ResumeSession` only. As a
 /// [`Reconnector`] it is a [`SessionOptions::resumer`](super::SessionOptions::resumer).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SsmClient {
     inner: AwsJson,
-}
-
-impl fmt::Debug for SsmClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SsmClient")
-            .field("endpoint", &self.inner.endpoint)
-            .field("region", &self.inner.region)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Serialize)]

@@ -271,13 +271,7 @@ async fn connect_survives_a_cut_with_one_status_line_and_no_doubled_input() {
             && status[0].ends_with("reconnected"),
         "{stderr:?}"
     );
-    let cuts: u64 = env
-        .emulator
-        .gateway()
-        .all_session_metrics()
-        .iter()
-        .map(|m| m.faults.cuts)
-        .sum();
+    let cuts = session_support::total_cuts(&env.emulator);
     assert_eq!(cuts, 1);
 }
 
@@ -353,25 +347,8 @@ fn plugin_mode_refuses_a_foreign_stream_url_without_leaking_the_token() {
 async fn plugin_mode_opens_an_emulator_session() {
     let env = session_support::start().await;
     let target = env.create(&session_support::new_tab()).await;
-    let json = serde_json::json!({
-        "SessionId": target.session_id,
-        "TokenValue": target.token.expose(),
-        "StreamUrl": target.stream_url,
-    })
-    .to_string();
-    let mut child = std::process::Command::new(BIN)
-        .args([
-            "session-manager-plugin",
-            &json,
-            "us-east-1",
-            "StartSession",
-            "",
-            "{}",
-            &env.emulator.endpoint(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let home = tempfile::tempdir().unwrap();
+    let mut child = plugin_command(&env, &target, "{}", home.path(), false)
         .spawn()
         .unwrap();
     child
@@ -539,13 +516,7 @@ async fn plugin_mode_resumes_a_dropped_session_with_a_fresh_token() {
         let want = format!("{tag}-{}\r\n", i * 7);
         assert_eq!(stdout.matches(&want).count(), 1, "{want:?} in {stdout:?}");
     }
-    let cuts: u64 = env
-        .emulator
-        .gateway()
-        .all_session_metrics()
-        .iter()
-        .map(|m| m.faults.cuts)
-        .sum();
+    let cuts = session_support::total_cuts(&env.emulator);
     assert_eq!(cuts, 1);
     // The session was dialed again with a token from ResumeSession (the old
     // one opens nothing once a new one was issued).

@@ -147,3 +147,13 @@ pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> 
         .await
         .expect("test timed out")
 }
+
+/// Cuts the emulator's fault rules made, over all its sessions.
+pub fn total_cuts(emulator: &cloudshell_emulator::EmulatorHandle) -> u64 {
+    emulator
+        .gateway()
+        .all_session_metrics()
+        .iter()
+        .map(|m| m.faults.cuts)
+        .sum()
+}
