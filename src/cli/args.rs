@@ -435,7 +435,8 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "MODE", default_value = "shell")]
     pub session_mode: cloudshell_emulator::gateway::SessionMode,
     /// Handshake of new sessions: `none` (plain shell, like CloudShell),
-    /// `session-type`, or `kms[:KEY_ID]` (KMS-encrypted session).
+    /// `session-type`, `port` (announces a port-forwarding session), or
+    /// `kms[:KEY_ID]` (KMS-encrypted session).
     #[arg(long, value_name = "MODE", default_value = "none")]
     pub handshake: cloudshell_emulator::gateway::HandshakeMode,
     /// Fault injection on every session's frames, e.g. `drop:in:5`,

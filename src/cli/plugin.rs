@@ -252,6 +252,16 @@ async fn session(args: PluginArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if session.session_type() == "Port" {
+        // Its data is a local TCP stream multiplexed over the channel, not a
+        // terminal: pumping it to stdout would be garbage.
+        let _ = session.close().await;
+        eprintln!(
+            "session-manager-plugin: port-forwarding sessions (SessionType Port) are not \
+             supported by cloudshell-rs; use the official session-manager-plugin for them"
+        );
+        return ExitCode::from(1);
+    }
     if let Some(msg) = session.customer_message() {
         eprintln!("{msg}");
     }

@@ -530,3 +530,26 @@ async fn plugin_mode_resumes_a_dropped_session_with_a_fresh_token() {
     assert_eq!(resumes, vec![200]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
 }
+
+#[tokio::test]
+async fn plugin_mode_refuses_a_port_forwarding_session_clearly() {
+    let env =
+        session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Port)).await;
+    let home = tempfile::tempdir().unwrap();
+    let target = env.create(&session_support::new_tab()).await;
+    let child = plugin_command(&env, &target, "{}", home.path(), false)
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr.contains("port-forwarding sessions"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing of the session on stdout: {out:?}"
+    );
+    assert!(!stderr.contains(target.token.expose()));
+}

@@ -135,6 +135,10 @@ pub enum HandshakeMode {
     None,
     /// A HandshakeRequest with only the `SessionType` action (`Standard_Stream`).
     SessionType,
+    /// A HandshakeRequest whose `SessionType` is `Port` (port forwarding), for
+    /// testing clients against a session type they may not support; the
+    /// session's program runs as usual.
+    Port,
     /// A HandshakeRequest with `SessionType` and `KMSEncryption`: the client asks the
     /// emulator's fake KMS for a data key, the agent side checks the challenge and
     /// then encrypts output.
@@ -149,6 +153,7 @@ impl fmt::Display for HandshakeMode {
         match self {
             HandshakeMode::None => f.write_str("none"),
             HandshakeMode::SessionType => f.write_str("session-type"),
+            HandshakeMode::Port => f.write_str("port"),
             HandshakeMode::Kms { key_id } => write!(f, "kms:{key_id}"),
         }
     }
@@ -163,6 +168,7 @@ impl FromStr for HandshakeMode {
         match lower.as_str() {
             "none" => Ok(HandshakeMode::None),
             "session-type" | "sessiontype" => Ok(HandshakeMode::SessionType),
+            "port" => Ok(HandshakeMode::Port),
             "kms" => Ok(HandshakeMode::Kms {
                 key_id: DEFAULT_KMS_KEY_ID.to_string(),
             }),
@@ -559,6 +565,8 @@ mod tests {
     fn handshakes_parse() {
         assert_eq!("none".parse(), Ok(HandshakeMode::None));
         assert_eq!("session-type".parse(), Ok(HandshakeMode::SessionType));
+        assert_eq!("port".parse(), Ok(HandshakeMode::Port));
+        assert_eq!(HandshakeMode::Port.to_string(), "port");
         assert_eq!(
             "kms".parse(),
             Ok(HandshakeMode::Kms {

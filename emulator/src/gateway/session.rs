@@ -307,14 +307,18 @@ impl SessionTask {
     }
 
     fn start_handshake(&mut self, now: Instant) {
+        let mut handshake = self.options.handshake.clone();
         let session_type = RequestedClientAction {
             action_type: ACTION_SESSION_TYPE.into(),
             action_parameters: ActionParameters::SessionType(SessionTypeRequest {
-                session_type: "Standard_Stream".into(),
+                session_type: match handshake {
+                    HandshakeMode::Port => "Port",
+                    _ => "Standard_Stream",
+                }
+                .into(),
                 properties: serde_json::Value::Null,
             }),
         };
-        let mut handshake = self.options.handshake.clone();
         if handshake == HandshakeMode::None && self.options.mode == SessionMode::Echo {
             // Nothing would tell the client the session type before its first input.
             handshake = HandshakeMode::SessionType;
@@ -324,7 +328,7 @@ impl SessionTask {
                 self.output_enabled = true;
                 return;
             }
-            HandshakeMode::SessionType => vec![session_type],
+            HandshakeMode::SessionType | HandshakeMode::Port => vec![session_type],
             HandshakeMode::Kms { key_id } => {
                 let mut challenge = [0u8; 16];
                 rand::rng().fill_bytes(&mut challenge);
