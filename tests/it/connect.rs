@@ -348,23 +348,25 @@ async fn plugin_mode_opens_an_emulator_session() {
     let env = session_support::start().await;
     let target = env.create(&session_support::new_tab()).await;
     let home = tempfile::tempdir().unwrap();
-    let mut child = plugin_command(&env, &target, "{}", home.path(), false)
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"echo plugin-$((5*5))\n")
-        .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = run_with_input(
+        plugin_command(&env, &target, "{}", home.path(), false),
+        b"echo plugin-$((5*5))\n",
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("plugin-25"), "{stdout}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
+}
+
+/// Runs `cmd` with `input` on its stdin, then end of file, and waits for it.
+async fn run_with_input(mut cmd: Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// The binary in plugin mode for `target`, with a clean environment: no AWS
@@ -424,19 +426,11 @@ async fn plugin_mode_gets_the_data_key_of_a_kms_session_with_the_cli_credentials
 
     // With the credentials the AWS CLI would use: an encrypted shell.
     let target = env.create(&session_support::new_tab()).await;
-    let mut child = plugin_command(&env, &target, &parameters, home.path(), true)
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"echo kms-$((6*7))\n")
-        .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = run_with_input(
+        plugin_command(&env, &target, &parameters, home.path(), true),
+        b"echo kms-$((6*7))\n",
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{out:?}");
@@ -454,13 +448,11 @@ async fn plugin_mode_gets_the_data_key_of_a_kms_session_with_the_cli_credentials
 
     // Without credentials: a clear error, and the token is not shown.
     let target = env.create(&session_support::new_tab()).await;
-    let child = plugin_command(&env, &target, &parameters, home.path(), false)
-        .spawn()
-        .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = run_with_input(
+        plugin_command(&env, &target, &parameters, home.path(), false),
+        b"",
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
@@ -537,13 +529,7 @@ async fn plugin_mode_refuses_a_port_forwarding_session_clearly() {
         session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Port)).await;
     let home = tempfile::tempdir().unwrap();
     let target = env.create(&session_support::new_tab()).await;
-    let child = plugin_command(&env, &target, "{}", home.path(), false)
-        .spawn()
-        .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = run_with_input(plugin_command(&env, &target, "{}", home.path(), false), b"").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr.contains("port-forwarding sessions"), "{stderr}");

@@ -321,13 +321,13 @@ async fn cp_emu_bad_paths_give_clear_errors() {
     assert!(leftovers(&emu.home).is_empty() && leftovers(&emu.local).is_empty());
 }
 
-/// The data channel is cut mid-way (`cut:bytes:N`) and the service keeps the
-/// session for a reconnect: the transfer resumes on a new connection and
-/// completes, byte for byte.
-#[tokio::test]
-async fn cp_emu_cut_connection_is_resumed() {
-    let emu = start(GatewayConfig::default()).await;
-    let data = pseudo_random(6 * 1024 * 1024, 11);
+/// An emulator with `config` whose sessions are each cut once after 2 MB on
+/// the wire (the clean-up session after a failed upload moves far less), and
+/// 6 MiB of pseudo-random bytes (from `seed`) both as a local `cut.bin` and as
+/// the remote `remote.bin`.
+async fn cut_after_2_mb(config: GatewayConfig, seed: u64) -> (Emu, Vec<u8>, PathBuf) {
+    let emu = start(config).await;
+    let data = pseudo_random(6 * 1024 * 1024, seed);
     let src = emu.local.join("cut.bin");
     write_file(&src, &data, 0o644);
     std::fs::write(emu.home.join("remote.bin"), &data).unwrap();
@@ -335,6 +335,15 @@ async fn cp_emu_cut_connection_is_resumed() {
     emu.emulator
         .gateway()
         .set_session_defaults(SessionOptions::default().with_faults(cut));
+    (emu, data, src)
+}
+
+/// The data channel is cut mid-way (`cut:bytes:N`) and the service keeps the
+/// session for a reconnect: the transfer resumes on a new connection and
+/// completes, byte for byte.
+#[tokio::test]
+async fn cp_emu_cut_connection_is_resumed() {
+    let (emu, data, src) = cut_after_2_mb(GatewayConfig::default(), 11).await;
     let up = transfer::upload(
         &emu.client,
         &emu.env,
@@ -368,21 +377,14 @@ async fn cp_emu_cut_connection_is_resumed() {
 /// either end.
 #[tokio::test]
 async fn cp_emu_cut_connection_leaves_nothing() {
-    let emu = start(GatewayConfig {
-        reconnect_grace: Duration::ZERO,
-        ..GatewayConfig::default()
-    })
+    let (emu, _, src) = cut_after_2_mb(
+        GatewayConfig {
+            reconnect_grace: Duration::ZERO,
+            ..GatewayConfig::default()
+        },
+        9,
+    )
     .await;
-    let data = pseudo_random(6 * 1024 * 1024, 9);
-    let src = emu.local.join("cut.bin");
-    write_file(&src, &data, 0o644);
-    std::fs::write(emu.home.join("remote.bin"), &data).unwrap();
-    // Each session is cut once after 2 MB on the wire; the clean-up session
-    // after a failed upload moves far less than that.
-    let cut: FaultSpec = "cut:bytes:2000000".parse().unwrap();
-    emu.emulator
-        .gateway()
-        .set_session_defaults(SessionOptions::default().with_faults(cut));
     let e = transfer::upload(
         &emu.client,
         &emu.env,
