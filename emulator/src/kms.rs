@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -374,22 +373,7 @@ async fn http_handler(State(st): State<KmsState>, req: Request) -> Response {
             "request body too large".into(),
         );
     };
-    let verified = crate::sigv4::verify(
-        &crate::sigv4::RequestParts {
-            method: parts.method.as_str(),
-            raw_path: parts.uri.path(),
-            raw_query: parts.uri.query().unwrap_or(""),
-            headers: &parts.headers,
-            body: &bytes,
-        },
-        &crate::sigv4::VerifyParams {
-            region: &st.shared.config.region,
-            service: "kms",
-            now: SystemTime::now(),
-            max_skew: st.shared.config.max_clock_skew,
-            credentials: &st.shared.config.credentials,
-        },
-    );
+    let verified = st.shared.verify_signature(&parts, &bytes, "kms");
     if let Err(e) = verified {
         tracing::info!(operation = %target, status = 400, "KMS request refused: {e}");
         return error(StatusCode::BAD_REQUEST, e.code(), e.to_string());

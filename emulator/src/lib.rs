@@ -217,6 +217,33 @@ impl Shared {
     }
 
     /// Subscribe to session closures and lifecycle events.
+    /// Checks the SigV4 signature of a request (method, URI and headers from
+    /// `parts`) signed for `service` with one of the accepted credentials; the
+    /// access key id that signed it.
+    pub(crate) fn verify_signature(
+        &self,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+        service: &str,
+    ) -> Result<String, sigv4::AuthError> {
+        sigv4::verify(
+            &sigv4::RequestParts {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                raw_query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body,
+            },
+            &sigv4::VerifyParams {
+                region: &self.config.region,
+                service,
+                now: std::time::SystemTime::now(),
+                max_skew: self.config.max_clock_skew,
+                credentials: &self.config.credentials,
+            },
+        )
+    }
+
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
         self.store.subscribe()
     }

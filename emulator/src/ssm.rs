@@ -4,8 +4,6 @@
 //! token (the old one opens nothing any more) and a stream URL, as SSM does
 //! for a client whose connection dropped.
 
-use std::time::SystemTime;
-
 use axum::body::to_bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -65,23 +63,9 @@ fn respond(
     parts: &axum::http::request::Parts,
     bytes: &[u8],
 ) -> Result<Vec<u8>, SsmError> {
-    let owner = crate::sigv4::verify(
-        &crate::sigv4::RequestParts {
-            method: parts.method.as_str(),
-            raw_path: parts.uri.path(),
-            raw_query: parts.uri.query().unwrap_or(""),
-            headers: &parts.headers,
-            body: bytes,
-        },
-        &crate::sigv4::VerifyParams {
-            region: &app.config.region,
-            service: "ssm",
-            now: SystemTime::now(),
-            max_skew: app.config.max_clock_skew,
-            credentials: &app.config.credentials,
-        },
-    )
-    .map_err(|e| (StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let owner = app
+        .verify_signature(parts, bytes, "ssm")
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     if target != "AmazonSSM.ResumeSession" {
         return Err((
             StatusCode::BAD_REQUEST,
