@@ -217,11 +217,7 @@ async fn create_for_tab(client: &Client, env: &str, tab: &str) -> SessionTarget 
         .send()
         .await
         .unwrap();
-    SessionTarget {
-        stream_url: out.stream_url,
-        token: out.token_value,
-        session_id: out.session_id,
-    }
+    SessionTarget::from(out)
 }
 
 async fn delete_session(client: &Client, env: &str, session_id: String) {

@@ -59,11 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .send()
         .await?;
     let session_id = out.session_id.clone();
-    let target = SessionTarget {
-        stream_url: out.stream_url,
-        token: out.token_value,
-        session_id: out.session_id,
-    };
+    let target = SessionTarget::from(out);
     let mut options = SessionOptions {
         expected_region: Some(client.region().to_string()),
         ..SessionOptions::default()

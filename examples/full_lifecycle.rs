@@ -64,15 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         options = options.allow_any_host();
         options.expected_region = None;
     }
-    let mut session = Session::connect(
-        SessionTarget {
-            stream_url: out.stream_url,
-            token: out.token_value,
-            session_id: out.session_id,
-        },
-        options,
-    )
-    .await?;
+    let mut session = Session::connect(SessionTarget::from(out), options).await?;
 
     // 3. Run a command and collect its output until the shell exits.
     session

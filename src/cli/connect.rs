@@ -96,11 +96,7 @@ impl TabSessions {
         if let Ok(mut c) = self.current.lock() {
             c.clone_from(&out.session_id);
         }
-        Ok(SessionTarget {
-            stream_url: out.stream_url,
-            token: out.token_value,
-            session_id: out.session_id,
-        })
+        Ok(SessionTarget::from(out))
     }
 
     fn current(&self) -> String {

@@ -89,6 +89,17 @@ pub struct SessionTarget {
     pub session_id: String,
 }
 
+impl From<crate::types::CreateSessionOutput> for SessionTarget {
+    /// The target of a CloudShell `CreateSession` response.
+    fn from(out: crate::types::CreateSessionOutput) -> Self {
+        Self {
+            stream_url: out.stream_url,
+            token: out.token_value,
+            session_id: out.session_id,
+        }
+    }
+}
+
 impl fmt::Debug for SessionTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionTarget")

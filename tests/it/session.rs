@@ -172,11 +172,7 @@ async fn survives_a_cut_websocket_through_a_new_session_for_the_tab() {
                     .tab_id(tab)
                     .send()
                     .await?;
-                Ok(SessionTarget {
-                    stream_url: out.stream_url,
-                    token: out.token_value,
-                    session_id: out.session_id,
-                })
+                Ok(SessionTarget::from(out))
             }
         });
         let mut s = Session::connect(target, options).await.unwrap();

@@ -74,11 +74,7 @@ impl Env {
             .send()
             .await
             .unwrap();
-        SessionTarget {
-            stream_url: out.stream_url,
-            token: out.token_value,
-            session_id: out.session_id,
-        }
+        SessionTarget::from(out)
     }
 
     pub async fn connect(&self, tab: &str) -> Session {
