@@ -67,6 +67,12 @@ const INPUT_QUEUE: usize = 16;
 /// so a burst of small messages costs one wake-up and one write downstream.
 const COALESCE_MAX: usize = 64 * 1024;
 
+/// Output at least this large is handed on as it came (no copy).
+const ZERO_COPY_MIN: usize = 8 * 1024;
+
+/// First capacity of a merged output event.
+const COALESCE_START: usize = 4 * 1024;
+
 /// An event waiting for room in the event queue.
 enum Pending {
     Event(SessionEvent),
@@ -418,6 +424,7 @@ impl Driver {
                     let at = Instant::now();
                     let mut bytes = frame_len(&msg);
                     let mut res = self.on_socket(msg, at);
+                    self.drain_events();
                     // Take whatever else is already readable before writing the
                     // acknowledgements: one write for a burst instead of one per frame.
                     let mut batch = 1;
@@ -433,6 +440,9 @@ impl Driver {
                         };
                         bytes += frame_len(&msg);
                         res = self.on_socket(msg, at);
+                        // Copies this frame's output out now, so the socket's
+                        // read buffer is free again for the next read.
+                        self.drain_events();
                         batch += 1;
                     }
                     let streaming = (STREAM_BURST..NO_PAUSE_BURST).contains(&bytes)
@@ -645,7 +655,9 @@ impl Driver {
         };
         let mut urgent = false;
         let limit = self.options.dead_peer_timeout;
-        while let Some(t) = self.channel.poll_transmit(now()) {
+        // One clock reading for the whole batch (a burst's acknowledgements).
+        let at = now();
+        while let Some(t) = self.channel.poll_transmit(at) {
             let msg = match t {
                 Transmit::Text(s) => {
                     urgent = true;
@@ -986,25 +998,22 @@ impl Driver {
     }
 
     /// Queues output, merged with output already waiting when it fits.
+    ///
+    /// The bytes are always copied: a frame's payload is a view into the
+    /// WebSocket's read buffer, and while any such view is alive the next
+    /// read cannot reuse that buffer (tungstenite then reads into a fresh
+    /// allocation only one or two frames long: three times the `recv` calls).
     fn queue_output(&mut self, b: Bytes) {
         match self.out_events.back_mut() {
             Some(Pending::Output(m)) if m.len() + b.len() <= COALESCE_MAX => {
                 m.extend_from_slice(&b);
             }
-            Some(last @ Pending::Event(SessionEvent::Output(_))) => {
-                let Pending::Event(SessionEvent::Output(prev)) = last else {
-                    return;
-                };
-                if prev.len() + b.len() <= COALESCE_MAX {
-                    let mut m = BytesMut::with_capacity((prev.len() + b.len()).max(16 * 1024));
-                    m.extend_from_slice(prev);
-                    m.extend_from_slice(&b);
-                    *last = Pending::Output(m);
-                } else {
-                    self.queue(SessionEvent::Output(b));
-                }
+            _ if b.len() >= ZERO_COPY_MIN => self.queue(SessionEvent::Output(b)),
+            _ => {
+                let mut m = BytesMut::with_capacity(b.len().max(COALESCE_START));
+                m.extend_from_slice(&b);
+                self.out_events.push_back(Pending::Output(m));
             }
-            _ => self.queue(SessionEvent::Output(b)),
         }
     }
 
