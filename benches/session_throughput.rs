@@ -314,6 +314,21 @@ async fn startup() {
         "bash -l on a pty alone (spawn to first output)",
         &mut bash_ms,
     );
+    // Also for scale: what a `wss://` stream URL adds once per process (the
+    // emulator's stream URLs are `ws://`): reading the system's trusted roots.
+    let mut roots_ms = Vec::new();
+    for _ in 0..STARTUP_RUNS {
+        let t0 = Instant::now();
+        let found = rustls_native_certs::load_native_certs();
+        let mut store = rustls::RootCertStore::empty();
+        let (added, _) = store.add_parsable_certificates(found.certs);
+        roots_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        assert!(added > 0, "no system roots");
+    }
+    summary(
+        "system trust store load (wss:// only, once per process)",
+        &mut roots_ms,
+    );
 }
 
 /// Runs `cloudshell-rs session-manager-plugin` for `target` (stdin kept

@@ -1,12 +1,16 @@
 //! Opening the data-channel WebSocket.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::SessionError;
+use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// The WebSocket type the driver owns.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -15,9 +19,68 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// a few KiB (120-byte header + ~1 KiB payload); this leaves ample room.
 const MAX_MESSAGE: usize = 1 << 20;
 
+/// The TLS configuration for `wss://` stream URLs: the system's trusted roots
+/// (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), loaded once per process.
+/// Reading and parsing the system store takes about 4 ms here, as long as the
+/// rest of a session's start-up, so it is loaded while the TCP connection is
+/// being made, and kept for reconnects and further sessions.
+static TLS: OnceCell<Arc<rustls::ClientConfig>> = OnceCell::const_new();
+
+async fn tls_config() -> Result<Arc<rustls::ClientConfig>, WsError> {
+    TLS.get_or_try_init(|| async {
+        match tokio::task::spawn_blocking(load_tls_config).await {
+            Ok(r) => r,
+            Err(e) => Err(WsError::Io(std::io::Error::other(e))),
+        }
+    })
+    .await
+    .cloned()
+}
+
+fn load_tls_config() -> Result<Arc<rustls::ClientConfig>, WsError> {
+    super::ensure_crypto_provider();
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        return Err(WsError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "no trusted root certificates found in the system store{why}; \
+                 set SSL_CERT_FILE to a PEM bundle"
+            ),
+        )));
+    }
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WsError::Tls(e.into()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Opens the WebSocket to `url` (used verbatim, no extra headers).
 pub(crate) async fn open(url: &str, host: &str, timeout: Duration) -> Result<Ws, SessionError> {
     super::ensure_crypto_provider();
+    match tokio::time::timeout(timeout, connect(url)).await {
+        Err(_) => Err(SessionError::ConnectTimeout(timeout)),
+        Ok(Err(source)) => Err(SessionError::Connect {
+            host: host.to_string(),
+            source,
+        }),
+        Ok(Ok(ws)) => Ok(ws),
+    }
+}
+
+async fn connect(url: &str) -> Result<Ws, WsError> {
     // A small read buffer: a data-channel frame is about 1.1 KiB, and
     // thousands of idle sessions may be open in one process (it is allocated
     // up front). The write buffer grows only when used; it holds a batch of
@@ -27,13 +90,48 @@ pub(crate) async fn open(url: &str, host: &str, timeout: Duration) -> Result<Ws,
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let fut = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
-    match tokio::time::timeout(timeout, fut).await {
-        Err(_) => Err(SessionError::ConnectTimeout(timeout)),
-        Ok(Err(source)) => Err(SessionError::Connect {
-            host: host.to_string(),
-            source,
-        }),
-        Ok(Ok((ws, _response))) => Ok(ws),
+    let request = url.into_client_request()?;
+    let uri = request.uri();
+    let tls = uri.scheme_str() == Some("wss");
+    let host = uri
+        .host()
+        .ok_or(WsError::Url(
+            tokio_tungstenite::tungstenite::error::UrlError::NoHostName,
+        ))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let tcp = async {
+        let stream = TcpStream::connect((host.as_str(), port)).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, WsError>(stream)
+    };
+    let (stream, connector) = if tls {
+        // The name lookup and the TCP handshake overlap the root store load.
+        let (stream, tls) = tokio::join!(tcp, tls_config());
+        (stream?, Some(Connector::Rustls(tls?)))
+    } else {
+        (tcp.await?, None)
+    };
+    let (ws, _response) =
+        tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), connector)
+            .await?;
+    Ok(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_root_store_is_loaded_once_per_process() {
+        match (tls_config().await, tls_config().await) {
+            (Ok(a), Ok(b)) => assert!(Arc::ptr_eq(&a, &b), "loaded twice"),
+            // No system store on this machine: nothing is cached, and the
+            // error says what to do.
+            (Err(a), Err(_)) => assert!(a.to_string().contains("SSL_CERT_FILE"), "{a}"),
+            (a, b) => panic!("different outcomes: {a:?} / {b:?}"),
+        }
     }
 }

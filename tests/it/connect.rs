@@ -539,3 +539,98 @@ async fn plugin_mode_refuses_a_port_forwarding_session_clearly() {
     );
     assert!(!stderr.contains(target.token.expose()));
 }
+
+/// A TLS front on 127.0.0.1 for the emulator's plain listener, with the
+/// certificate for `localhost` in fixtures/tls (signed by fixtures/tls/ca.pem):
+/// what a `wss://` stream URL reaches. Returns its port.
+async fn tls_front(backend: std::net::SocketAddr) -> u16 {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls");
+    let certs = CertificateDer::pem_file_iter(format!("{dir}/localhost.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/localhost.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    port
+}
+
+/// `target` with its stream URL moved to `wss://localhost:PORT` (same path).
+fn over_tls(
+    target: &cloudshell_rs::session::SessionTarget,
+    port: u16,
+) -> cloudshell_rs::session::SessionTarget {
+    let path = target
+        .stream_url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+        .unwrap();
+    let mut t = target.clone();
+    t.stream_url = format!("wss://localhost:{port}{path}");
+    t
+}
+
+#[tokio::test]
+async fn plugin_mode_opens_a_wss_stream_url_trusting_the_system_roots() {
+    let env = session_support::start().await;
+    let port = tls_front(env.emulator.local_addr()).await;
+    let home = tempfile::tempdir().unwrap();
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/ca.pem");
+
+    // The test CA as the system's trust store: the session works over TLS.
+    let target = over_tls(&env.create(&session_support::new_tab()).await, port);
+    let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
+    cmd.env("SSL_CERT_FILE", ca);
+    let out = within(60, run_with_input(cmd, b"echo tls-$((6*7))\n")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("tls-42"), "{stdout}");
+
+    // A trust store without that CA: the certificate is refused, clearly,
+    // and the token never leaves the process.
+    let leaf = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/localhost.pem");
+    let target = over_tls(&env.create(&session_support::new_tab()).await, port);
+    let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
+    cmd.env("SSL_CERT_FILE", leaf);
+    let out = within(60, run_with_input(cmd, b"echo never\n")).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(err.contains("certificate"), "{err}");
+    assert!(!err.contains(target.token.expose()), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
+
+    // No trust store at all: said so, with what to do about it.
+    let target = over_tls(&env.create(&session_support::new_tab()).await, port);
+    let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
+    cmd.env("SSL_CERT_FILE", home.path().join("missing.pem"));
+    let out = within(60, run_with_input(cmd, b"")).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(err.contains("no trusted root certificates"), "{err}");
+    assert!(err.contains("SSL_CERT_FILE"), "{err}");
+}
