@@ -600,36 +600,34 @@ async fn plugin_mode_opens_a_wss_stream_url_trusting_the_system_roots() {
     let env = session_support::start().await;
     let port = tls_front(env.emulator.local_addr()).await;
     let home = tempfile::tempdir().unwrap();
-    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/ca.pem");
+    let fixture = |name: &str| format!("{}/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+    // A new session over TLS with `trust` as the system's trust store.
+    let run = async |trust: String, input: &'static [u8]| {
+        let target = over_tls(&env.create(&session_support::new_tab()).await, port);
+        let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
+        cmd.env("SSL_CERT_FILE", trust);
+        let out = within(60, run_with_input(cmd, input)).await;
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains(target.token.expose()), "{err}");
+        (out, err)
+    };
 
-    // The test CA as the system's trust store: the session works over TLS.
-    let target = over_tls(&env.create(&session_support::new_tab()).await, port);
-    let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
-    cmd.env("SSL_CERT_FILE", ca);
-    let out = within(60, run_with_input(cmd, b"echo tls-$((6*7))\n")).await;
+    // The test CA trusted: the session works over TLS.
+    let (out, _) = run(fixture("ca.pem"), b"echo tls-$((6*7))\n").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("tls-42"), "{stdout}");
 
     // A trust store without that CA: the certificate is refused, clearly,
     // and the token never leaves the process.
-    let leaf = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/localhost.pem");
-    let target = over_tls(&env.create(&session_support::new_tab()).await, port);
-    let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
-    cmd.env("SSL_CERT_FILE", leaf);
-    let out = within(60, run_with_input(cmd, b"echo never\n")).await;
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (out, err) = run(fixture("localhost.pem"), b"echo never\n").await;
     assert!(!out.status.success(), "{out:?}");
     assert!(err.contains("certificate"), "{err}");
-    assert!(!err.contains(target.token.expose()), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
 
     // No trust store at all: said so, with what to do about it.
-    let target = over_tls(&env.create(&session_support::new_tab()).await, port);
-    let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
-    cmd.env("SSL_CERT_FILE", home.path().join("missing.pem"));
-    let out = within(60, run_with_input(cmd, b"")).await;
-    let err = String::from_utf8_lossy(&out.stderr);
+    let missing = home.path().join("missing.pem").display().to_string();
+    let (out, err) = run(missing, b"").await;
     assert!(!out.status.success(), "{out:?}");
     assert!(err.contains("no trusted root certificates"), "{err}");
     assert!(err.contains("SSL_CERT_FILE"), "{err}");
