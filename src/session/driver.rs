@@ -999,10 +999,11 @@ impl Driver {
 
     /// Queues output, merged with output already waiting when it fits.
     ///
-    /// The bytes are always copied: a frame's payload is a view into the
-    /// WebSocket's read buffer, and while any such view is alive the next
-    /// read cannot reuse that buffer (tungstenite then reads into a fresh
-    /// allocation only one or two frames long: three times the `recv` calls).
+    /// Output under [`ZERO_COPY_MIN`] is copied: a frame's payload is a view
+    /// into the WebSocket's read buffer, and while any such view is alive the
+    /// next read cannot reuse that buffer (tungstenite then reads into a fresh
+    /// allocation only one to three frames long: three times the `recv`
+    /// calls). Larger output fills a read on its own and is handed on as is.
     fn queue_output(&mut self, b: Bytes) {
         match self.out_events.back_mut() {
             Some(Pending::Output(m)) if m.len() + b.len() <= COALESCE_MAX => {

@@ -21,9 +21,10 @@ const MAX_MESSAGE: usize = 1 << 20;
 
 /// The TLS configuration for `wss://` stream URLs: the system's trusted roots
 /// (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), loaded once per process.
-/// Reading and parsing the system store takes about 4 ms here, as long as the
+/// Reading and parsing the system store takes 3 to 5 ms here, as long as the
 /// rest of a session's start-up, so it is loaded while the TCP connection is
-/// being made, and kept for reconnects and further sessions.
+/// being made, and kept for reconnects and further sessions (a change to the
+/// system store is seen by the next process).
 static TLS: OnceCell<Arc<rustls::ClientConfig>> = OnceCell::const_new();
 
 async fn tls_config() -> Result<Arc<rustls::ClientConfig>, WsError> {
