@@ -521,7 +521,7 @@ fn remove_tree(path: &Path) -> io::Result<()> {
     fs::remove_dir_all(path)
 }
 
-/// What [`receive`] produced.
+/// What [`receive_with_meta_hook`] produced.
 #[derive(Debug)]
 pub(crate) struct Received {
     pub staged: Staged,
