@@ -219,48 +219,15 @@ async fn connect_survives_a_cut_with_one_status_line_and_no_doubled_input() {
     )
     .await;
     let home = tempfile::tempdir().unwrap();
-    let mut child = piped_connect(&env, home.path())
+    let child = piped_connect(&env, home.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    // One input message per line: wait for each line's output before the next.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    for (i, tag) in ["A", "B", "C", "D", "E"].iter().enumerate() {
-        let line = format!("echo {tag}-$(({i}*11))\n");
-        stdin.write_all(line.as_bytes()).await.unwrap();
-        stdin.flush().await.unwrap();
-        let want = format!("{tag}-{}", i * 11);
-        within(30, async {
-            let mut buf = [0u8; 4096];
-            while !String::from_utf8_lossy(&seen).contains(&want) {
-                let n = stdout.read(&mut buf).await.unwrap();
-                assert!(
-                    n > 0,
-                    "stdout ended early: {:?}",
-                    String::from_utf8_lossy(&seen)
-                );
-                seen.extend_from_slice(&buf[..n]);
-            }
-        })
-        .await;
-    }
-    drop(stdin);
-    let mut rest = Vec::new();
-    within(60, stdout.read_to_end(&mut rest)).await.unwrap();
-    seen.extend_from_slice(&rest);
-    let out = within(60, child.wait_with_output()).await.unwrap();
-    let stdout = String::from_utf8_lossy(&seen);
+    let out = type_lines_each_echoed_once(child, &["A", "B", "C", "D", "E"], 11).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{out:?} {stdout:?}");
-    for (i, tag) in ["A", "B", "C", "D", "E"].iter().enumerate() {
-        let want = format!("{tag}-{}\r\n", i * 11);
-        assert_eq!(stdout.matches(&want).count(), 1, "{want:?} in {stdout:?}");
-    }
     let status: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("connection lost") || l.contains("reconnect"))
@@ -357,6 +324,47 @@ async fn plugin_mode_opens_an_emulator_session() {
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("plugin-25"), "{stdout}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
+}
+
+/// Types `echo TAG-$((i*k))` for each tag into `child`, one line at a time
+/// (each waits for its output, so each line is one input message), closes
+/// stdin and waits for the exit. Checks that the program ended well and that
+/// every line's output came exactly once.
+async fn type_lines_each_echoed_once(
+    mut child: tokio::process::Child,
+    tags: &[&str],
+    k: usize,
+) -> std::process::Output {
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    for (i, tag) in tags.iter().enumerate() {
+        let line = format!("echo {tag}-$(({i}*{k}))\n");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        let want = format!("{tag}-{}", i * k);
+        within(30, async {
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains(&want) {
+                let n = stdout.read(&mut buf).await.unwrap();
+                assert!(n > 0, "stdout ended: {:?}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+    }
+    drop(stdin);
+    let mut rest = Vec::new();
+    within(60, stdout.read_to_end(&mut rest)).await.unwrap();
+    seen.extend_from_slice(&rest);
+    let out = within(60, child.wait_with_output()).await.unwrap();
+    let printed = String::from_utf8_lossy(&seen).into_owned();
+    assert!(out.status.success(), "{out:?} {printed:?}");
+    for (i, tag) in tags.iter().enumerate() {
+        let want = format!("{tag}-{}\r\n", i * k);
+        assert_eq!(printed.matches(&want).count(), 1, "{want:?} in {printed:?}");
+    }
+    out
 }
 
 /// Runs `cmd` with `input` on its stdin, then end of file, and waits for it.
@@ -472,42 +480,12 @@ async fn plugin_mode_resumes_a_dropped_session_with_a_fresh_token() {
     .await;
     let home = tempfile::tempdir().unwrap();
     let target = env.create(&session_support::new_tab()).await;
-    let mut child =
+    let child =
         tokio::process::Command::from(plugin_command(&env, &target, "{}", home.path(), true))
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    for (i, tag) in ["A", "B", "C", "D"].iter().enumerate() {
-        stdin
-            .write_all(format!("echo {tag}-$(({i}*7))\n").as_bytes())
-            .await
-            .unwrap();
-        stdin.flush().await.unwrap();
-        let want = format!("{tag}-{}", i * 7);
-        within(30, async {
-            let mut buf = [0u8; 4096];
-            while !String::from_utf8_lossy(&seen).contains(&want) {
-                let n = stdout.read(&mut buf).await.unwrap();
-                assert!(n > 0, "stdout ended: {:?}", String::from_utf8_lossy(&seen));
-                seen.extend_from_slice(&buf[..n]);
-            }
-        })
-        .await;
-    }
-    drop(stdin);
-    let mut rest = Vec::new();
-    within(60, stdout.read_to_end(&mut rest)).await.unwrap();
-    seen.extend_from_slice(&rest);
-    let out = within(60, child.wait_with_output()).await.unwrap();
-    let stdout = String::from_utf8_lossy(&seen);
-    assert!(out.status.success(), "{out:?} {stdout:?}");
-    for (i, tag) in ["A", "B", "C", "D"].iter().enumerate() {
-        let want = format!("{tag}-{}\r\n", i * 7);
-        assert_eq!(stdout.matches(&want).count(), 1, "{want:?} in {stdout:?}");
-    }
+    let out = type_lines_each_echoed_once(child, &["A", "B", "C", "D"], 7).await;
     let cuts = session_support::total_cuts(&env.emulator);
     assert_eq!(cuts, 1);
     // The session was dialed again with a token from ResumeSession (the old
