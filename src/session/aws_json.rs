@@ -8,7 +8,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Where a client gets its credentials.
 #[derive(Clone)]
@@ -18,12 +19,56 @@ pub(crate) enum CredentialSource {
     Client(crate::Client),
 }
 
-/// Why a request could not be built or sent.
+/// Why a call failed. Each client maps it onto its own public error type.
 pub(crate) enum CallError {
+    /// Credentials could not be loaded.
     Credentials(CredentialsError),
+    /// The request could not be built or signed.
     Signing(Box<dyn std::error::Error + Send + Sync>),
+    /// The request did not get a response.
     Dispatch(reqwest::Error),
+    /// The service answered with an error status.
+    Service {
+        code: String,
+        message: String,
+        status: u16,
+    },
+    /// The request could not be encoded or the response decoded (serde's
+    /// message: it names a field or a position, never a value).
+    BadResponse(String),
 }
+
+/// Implements `from_call(CallError, endpoint)` for a client's public error
+/// enum, whose `Credentials`, `Signing`, `Dispatch`, `Service` and
+/// `BadResponse` variants mirror [`CallError`]'s.
+macro_rules! from_call_error {
+    ($error:ident) => {
+        impl $error {
+            fn from_call(e: super::aws_json::CallError, endpoint: &str) -> Self {
+                use super::aws_json::CallError;
+                match e {
+                    CallError::Credentials(e) => Self::Credentials(e),
+                    CallError::Signing(e) => Self::Signing(e),
+                    CallError::Dispatch(source) => Self::Dispatch {
+                        endpoint: endpoint.to_owned(),
+                        source,
+                    },
+                    CallError::Service {
+                        code,
+                        message,
+                        status,
+                    } => Self::Service {
+                        code,
+                        message,
+                        status,
+                    },
+                    CallError::BadResponse(m) => Self::BadResponse(m),
+                }
+            }
+        }
+    };
+}
+pub(crate) use from_call_error;
 
 /// One service endpoint, signed for one SigV4 service name.
 #[derive(Clone)]
@@ -131,12 +176,20 @@ impl AwsJson {
         Ok(req)
     }
 
-    /// Sends `target` with `body`; the HTTP status and the response body.
-    pub(crate) async fn call(
+    /// Calls `target` with `input`; the decoded response of a 2xx answer,
+    /// the service's error code and message otherwise.
+    pub(crate) async fn call_json<O: DeserializeOwned>(
         &self,
         target: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, bytes::Bytes), CallError> {
+        input: &impl Serialize,
+    ) -> Result<O, CallError> {
+        let body = serde_json::to_vec(input).map_err(|e| CallError::BadResponse(e.to_string()))?;
+        let (status, body) = self.call(target, body).await?;
+        decode_response(status, &body)
+    }
+
+    /// Sends `target` with `body`; the HTTP status and the response body.
+    async fn call(&self, target: &str, body: Vec<u8>) -> Result<(u16, bytes::Bytes), CallError> {
         let req = self.build_request(target, body, SystemTime::now()).await?;
         let (parts, body) = req.into_parts();
         let resp = self
@@ -161,9 +214,25 @@ struct ErrorBody {
     message: Option<String>,
 }
 
+/// A response: decoded when the status is 2xx, else the service's error.
+pub(crate) fn decode_response<O: DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+) -> Result<O, CallError> {
+    if !(200..300).contains(&status) {
+        let (code, message) = error_code_and_message(body);
+        return Err(CallError::Service {
+            code,
+            message,
+            status,
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| CallError::BadResponse(e.to_string()))
+}
+
 /// The error code (`__type` without its namespace) and message of an error
 /// response body; `UnknownError` when the body says nothing usable.
-pub(crate) fn error_code_and_message(body: &[u8]) -> (String, String) {
+fn error_code_and_message(body: &[u8]) -> (String, String) {
     let err: ErrorBody = serde_json::from_slice(body).unwrap_or(ErrorBody {
         kind: None,
         message: None,

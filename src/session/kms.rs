@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use super::aws_json::{AwsJson, CallError, error_code_and_message};
+use super::aws_json::{AwsJson, from_call_error};
 
 /// Number of key bytes Session Manager asks for (two AES-256 keys).
 pub const DATA_KEY_BYTES: usize = 64;
@@ -90,6 +90,8 @@ pub enum KmsError {
     NotConfigured,
 }
 
+from_call_error!(KmsError);
+
 /// Something that can generate a data key (KMS, or a test double).
 pub trait DataKeyProvider: Send + Sync + 'static {
     /// Generates a 64-byte data key.
@@ -158,13 +160,12 @@ impl KmsClient {
         }
     }
 
-    fn body(request: &DataKeyRequest) -> Result<Vec<u8>, KmsError> {
-        serde_json::to_vec(&GenerateDataKeyInput {
+    fn input(request: &DataKeyRequest) -> GenerateDataKeyInput<'_> {
+        GenerateDataKeyInput {
             key_id: &request.key_id,
             number_of_bytes: DATA_KEY_BYTES,
             encryption_context: &request.encryption_context,
-        })
-        .map_err(|e| KmsError::BadResponse(e.to_string()))
+        }
     }
 
     /// Builds the signed HTTP request (exposed for tests).
@@ -174,48 +175,29 @@ impl KmsClient {
         request: &DataKeyRequest,
         now: SystemTime,
     ) -> Result<http::Request<Vec<u8>>, KmsError> {
+        let body = serde_json::to_vec(&Self::input(request))
+            .map_err(|e| KmsError::BadResponse(e.to_string()))?;
         self.inner
-            .build_request(GENERATE_DATA_KEY, Self::body(request)?, now)
+            .build_request(GENERATE_DATA_KEY, body, now)
             .await
-            .map_err(|e| self.call_error(e))
-    }
-
-    fn call_error(&self, e: CallError) -> KmsError {
-        match e {
-            CallError::Credentials(e) => KmsError::Credentials(e),
-            CallError::Signing(e) => KmsError::Signing(e),
-            CallError::Dispatch(source) => KmsError::Dispatch {
-                endpoint: self.inner.endpoint.clone(),
-                source,
-            },
-        }
+            .map_err(|e| KmsError::from_call(e, &self.inner.endpoint))
     }
 
     /// Calls `GenerateDataKey` for 64 bytes.
     pub async fn generate_data_key(&self, request: &DataKeyRequest) -> Result<DataKey, KmsError> {
-        let (status, body) = self
+        let out = self
             .inner
-            .call(GENERATE_DATA_KEY, Self::body(request)?)
+            .call_json(GENERATE_DATA_KEY, &Self::input(request))
             .await
-            .map_err(|e| self.call_error(e))?;
-        parse_response(status, &body)
+            .map_err(|e| KmsError::from_call(e, &self.inner.endpoint))?;
+        data_key(out)
     }
 }
 
 const GENERATE_DATA_KEY: &str = "TrentService.GenerateDataKey";
 
-/// Parses a `GenerateDataKey` response body.
-pub(crate) fn parse_response(status: u16, body: &[u8]) -> Result<DataKey, KmsError> {
-    if !(200..300).contains(&status) {
-        let (code, message) = error_code_and_message(body);
-        return Err(KmsError::Service {
-            code,
-            message,
-            status,
-        });
-    }
-    let out: GenerateDataKeyOutput =
-        serde_json::from_slice(body).map_err(|e| KmsError::BadResponse(e.to_string()))?;
+/// The data key of a `GenerateDataKey` response.
+fn data_key(out: GenerateDataKeyOutput) -> Result<DataKey, KmsError> {
     let decode = |name: &str, v: Option<String>| -> Result<Vec<u8>, KmsError> {
         let v = v.ok_or_else(|| KmsError::BadResponse(format!("{name} is missing")))?;
         B64.decode(v.as_bytes())
@@ -306,6 +288,16 @@ mod tests {
                 "EncryptionContext": {"aws:ssm:SessionId": "s-1", "aws:ssm:TargetId": "env-1"}
             })
         );
+    }
+
+    use crate::session::aws_json::decode_response;
+
+    /// A response as `generate_data_key` reads it.
+    fn parse_response(status: u16, body: &[u8]) -> Result<DataKey, KmsError> {
+        let c = client();
+        decode_response(status, body)
+            .map_err(|e| KmsError::from_call(e, &c.inner.endpoint))
+            .and_then(data_key)
     }
 
     #[test]

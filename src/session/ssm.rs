@@ -8,7 +8,7 @@ use std::pin::Pin;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use serde::{Deserialize, Serialize};
 
-use super::aws_json::{AwsJson, CallError, error_code_and_message};
+use super::aws_json::{AwsJson, from_call_error};
 use super::{BoxError, Reconnector, SessionTarget};
 use crate::Secret;
 
@@ -45,6 +45,8 @@ pub enum SsmError {
     #[error("unexpected SSM response: {0}")]
     BadResponse(String),
 }
+
+from_call_error!(SsmError);
 
 /// The default Systems Manager endpoint of a region.
 pub fn default_ssm_endpoint(region: &str) -> String {
@@ -98,41 +100,20 @@ impl SsmClient {
 
     /// Calls `ResumeSession`: the session's new token and stream URL.
     pub async fn resume_session(&self, session_id: &str) -> Result<SessionTarget, SsmError> {
-        let body = serde_json::to_vec(&ResumeSessionInput { session_id })
-            .map_err(|e| SsmError::BadResponse(e.to_string()))?;
-        let (status, body) = self
+        let out = self
             .inner
-            .call("AmazonSSM.ResumeSession", body)
+            .call_json(
+                "AmazonSSM.ResumeSession",
+                &ResumeSessionInput { session_id },
+            )
             .await
-            .map_err(|e| match e {
-                CallError::Credentials(e) => SsmError::Credentials(e),
-                CallError::Signing(e) => SsmError::Signing(e),
-                CallError::Dispatch(source) => SsmError::Dispatch {
-                    endpoint: self.inner.endpoint.clone(),
-                    source,
-                },
-            })?;
-        parse_resume_response(status, &body, session_id)
+            .map_err(|e| SsmError::from_call(e, &self.inner.endpoint))?;
+        resumed_target(out, session_id)
     }
 }
 
-/// Parses a `ResumeSession` response body for `session_id`.
-fn parse_resume_response(
-    status: u16,
-    body: &[u8],
-    session_id: &str,
-) -> Result<SessionTarget, SsmError> {
-    if !(200..300).contains(&status) {
-        let (code, message) = error_code_and_message(body);
-        return Err(SsmError::Service {
-            code,
-            message,
-            status,
-        });
-    }
-    // serde's message names the field or the position, never a value.
-    let out: ResumeSessionOutput =
-        serde_json::from_slice(body).map_err(|e| SsmError::BadResponse(e.to_string()))?;
+/// The session target of a `ResumeSession` response for `session_id`.
+fn resumed_target(out: ResumeSessionOutput, session_id: &str) -> Result<SessionTarget, SsmError> {
     let (Some(token), Some(stream_url)) = (out.token_value, out.stream_url) else {
         return Err(SsmError::BadResponse(
             "TokenValue or StreamUrl is missing".into(),
@@ -167,6 +148,30 @@ impl Reconnector for SsmClient {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    use crate::session::aws_json::decode_response;
+
+    /// A response as `resume_session` reads it.
+    fn parse_resume_response(
+        status: u16,
+        body: &[u8],
+        session_id: &str,
+    ) -> Result<SessionTarget, SsmError> {
+        let c = SsmClient::new(
+            "eu-west-1",
+            default_ssm_endpoint("eu-west-1"),
+            SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+                "AKIDEXAMPLE",
+                "secretkey",
+                None,
+                None,
+                "test",
+            )),
+        );
+        decode_response(status, body)
+            .map_err(|e| SsmError::from_call(e, &c.inner.endpoint))
+            .and_then(|out| resumed_target(out, session_id))
+    }
 
     #[test]
     fn resume_responses() {
