@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use cloudshell_rs::Client;
-use cloudshell_rs::session::{BoxError, KmsClient, Session, SessionOptions, SessionTarget};
+use cloudshell_rs::session::{BoxError, KmsClient, Proxy, Session, SessionOptions, SessionTarget};
 use cloudshell_rs::terminal::{self, PumpExit, PumpOptions, RawModeGuard};
 
 use super::context::Context;
@@ -114,6 +114,10 @@ pub(super) fn session_options(global: &GlobalArgs, client: &Client) -> SessionOp
     if global.local || global.endpoint_url.is_some() || custom_endpoint_env() {
         options = options.allow_any_host();
         options.expected_region = None;
+    }
+    if global.local {
+        // The in-process emulator is on loopback, out of any proxy's reach.
+        options.proxy = Proxy::none();
     }
     let kms_endpoint = if global.local {
         client.endpoint().to_string()

@@ -126,6 +126,23 @@ fn new_channel() -> Channel {
     ))
 }
 
+/// Checks `stream_url` against the options' host policy, then opens its
+/// WebSocket (through the options' proxy, if any).
+async fn dial(stream_url: &str, options: &SessionOptions) -> Result<ws::Ws, SessionError> {
+    let checked = url::check_stream_url(
+        stream_url,
+        options.host_policy,
+        options.expected_region.as_deref(),
+    )?;
+    ws::open(
+        stream_url,
+        &checked.host,
+        options.connect_timeout,
+        &options.proxy,
+    )
+    .await
+}
+
 fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
@@ -139,12 +156,7 @@ pub(crate) async fn start(
     if options.dead_peer_timeout < options.ping_interval * 2 {
         options.dead_peer_timeout = options.ping_interval * 2;
     }
-    let checked = url::check_stream_url(
-        &target.stream_url,
-        options.host_policy,
-        options.expected_region.as_deref(),
-    )?;
-    let ws = ws::open(&target.stream_url, &checked.host, options.connect_timeout).await?;
+    let ws = dial(&target.stream_url, &options).await?;
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(options.event_queue.max(1));
@@ -917,17 +929,7 @@ impl Driver {
                 ),
             }
         }
-        let checked = url::check_stream_url(
-            &self.target.stream_url,
-            self.options.host_policy,
-            self.options.expected_region.as_deref(),
-        )?;
-        let ws = ws::open(
-            &self.target.stream_url,
-            &checked.host,
-            self.options.connect_timeout,
-        )
-        .await?;
+        let ws = dial(&self.target.stream_url, &self.options).await?;
         self.ws = Some(ws);
         let token = Token::new(self.target.token.expose());
         self.channel
@@ -946,17 +948,7 @@ impl Driver {
 
     /// Opens a new socket and channel for `target`.
     async fn connect_new(&mut self, target: SessionTarget) -> Result<(), SessionError> {
-        let checked = url::check_stream_url(
-            &target.stream_url,
-            self.options.host_policy,
-            self.options.expected_region.as_deref(),
-        )?;
-        let ws = ws::open(
-            &target.stream_url,
-            &checked.host,
-            self.options.connect_timeout,
-        )
-        .await?;
+        let ws = dial(&target.stream_url, &self.options).await?;
         self.ws = Some(ws);
         self.target = target;
         self.channel = new_channel();

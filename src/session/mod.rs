@@ -45,6 +45,7 @@
 mod aws_json;
 mod driver;
 mod kms;
+mod proxy;
 mod ssm;
 mod stream;
 mod url;
@@ -63,6 +64,7 @@ pub use kms::{
     DATA_KEY_BYTES, DataKey, DataKeyProvider, DataKeyRequest, KmsClient, KmsError,
     default_kms_endpoint, kms_endpoint_from_env,
 };
+pub use proxy::{Proxy, ProxyError};
 pub use ssm::{SsmClient, SsmError, default_ssm_endpoint};
 pub use stream::SessionStream;
 pub use url::HostPolicy;
@@ -176,6 +178,9 @@ pub struct SessionOptions {
     pub event_queue: usize,
     /// Client id sent in every open-data-channel frame (default: a new UUID v4).
     pub client_id: Option<uuid::Uuid>,
+    /// The proxy the WebSocket goes through (default: from `HTTPS_PROXY`,
+    /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, as for the REST calls).
+    pub proxy: Proxy,
 }
 
 impl fmt::Debug for SessionOptions {
@@ -192,6 +197,7 @@ impl fmt::Debug for SessionOptions {
             .field("resumer", &self.resumer.is_some())
             .field("max_reconnect_attempts", &self.max_reconnect_attempts)
             .field("kms", &self.data_key_provider.is_some())
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -214,6 +220,7 @@ impl Default for SessionOptions {
             kms_target_id: None,
             event_queue: 64,
             client_id: None,
+            proxy: Proxy::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::SessionError;
+use super::proxy::{self, Proxy};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// The WebSocket type the driver owns.
@@ -69,9 +70,14 @@ fn load_tls_config() -> Result<Arc<rustls::ClientConfig>, WsError> {
 }
 
 /// Opens the WebSocket to `url` (used verbatim, no extra headers).
-pub(crate) async fn open(url: &str, host: &str, timeout: Duration) -> Result<Ws, SessionError> {
+pub(crate) async fn open(
+    url: &str,
+    host: &str,
+    timeout: Duration,
+    proxy: &Proxy,
+) -> Result<Ws, SessionError> {
     super::ensure_crypto_provider();
-    match tokio::time::timeout(timeout, connect(url)).await {
+    match tokio::time::timeout(timeout, connect(url, proxy)).await {
         Err(_) => Err(SessionError::ConnectTimeout(timeout)),
         Ok(Err(source)) => Err(SessionError::Connect {
             host: host.to_string(),
@@ -81,7 +87,7 @@ pub(crate) async fn open(url: &str, host: &str, timeout: Duration) -> Result<Ws,
     }
 }
 
-async fn connect(url: &str) -> Result<Ws, WsError> {
+async fn connect(url: &str, proxy: &Proxy) -> Result<Ws, WsError> {
     // A small read buffer: a data-channel frame is about 1.1 KiB, and
     // thousands of idle sessions may be open in one process (it is allocated
     // up front). The write buffer grows only when used; it holds a batch of
@@ -103,13 +109,10 @@ async fn connect(url: &str) -> Result<Ws, WsError> {
         .trim_end_matches(']')
         .to_owned();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = async {
-        let stream = TcpStream::connect((host.as_str(), port)).await?;
-        stream.set_nodelay(true)?;
-        Ok::<_, WsError>(stream)
-    };
+    let tcp = async { Ok::<_, WsError>(proxy::connect(proxy, tls, &host, port).await?) };
     let (stream, connector) = if tls {
-        // The name lookup and the TCP handshake overlap the root store load.
+        // The name lookup and the TCP handshake (and the proxy's tunnel)
+        // overlap the root store load.
         let (stream, tls) = tokio::join!(tcp, tls_config());
         (stream?, Some(Connector::Rustls(tls?)))
     } else {

@@ -610,3 +610,41 @@ async fn plugin_mode_opens_a_wss_stream_url_trusting_the_system_roots() {
     assert!(err.contains("no trusted root certificates"), "{err}");
     assert!(err.contains("SSL_CERT_FILE"), "{err}");
 }
+
+#[tokio::test]
+async fn plugin_mode_takes_https_proxy_and_no_proxy_from_the_environment() {
+    use crate::support::connect_proxy::{Policy, TestProxy};
+    let env = session_support::start().await;
+    let port = tls_front(env.emulator.local_addr()).await;
+    let proxy = TestProxy::start(Policy::Open).await;
+    let home = tempfile::tempdir().unwrap();
+    let ca = format!("{}/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    // A new session over TLS with these extra variables.
+    let run = async |vars: &[(&str, &str)], marker: &str| {
+        let target = over_tls(&env.create(&session_support::new_tab()).await, port);
+        let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
+        cmd.env("SSL_CERT_FILE", &ca).envs(vars.iter().copied());
+        let input = format!("echo {marker}-$((6*7))\n");
+        let out = within(60, run_with_input(cmd, input.as_bytes())).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(stdout.contains(&format!("{marker}-42")), "{stdout}");
+    };
+
+    // The wss:// stream URL goes through HTTPS_PROXY (TLS inside the tunnel,
+    // the certificate checked for the stream URL's host).
+    run(&[("HTTPS_PROXY", &proxy.url())], "proxied").await;
+    assert_eq!(proxy.targets(), [format!("localhost:{port}")]);
+    // The lower-case name works too; NO_PROXY sends the host direct.
+    run(&[("https_proxy", &proxy.url())], "lower").await;
+    assert_eq!(proxy.targets().len(), 2);
+    let vars = [
+        ("HTTPS_PROXY", proxy.url()),
+        ("NO_PROXY", "localhost".into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run(&vars, "direct").await;
+    // HTTP_PROXY is for ws:// URLs only.
+    run(&[("HTTP_PROXY", "http://127.0.0.1:9")], "plain-only").await;
+    assert_eq!(proxy.targets().len(), 2);
+}

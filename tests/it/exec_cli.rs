@@ -146,3 +146,24 @@ fn exec_cli_debug_log_never_holds_the_secret() {
     );
     assert!(!log.contains(secret), "secret in the --debug log");
 }
+
+#[test]
+fn local_mode_ignores_proxies_from_the_environment() {
+    // The in-process emulator is on loopback: a proxy, here one that is not
+    // even running, must not stand between the command and it.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let cli = Cli::new();
+    let out = cli
+        .cmd("exec")
+        .args(["--", "echo", "no-proxy-needed"])
+        .env("HTTP_PROXY", &closed)
+        .env("HTTPS_PROXY", &closed)
+        .env("ALL_PROXY", &closed)
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"no-proxy-needed\n", "{out:?}");
+    assert!(out.status.success(), "{out:?}");
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod support {
+    pub mod connect_proxy;
     pub mod local_cli;
     pub mod mock_http;
 }
@@ -15,6 +16,7 @@ mod client_ops;
 mod client_support;
 
 mod connect;
+mod proxy;
 mod session;
 mod session_replay;
 mod session_support;
