@@ -45,7 +45,7 @@ mod http_adapter;
 pub mod operations;
 mod response;
 mod signing;
-mod tls;
+pub(crate) mod tls;
 mod transport;
 pub mod types;
 mod waiter;

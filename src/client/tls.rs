@@ -25,22 +25,33 @@ pub(crate) fn configure(
             roots.push(cert);
         }
     }
-    if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
-        let pem = std::fs::read(&path).map_err(|e| {
-            format!(
-                "cannot read AWS_CA_BUNDLE {}: {e}",
-                std::path::Path::new(&path).display()
-            )
-        })?;
-        let extra = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            format!(
-                "AWS_CA_BUNDLE {} holds no usable PEM certificates: {e}",
-                std::path::Path::new(&path).display()
-            )
-        })?;
-        roots.extend(extra);
+    for der in aws_ca_bundle()? {
+        let cert = reqwest::Certificate::from_der(der.as_ref())
+            .map_err(|e| format!("AWS_CA_BUNDLE: a certificate cannot be used: {e}"))?;
+        roots.push(cert);
     }
     Ok(builder.tls_certs_only(roots))
+}
+
+/// The certificates of the PEM file named by `AWS_CA_BUNDLE` (none when it is
+/// unset or empty). The data channel adds them to the system's roots too, so
+/// one setting serves the API calls and the shell, as it does for the AWS CLI.
+pub(crate) fn aws_ca_bundle() -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let shown = std::path::Path::new(&path).display();
+    let pem =
+        std::fs::read(&path).map_err(|e| format!("cannot read AWS_CA_BUNDLE {shown}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("AWS_CA_BUNDLE {shown} is not a PEM bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("AWS_CA_BUNDLE {shown} holds no PEM certificates"));
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const MAX_MESSAGE: usize = 1 << 20;
 
 /// The TLS configuration for `wss://` stream URLs: the system's trusted roots
-/// (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), loaded once per process.
+/// (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured) and those of `AWS_CA_BUNDLE`,
+/// loaded once per process.
 /// Reading and parsing the system store takes 3 to 5 ms here, as long as the
 /// rest of a session's start-up, so it is loaded while the TCP connection is
 /// being made, and kept for reconnects and further sessions (a change to the
@@ -43,8 +44,11 @@ fn load_tls_config() -> Result<Arc<rustls::ClientConfig>, WsError> {
     super::ensure_crypto_provider();
     let found = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
+    let (system, _ignored) = roots.add_parsable_certificates(found.certs);
+    let bundle = crate::client::tls::aws_ca_bundle()
+        .map_err(|e| WsError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let (extra, _ignored) = roots.add_parsable_certificates(bundle);
+    if system + extra == 0 {
         let why = found
             .errors
             .first()
@@ -54,7 +58,7 @@ fn load_tls_config() -> Result<Arc<rustls::ClientConfig>, WsError> {
             std::io::ErrorKind::NotFound,
             format!(
                 "no trusted root certificates found in the system store{why}; \
-                 set SSL_CERT_FILE to a PEM bundle"
+                 set SSL_CERT_FILE (or AWS_CA_BUNDLE) to a PEM bundle"
             ),
         )));
     }

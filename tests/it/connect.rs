@@ -573,78 +573,159 @@ fn over_tls(
     t
 }
 
-#[tokio::test]
-async fn plugin_mode_opens_a_wss_stream_url_trusting_the_system_roots() {
-    let env = session_support::start().await;
-    let port = tls_front(env.emulator.local_addr()).await;
-    let home = tempfile::tempdir().unwrap();
-    let fixture = |name: &str| format!("{}/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
-    // A new session over TLS with `trust` as the system's trust store.
-    let run = async |trust: String, input: &'static [u8]| {
-        let target = over_tls(&env.create(&session_support::new_tab()).await, port);
-        let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
-        cmd.env("SSL_CERT_FILE", trust);
-        let out = within(60, run_with_input(cmd, input)).await;
+/// A TLS front for `env`'s emulator and what the binary in plugin mode needs
+/// to reach it.
+struct OverTls<'a> {
+    env: &'a session_support::Env,
+    port: u16,
+    home: tempfile::TempDir,
+}
+
+impl<'a> OverTls<'a> {
+    async fn start(env: &'a session_support::Env) -> Self {
+        OverTls {
+            env,
+            port: tls_front(env.emulator.local_addr()).await,
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs a new session over TLS, with `vars` added to the environment
+    /// (`SSL_CERT_FILE` names the trust store) and `input` on stdin. The token
+    /// must not reach stderr; returns the output and stderr as text.
+    async fn run(&self, vars: &[(&str, &str)], input: &str) -> (std::process::Output, String) {
+        let target = over_tls(
+            &self.env.create(&session_support::new_tab()).await,
+            self.port,
+        );
+        let mut cmd = plugin_command(self.env, &target, "{}", self.home.path(), false);
+        cmd.envs(vars.iter().copied());
+        let out = within(60, run_with_input(cmd, input.as_bytes())).await;
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!err.contains(target.token.expose()), "{err}");
         (out, err)
-    };
+    }
+
+    /// The same, expecting `echo MARKER-$((6*7))` to print `MARKER-42`.
+    async fn echo(&self, vars: &[(&str, &str)], marker: &str) {
+        let (out, _) = self.run(vars, &format!("echo {marker}-$((6*7))\n")).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(stdout.contains(&format!("{marker}-42")), "{stdout}");
+    }
+}
+
+fn tls_fixture(name: &str) -> String {
+    format!("{}/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn plugin_mode_opens_a_wss_stream_url_trusting_the_system_roots() {
+    let env = session_support::start().await;
+    let tls = OverTls::start(&env).await;
+    let ca = tls_fixture("ca.pem");
 
     // The test CA trusted: the session works over TLS.
-    let (out, _) = run(fixture("ca.pem"), b"echo tls-$((6*7))\n").await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
-    assert!(stdout.contains("tls-42"), "{stdout}");
+    tls.echo(&[("SSL_CERT_FILE", &ca)], "tls").await;
 
     // A trust store without that CA: the certificate is refused, clearly,
     // and the token never leaves the process.
-    let (out, err) = run(fixture("localhost.pem"), b"echo never\n").await;
+    let leaf = tls_fixture("localhost.pem");
+    let (out, err) = tls.run(&[("SSL_CERT_FILE", &leaf)], "echo never\n").await;
     assert!(!out.status.success(), "{out:?}");
     assert!(err.contains("certificate"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
 
     // No trust store at all: said so, with what to do about it.
-    let missing = home.path().join("missing.pem").display().to_string();
-    let (out, err) = run(missing, b"").await;
+    let missing = tls.home.path().join("missing.pem").display().to_string();
+    let (out, err) = tls.run(&[("SSL_CERT_FILE", &missing)], "").await;
     assert!(!out.status.success(), "{out:?}");
     assert!(err.contains("no trusted root certificates"), "{err}");
     assert!(err.contains("SSL_CERT_FILE"), "{err}");
+
+    // AWS_CA_BUNDLE, as for the API calls: its CA is trusted too, and a
+    // bundle that cannot be read is an error that names it.
+    let vars = [("SSL_CERT_FILE", missing.as_str()), ("AWS_CA_BUNDLE", &ca)];
+    tls.echo(&vars, "bundle").await;
+    let vars = [("SSL_CERT_FILE", ca.as_str()), ("AWS_CA_BUNDLE", &missing)];
+    let (out, err) = tls.run(&vars, "").await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(err.contains("cannot read AWS_CA_BUNDLE"), "{err}");
 }
 
 #[tokio::test]
 async fn plugin_mode_takes_https_proxy_and_no_proxy_from_the_environment() {
     use crate::support::connect_proxy::{Policy, TestProxy};
     let env = session_support::start().await;
-    let port = tls_front(env.emulator.local_addr()).await;
+    let tls = OverTls::start(&env).await;
     let proxy = TestProxy::start(Policy::Open).await;
-    let home = tempfile::tempdir().unwrap();
-    let ca = format!("{}/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
-    // A new session over TLS with these extra variables.
-    let run = async |vars: &[(&str, &str)], marker: &str| {
-        let target = over_tls(&env.create(&session_support::new_tab()).await, port);
-        let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
-        cmd.env("SSL_CERT_FILE", &ca).envs(vars.iter().copied());
-        let input = format!("echo {marker}-$((6*7))\n");
-        let out = within(60, run_with_input(cmd, input.as_bytes())).await;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{out:?}");
-        assert!(stdout.contains(&format!("{marker}-42")), "{stdout}");
-    };
+    let (ca, url) = (tls_fixture("ca.pem"), proxy.url());
 
     // The wss:// stream URL goes through HTTPS_PROXY (TLS inside the tunnel,
     // the certificate checked for the stream URL's host).
-    run(&[("HTTPS_PROXY", &proxy.url())], "proxied").await;
-    assert_eq!(proxy.targets(), [format!("localhost:{port}")]);
+    tls.echo(&[("SSL_CERT_FILE", &ca), ("HTTPS_PROXY", &url)], "proxied")
+        .await;
+    assert_eq!(proxy.targets(), [format!("localhost:{}", tls.port)]);
     // The lower-case name works too; NO_PROXY sends the host direct.
-    run(&[("https_proxy", &proxy.url())], "lower").await;
+    tls.echo(&[("SSL_CERT_FILE", &ca), ("https_proxy", &url)], "lower")
+        .await;
     assert_eq!(proxy.targets().len(), 2);
     let vars = [
-        ("HTTPS_PROXY", proxy.url()),
-        ("NO_PROXY", "localhost".into()),
+        ("SSL_CERT_FILE", ca.as_str()),
+        ("HTTPS_PROXY", &url),
+        ("NO_PROXY", "localhost"),
     ];
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run(&vars, "direct").await;
+    tls.echo(&vars, "direct").await;
     // HTTP_PROXY is for ws:// URLs only.
-    run(&[("HTTP_PROXY", "http://127.0.0.1:9")], "plain-only").await;
+    let vars = [
+        ("SSL_CERT_FILE", ca.as_str()),
+        ("HTTP_PROXY", "http://127.0.0.1:9"),
+    ];
+    tls.echo(&vars, "plain-only").await;
     assert_eq!(proxy.targets().len(), 2);
+}
+
+#[tokio::test]
+async fn api_calls_over_https_trust_aws_ca_bundle() {
+    let env = session_support::start().await;
+    let tls = OverTls::start(&env).await;
+    let endpoint = format!("https://localhost:{}", tls.port);
+    let describe = async |bundle: Option<&str>| {
+        let home = tls.home.path();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--endpoint-url", &endpoint, "describe"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_CONFIG_FILE", home.join("no-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+            .env("AWS_ACCESS_KEY_ID", session_support::AK)
+            .env("AWS_SECRET_ACCESS_KEY", session_support::SK)
+            .stdin(Stdio::null());
+        if let Some(bundle) = bundle {
+            cmd.env("AWS_CA_BUNDLE", bundle);
+        }
+        // Off the runtime: the TLS front runs on it.
+        let out = within(60, tokio::task::spawn_blocking(move || cmd.output()))
+            .await
+            .unwrap()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr)
+    };
+    let (ok, stdout, stderr) = describe(Some(&tls_fixture("ca.pem"))).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&env.env_id), "{stdout}");
+    // The test CA is not among the compiled-in roots.
+    let (ok, _, stderr) = describe(None).await;
+    assert!(!ok);
+    assert!(stderr.contains("certificate"), "{stderr}");
+    let missing = tls.home.path().join("missing.pem");
+    let (ok, _, stderr) = describe(Some(missing.to_str().unwrap())).await;
+    assert!(!ok);
+    assert!(stderr.contains("cannot read AWS_CA_BUNDLE"), "{stderr}");
 }
