@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use cloudshell_rs::Client;
 use cloudshell_rs::session::{Session, SessionOptions, SessionTarget};
-use cloudshell_rs::terminal::{self, PumpOptions, RawModeGuard};
+use cloudshell_rs::terminal::{self, AtEof, PumpOptions, RawModeGuard};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -82,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         PumpOptions {
             escapes: interactive,
             forward_resize: interactive,
-            eof_sends_eot: true,
+            at_eof: AtEof::SendEot,
         },
     )
     .await;

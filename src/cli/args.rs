@@ -431,11 +431,13 @@ pub struct EmulatorArgs {
     #[arg(long)]
     pub realistic: bool,
     /// What new sessions run: `shell` (bash on a pty), `echo` (input comes
-    /// back), or `stream:BYTES[:CHUNK]` (that much output, then close).
+    /// back), `stream:BYTES[:CHUNK]` (that much output, then close), or
+    /// `port:PORT` (a port session relayed to 127.0.0.1:PORT, as
+    /// AWS-StartSSHSession makes one).
     #[arg(long, value_name = "MODE", default_value = "shell")]
     pub session_mode: cloudshell_emulator::gateway::SessionMode,
     /// Handshake of new sessions: `none` (plain shell, like CloudShell),
-    /// `session-type`, `port` (announces a port-forwarding session), or
+    /// `session-type`, `port` (announces a local port-forwarding session), or
     /// `kms[:KEY_ID]` (KMS-encrypted session).
     #[arg(long, value_name = "MODE", default_value = "none")]
     pub handshake: cloudshell_emulator::gateway::HandshakeMode,

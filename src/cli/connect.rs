@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use cloudshell_rs::Client;
 use cloudshell_rs::session::{BoxError, KmsClient, Proxy, Session, SessionOptions, SessionTarget};
-use cloudshell_rs::terminal::{self, PumpExit, PumpOptions, RawModeGuard};
+use cloudshell_rs::terminal::{self, AtEof, PumpExit, PumpOptions, RawModeGuard};
 
 use super::context::Context;
 use super::{CliError, CliResult, GlobalArgs, chain};
@@ -252,7 +252,7 @@ pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> C
     let pump_options = PumpOptions {
         escapes: interactive && !args.no_escape,
         forward_resize: interactive,
-        eof_sends_eot: true,
+        at_eof: AtEof::SendEot,
     };
     let result = terminal::pump(session, pump_options).await;
     drop(guard);

@@ -21,7 +21,7 @@ use cloudshell_rs::session::{
     DataKey, DataKeyProvider, DataKeyRequest, KmsClient, KmsError, Session, SessionOptions,
     SessionTarget, SsmClient, default_ssm_endpoint,
 };
-use cloudshell_rs::terminal::{self, PumpOptions, RawModeGuard};
+use cloudshell_rs::terminal::{self, AtEof, PumpOptions, RawModeGuard};
 use cloudshell_rs::{Client, Secret};
 use serde::Deserialize;
 
@@ -263,14 +263,34 @@ async fn session(args: PluginArgs) -> ExitCode {
         }
     };
     if session.session_type() == "Port" {
-        // Its data is a local TCP stream multiplexed over the channel, not a
-        // terminal: pumping it to stdout would be garbage.
-        let _ = session.close().await;
-        eprintln!(
-            "session-manager-plugin: port-forwarding sessions (SessionType Port) are not \
-             supported by cloudshell-rs; use the official session-manager-plugin for them"
-        );
-        return ExitCode::from(1);
+        let local = session
+            .session_properties()
+            .get("type")
+            .and_then(|t| t.as_str())
+            == Some("LocalPortForwarding");
+        if local {
+            // A local TCP listener multiplexed over the channel: not done here.
+            let _ = session.close().await;
+            eprintln!(
+                "session-manager-plugin: local port forwarding (AWS-StartPortForwardingSession \
+                 and the like) is not supported by cloudshell-rs; use the official \
+                 session-manager-plugin for it (port sessions over standard streams, such as \
+                 AWS-StartSSHSession, are supported)"
+            );
+            return ExitCode::from(1);
+        }
+        // AWS-StartSSHSession and the like (an SSH ProxyCommand): the
+        // session's bytes on stdin/stdout, untouched; stdin EOF ends it.
+        let result = terminal::pump(
+            session,
+            PumpOptions {
+                escapes: false,
+                forward_resize: false,
+                at_eof: AtEof::Terminate,
+            },
+        )
+        .await;
+        return finish(result, &session_id);
     }
     if let Some(msg) = session.customer_message() {
         eprintln!("{msg}");
@@ -293,11 +313,19 @@ async fn session(args: PluginArgs) -> ExitCode {
         PumpOptions {
             escapes: false,
             forward_resize: interactive,
-            eof_sends_eot: true,
+            at_eof: AtEof::SendEot,
         },
     )
     .await;
     drop(guard);
+    finish(result, &session_id)
+}
+
+/// The exit of a pumped session, as the plugin reports it.
+fn finish(
+    result: Result<terminal::PumpExit, cloudshell_rs::session::SessionError>,
+    session_id: &str,
+) -> ExitCode {
     match super::connect::finish(result) {
         Ok(()) => {
             eprintln!("\n\nExiting session with sessionId: {session_id}.\n");

@@ -176,6 +176,7 @@ pub(crate) async fn start(
         ready: false,
         pending_input: VecDeque::new(),
         flush_waiters: Vec::new(),
+        terminate_requested: false,
         out_events: VecDeque::new(),
         last_rx: Instant::now(),
         last_size: None,
@@ -281,6 +282,8 @@ struct Driver {
     /// Input not yet accepted by the channel (replayed input first).
     pending_input: VecDeque<Bytes>,
     flush_waiters: Vec<oneshot::Sender<()>>,
+    /// `TerminateSession` asked for, sent once the input before it is.
+    terminate_requested: bool,
     out_events: VecDeque<Pending>,
     last_rx: Instant,
     last_size: Option<(u16, u16)>,
@@ -406,6 +409,7 @@ impl Driver {
                         self.resize(c, r);
                     }
                 }
+                Wake::Ctl(Some(CtlCmd::Terminate)) => self.terminate_requested = true,
                 Wake::Ctl(Some(CtlCmd::Close(done))) => {
                     self.closing = Some(done);
                     self.channel.close(now());
@@ -568,6 +572,20 @@ impl Driver {
                     Err(_) => break,
                 }
             }
+            if self.terminate_requested && self.pending_input.is_empty() {
+                // In sequence after all the input: the agent acts on it last.
+                match self
+                    .channel
+                    .send_flag(now(), ssm_channel::payload::Flag::TERMINATE_SESSION.0)
+                {
+                    Ok(()) => self.terminate_requested = false,
+                    Err(e) if e.is_fatal() => {
+                        self.fail(SessionError::Protocol(e));
+                        return Ok(());
+                    }
+                    Err(_) => {} // window full: again at the next step
+                }
+            }
         }
         self.drain_events();
         self.deliver_events();
@@ -592,6 +610,7 @@ impl Driver {
                     self.ready = true;
                     let info = ReadyInfo {
                         session_type,
+                        session_properties: self.channel.session_properties().clone(),
                         customer_message: customer_message.filter(|m| !m.is_empty()),
                     };
                     if let Some(tx) = self.ready_tx.take() {
@@ -968,6 +987,7 @@ impl Driver {
                 cmd = self.ctl_rx.recv(), if !self.ctl_closed => match cmd {
                     None => self.ctl_closed = true,
                     Some(CtlCmd::Resize(c, r)) => self.last_size = Some((c, r)),
+                    Some(CtlCmd::Terminate) => self.terminate_requested = true,
                     Some(CtlCmd::Close(done)) => {
                         self.closing = Some(done);
                         self.end(SessionEvent::Closed { reason: Some("closed by the client".into()) });

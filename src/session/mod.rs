@@ -376,6 +376,7 @@ pub(crate) enum InputCmd {
 #[derive(Debug)]
 pub(crate) enum CtlCmd {
     Resize(u16, u16),
+    Terminate,
     Close(oneshot::Sender<()>),
 }
 
@@ -383,6 +384,7 @@ pub(crate) enum CtlCmd {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ReadyInfo {
     pub session_type: String,
+    pub session_properties: serde_json::Value,
     pub customer_message: Option<String>,
 }
 
@@ -426,6 +428,16 @@ impl SessionWriter {
             .await
             .map_err(|_| SessionError::Closed)?;
         rx.await.map_err(|_| SessionError::Closed)
+    }
+
+    /// Asks the agent to end a port session (the `TerminateSession` flag),
+    /// after the input queued so far, once all of it is acknowledged. The
+    /// session then closes from the remote side; shell sessions ignore it.
+    pub async fn terminate(&self) -> Result<(), SessionError> {
+        self.flush().await?;
+        self.ctl
+            .send(CtlCmd::Terminate)
+            .map_err(|_| SessionError::Closed)
     }
 
     /// Closes the session now and waits for the driver to stop.
@@ -501,6 +513,13 @@ impl Session {
         &self.info.session_type
     }
 
+    /// The `Properties` of the agent's session type (`Null` when there were
+    /// none): for a `Port` session, `portNumber` and, when it forwards a local
+    /// port rather than the standard streams, `"type": "LocalPortForwarding"`.
+    pub fn session_properties(&self) -> &serde_json::Value {
+        &self.info.session_properties
+    }
+
     /// The message the agent asked to show the user, if any.
     pub fn customer_message(&self) -> Option<&str> {
         self.info.customer_message.as_deref()
@@ -519,6 +538,11 @@ impl Session {
     /// See [`SessionWriter::flush`].
     pub async fn flush(&self) -> Result<(), SessionError> {
         self.writer.flush().await
+    }
+
+    /// See [`SessionWriter::terminate`].
+    pub async fn terminate(&self) -> Result<(), SessionError> {
+        self.writer.terminate().await
     }
 
     /// See [`SessionWriter::close`].

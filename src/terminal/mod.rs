@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::AsyncWriteExt as _;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub use escape::{ESCAPE_HELP, EscapeAction, EscapeFilter};
 
@@ -133,9 +133,8 @@ pub struct PumpOptions {
     pub escapes: bool,
     /// Send the local terminal size at start and on every SIGWINCH.
     pub forward_resize: bool,
-    /// On stdin EOF, after all input is acknowledged, send Ctrl-D (EOT) so
-    /// the remote shell sees end of input and exits, as with a local pipe.
-    pub eof_sends_eot: bool,
+    /// What to do when stdin ends.
+    pub at_eof: AtEof,
 }
 
 impl Default for PumpOptions {
@@ -143,10 +142,32 @@ impl Default for PumpOptions {
         Self {
             escapes: true,
             forward_resize: true,
-            eof_sends_eot: true,
+            at_eof: AtEof::SendEot,
         }
     }
 }
+
+/// What [`pump`] does when stdin ends, once all the input before is
+/// acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AtEof {
+    /// Send Ctrl-D (EOT), and again whenever the remote side has been quiet
+    /// for 500 ms, so that the remote shell sees the end of its input and
+    /// exits, as with a local pipe; output is written until the session
+    /// closes.
+    #[default]
+    SendEot,
+    /// End the session with `TerminateSession` (a port session's bytes are
+    /// not a terminal: an EOT would be data), then stop when it closes or
+    /// [`TERMINATE_GRACE`] later.
+    Terminate,
+    /// Nothing: output is written until the session closes.
+    Wait,
+}
+
+/// How long [`AtEof::Terminate`] waits for the session to close.
+pub const TERMINATE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How a pumped session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,10 +228,8 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Option<Vec<u8>>> {
 ///
 /// Output goes to stdout unchanged; reconnect notices go to stderr. Input is
 /// read from stdin and sent as is (through the escape filter when enabled).
-/// On stdin EOF the remaining input is sent, and (with `eof_sends_eot`) a
-/// Ctrl-D follows once it is acknowledged, then again whenever the remote
-/// side has been quiet for 500 ms; the pump keeps writing output until the
-/// remote side closes.
+/// On stdin EOF the remaining input is sent, and once it is acknowledged
+/// the pump does what `options.at_eof` says.
 pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit, SessionError> {
     let writer = session.writer();
     let mut stdin = spawn_stdin_reader();
@@ -235,21 +254,33 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
     // never stops output from being written.
     let (in_tx, mut in_rx) = mpsc::channel::<Option<Vec<u8>>>(4);
     let input_writer = writer.clone();
-    let eot = options.eof_sends_eot;
+    let at_eof = options.at_eof;
+    let (terminated_tx, terminated_rx) = oneshot::channel::<()>();
+    let mut terminated_tx = Some(terminated_tx);
     let input_task = tokio::spawn(async move {
         while let Some(chunk) = in_rx.recv().await {
             match chunk {
                 Some(bytes) => input_writer.send_input(&bytes).await?,
-                None => {
-                    input_writer.flush().await?;
-                    if eot {
+                None => match at_eof {
+                    AtEof::SendEot => {
+                        input_writer.flush().await?;
                         input_writer.send_input(b"\x04").await?;
                     }
-                }
+                    AtEof::Terminate => {
+                        input_writer.terminate().await?;
+                        if let Some(tx) = terminated_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    AtEof::Wait => {}
+                },
             }
         }
         Ok::<(), SessionError>(())
     });
+    // After TerminateSession: the moment to stop waiting for the close.
+    let mut terminated_rx = Some(terminated_rx);
+    let mut give_up: Option<tokio::time::Instant> = None;
 
     // After stdin EOF: when the remote side has been quiet for a while, send
     // another Ctrl-D, since one that arrives while a command runs can be lost
@@ -258,8 +289,17 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
     let mut last_output = tokio::time::Instant::now();
     let mut reconnect_line = StatusLine::default();
     let result = loop {
-        let eot_due = !stdin_open && options.eof_sends_eot;
+        let eot_due = !stdin_open && options.at_eof == AtEof::SendEot;
         tokio::select! {
+            sent = async { match terminated_rx.as_mut() { Some(rx) => rx.await, None => std::future::pending().await } } => {
+                terminated_rx = None;
+                if sent.is_ok() {
+                    give_up = Some(tokio::time::Instant::now() + TERMINATE_GRACE);
+                }
+            },
+            _ = async { match give_up { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                break Ok(PumpExit::Closed { reason: Some("terminated".into()), exit_code });
+            },
             _ = tokio::time::sleep_until(last_output + quiet), if eot_due => {
                 last_output = tokio::time::Instant::now();
                 let _ = in_tx.try_send(Some(vec![0x04]));
@@ -298,13 +338,23 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
                 }
                 Some(_) => {}
             },
-            // Read stdin only when the input task can take a chunk without
-            // waiting, so output keeps flowing while input is held back.
-            chunk = stdin.recv(), if stdin_open && in_tx.capacity() > 0 => {
+            // Read stdin only once the input task can take a chunk, so that
+            // output keeps flowing while input is held back. The permit and
+            // the chunk are taken together: a select that only checked the
+            // queue's room would not wake up when the room came back, and
+            // with a remote side that waits for all the input before it
+            // answers (a port session, `cat` without echo), nothing else
+            // would wake it either.
+            (permit, chunk) = async { (in_tx.reserve().await, stdin.recv().await) }, if stdin_open => {
+                let Ok(permit) = permit else {
+                    // The input task has stopped (its error comes with the session's events).
+                    stdin_open = false;
+                    continue;
+                };
                 match chunk.flatten() {
                     None => {
                         stdin_open = false;
-                        let _ = in_tx.try_send(None);
+                        permit.send(None);
                     }
                     Some(bytes) => {
                         let actions = if options.escapes { filter.feed(&bytes) } else { vec![EscapeAction::Send(bytes)] };
@@ -322,7 +372,7 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
                             }
                         }
                         if !send.is_empty() {
-                            let _ = in_tx.try_send(Some(send));
+                            permit.send(Some(send));
                         }
                         if disconnect {
                             break Ok(PumpExit::EscapeDisconnect);

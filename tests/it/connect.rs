@@ -502,7 +502,7 @@ async fn plugin_mode_resumes_a_dropped_session_with_a_fresh_token() {
 }
 
 #[tokio::test]
-async fn plugin_mode_refuses_a_port_forwarding_session_clearly() {
+async fn plugin_mode_refuses_a_local_port_forwarding_session_clearly() {
     let env =
         session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Port)).await;
     let home = tempfile::tempdir().unwrap();
@@ -510,7 +510,8 @@ async fn plugin_mode_refuses_a_port_forwarding_session_clearly() {
     let out = run_with_input(plugin_command(&env, &target, "{}", home.path(), false), b"").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stderr.contains("port-forwarding sessions"), "{stderr}");
+    assert!(stderr.contains("local port forwarding"), "{stderr}");
+    assert!(stderr.contains("AWS-StartSSHSession"), "{stderr}");
     assert!(
         out.stdout.is_empty(),
         "nothing of the session on stdout: {out:?}"
@@ -728,4 +729,104 @@ async fn api_calls_over_https_trust_aws_ca_bundle() {
     let (ok, _, stderr) = describe(Some(missing.to_str().unwrap())).await;
     assert!(!ok);
     assert!(stderr.contains("cannot read AWS_CA_BUNDLE"), "{stderr}");
+}
+
+#[tokio::test]
+async fn plugin_mode_carries_a_port_session_on_stdin_and_stdout_like_a_proxy_command() {
+    use cloudshell_emulator::gateway::SessionMode;
+    use tokio::io::AsyncReadExt as _;
+    let env = session_support::start().await;
+    let greeting = b"SSH-2.0-emulated\r\n";
+    let (port, seen) = session_support::tcp_echo(greeting, u64::MAX).await;
+    let tab = session_support::new_tab();
+    env.emulator.configure_tab(
+        tab.clone(),
+        GwOptions::default().with_mode(SessionMode::Port { port }),
+    );
+    let target = env.create(&tab).await;
+    let home = tempfile::tempdir().unwrap();
+    let parameters = r#"{"portNumber":["22"]}"#;
+    let mut child = tokio::process::Command::from(plugin_command(
+        &env,
+        &target,
+        parameters,
+        home.path(),
+        false,
+    ))
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // As ssh does with its ProxyCommand: bytes in, bytes out, untouched (no
+    // terminal: Ctrl-C, Ctrl-D, `~.` and newlines are data), then stdin
+    // closed when it is done.
+    let data = session_support::binary_bytes(100_000);
+    let send = data.clone();
+    let writer = tokio::spawn(async move {
+        stdin.write_all(&send).await.unwrap();
+        stdin
+    });
+    let mut want = greeting.to_vec();
+    want.extend_from_slice(&data);
+    let mut got = vec![0u8; want.len()];
+    within(60, stdout.read_exact(&mut got)).await.unwrap();
+    assert!(got == want, "the relayed bytes differ");
+    drop(writer.await.unwrap());
+    let status = within(60, child.wait()).await.unwrap();
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).await.unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?} {stderr}");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(!stderr.contains(target.token.expose()), "{stderr}");
+    let seen = within(10, seen).await.unwrap();
+    assert_eq!(seen.echoed, data.len() as u64);
+    assert!(
+        seen.peer_closed,
+        "stdin EOF ended the destination connection"
+    );
+}
+
+#[tokio::test]
+async fn plugin_mode_sends_all_its_input_to_a_port_that_answers_only_at_the_end() {
+    use cloudshell_emulator::gateway::SessionMode;
+    use tokio::io::AsyncBufReadExt as _;
+    // Nothing comes back while the input flows: the pump must keep reading
+    // stdin with no output to wake it (as with scp through a ProxyCommand).
+    let env = session_support::start().await;
+    let size = 300_000;
+    let port = session_support::tcp_sink(size).await;
+    let tab = session_support::new_tab();
+    env.emulator.configure_tab(
+        tab.clone(),
+        GwOptions::default().with_mode(SessionMode::Port { port }),
+    );
+    let target = env.create(&tab).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child =
+        tokio::process::Command::from(plugin_command(&env, &target, "{}", home.path(), false))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = session_support::binary_bytes(size);
+    let writer = tokio::spawn(async move {
+        stdin.write_all(&data).await.unwrap();
+        stdin
+    });
+    let mut answer = String::new();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    within(30, stdout.read_line(&mut answer)).await.unwrap();
+    assert_eq!(answer, format!("got {size}\n"));
+    drop(writer.await.unwrap());
+    let status = within(30, child.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
 }

@@ -493,3 +493,66 @@ async fn a_resumer_that_fails_leaves_the_current_token_in_use() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_port_session_relays_bytes_exactly_and_ends_at_terminate() {
+    let env = start().await;
+    let greeting = b"SSH-2.0-emulated\r\n";
+    let (port, seen) = tcp_echo(greeting, u64::MAX).await;
+    within(60, async {
+        let tab = new_tab();
+        env.emulator.configure_tab(
+            tab.clone(),
+            GwOptions::default().with_mode(SessionMode::Port { port }),
+        );
+        let mut s = env.connect(&tab).await;
+        assert_eq!(s.session_type(), "Port");
+        assert_eq!(s.session_properties()["portNumber"], port.to_string());
+        assert!(s.session_properties().get("type").is_none());
+        let data = binary_bytes(200_000);
+        let writer = s.writer();
+        let send = data.clone();
+        tokio::spawn(async move {
+            for chunk in send.chunks(3000) {
+                writer.send_input(chunk).await.unwrap();
+            }
+        });
+        let mut want = greeting.to_vec();
+        want.extend_from_slice(&data);
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            match s.next_event().await {
+                Some(SessionEvent::Output(b)) => got.extend_from_slice(&b),
+                other => panic!("unexpected {other:?} after {} bytes", got.len()),
+            }
+        }
+        assert!(got == want, "the relayed bytes differ");
+        s.terminate().await.unwrap();
+        assert_eq!(read_to_close(&mut s).await, "");
+        let seen = seen.await.unwrap();
+        assert_eq!(seen.echoed, data.len() as u64);
+        assert!(
+            seen.peer_closed,
+            "the agent closed the destination connection"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_port_session_closes_when_its_destination_does() {
+    let env = start().await;
+    let (port, seen) = tcp_echo(b"", 5).await;
+    within(60, async {
+        let tab = new_tab();
+        env.emulator.configure_tab(
+            tab.clone(),
+            GwOptions::default().with_mode(SessionMode::Port { port }),
+        );
+        let mut s = env.connect(&tab).await;
+        s.send_input(b"hello, world").await.unwrap();
+        assert_eq!(read_to_close(&mut s).await, "hello");
+        assert!(!seen.await.unwrap().peer_closed);
+    })
+    .await;
+}

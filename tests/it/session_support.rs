@@ -153,3 +153,93 @@ pub fn total_cuts(emulator: &cloudshell_emulator::EmulatorHandle) -> u64 {
         .map(|m| m.faults.cuts)
         .sum()
 }
+
+/// What [`tcp_echo`] saw of its one connection.
+#[derive(Debug)]
+pub struct EchoSeen {
+    /// Bytes echoed.
+    pub echoed: u64,
+    /// Whether the peer ended the connection (EOF) rather than the service.
+    pub peer_closed: bool,
+}
+
+/// A TCP service on 127.0.0.1:0 for port sessions: it greets with `greeting`,
+/// echoes what it receives, and closes when the peer does or once it has
+/// echoed `limit` bytes. Returns its port and, when its (first) connection
+/// ends, what it saw.
+pub async fn tcp_echo(
+    greeting: &'static [u8],
+    limit: u64,
+) -> (u16, tokio::sync::oneshot::Receiver<EchoSeen>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let mut seen = EchoSeen {
+            echoed: 0,
+            peer_closed: false,
+        };
+        if tcp.write_all(greeting).await.is_ok() {
+            let mut buf = vec![0u8; 8192];
+            while seen.echoed < limit {
+                let room = usize::try_from(limit - seen.echoed).unwrap_or(usize::MAX);
+                let want = buf.len().min(room);
+                match tcp.read(&mut buf[..want]).await {
+                    Ok(0) => {
+                        seen.peer_closed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        if tcp.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        seen.echoed += n as u64;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        drop(tcp);
+        let _ = tx.send(seen);
+    });
+    (port, rx)
+}
+
+/// `n` bytes with every value in them, the terminal's special ones
+/// (`\n`, `\r`, Ctrl-C, Ctrl-D, `~`) included.
+pub fn binary_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i.wrapping_mul(7) % 256) as u8).collect()
+}
+
+/// A TCP service on 127.0.0.1:0 that answers only once it has all its input:
+/// it reads `expect` bytes, writes `got N\n`, then waits for the peer to close.
+pub async fn tcp_sink(expect: usize) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let mut got = 0;
+        let mut buf = vec![0u8; 8192];
+        while got < expect {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+        if tcp
+            .write_all(format!("got {got}\n").as_bytes())
+            .await
+            .is_ok()
+        {
+            while let Ok(1..) = tcp.read(&mut buf).await {}
+        }
+    });
+    port
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::options::SessionMode;
@@ -198,6 +199,10 @@ pub enum BackendInput {
         /// Rows.
         rows: u16,
     },
+    /// The client's `TerminateSession`: a port session ends once the input
+    /// before it is written (other programs ignore it, as the agent's shell
+    /// sessions do).
+    Terminate,
 }
 
 /// How to start a shell.
@@ -277,6 +282,7 @@ impl Backend {
             SessionMode::Stream { total_bytes, .. } => {
                 Ok(Self::stream(*total_bytes, pipe_capacity))
             }
+            SessionMode::Port { port } => Ok(Self::port(*port, pipe_capacity)),
             SessionMode::Shell => {
                 let spec = shell.cloned().unwrap_or_else(|| ShellSpec {
                     home: std::env::temp_dir(),
@@ -306,7 +312,7 @@ impl Backend {
                 tokio::select! {
                     m = in_rx.recv() => match m {
                         Some(BackendInput::Bytes(b)) => pipe.write_all(&b).await,
-                        Some(BackendInput::Resize { .. }) => {}
+                        Some(BackendInput::Resize { .. } | BackendInput::Terminate) => {}
                         None => break,
                     },
                     _ = killed.changed() => break,
@@ -345,6 +351,70 @@ impl Backend {
             }
             pipe.close();
             let _ = exit_tx.send(Some(ExitStatusInfo { code: Some(0) }));
+        });
+        Backend {
+            output,
+            input,
+            kill,
+            exit,
+            pid: None,
+        }
+    }
+
+    /// A relay to and from `127.0.0.1:port`, as the agent's port session
+    /// does: input bytes are written to the connection, what it sends is
+    /// output; the end of either stops both. Exit code 0 when the destination
+    /// closed the connection, 1 when it could not be reached.
+    pub fn port(port: u16, pipe_capacity: usize) -> Backend {
+        let (output, input, mut in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+        let pipe = output.clone();
+        let mut killed = kill.subscribe();
+        tokio::spawn(async move {
+            let relay = async {
+                let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)).await else {
+                    tracing::debug!(port, "port session: the destination refused the connection");
+                    return 1;
+                };
+                let _ = tcp.set_nodelay(true);
+                let (mut reader, mut writer) = tcp.into_split();
+                let from = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = reader.read(&mut buf).await {
+                        pipe.write_all(&buf[..n]).await;
+                    }
+                };
+                let to = async {
+                    while let Some(m) = in_rx.recv().await {
+                        match m {
+                            BackendInput::Bytes(b) => {
+                                if writer.write_all(&b).await.is_err() {
+                                    break;
+                                }
+                            }
+                            BackendInput::Resize { .. } => {}
+                            BackendInput::Terminate => {
+                                let _ = writer.shutdown().await;
+                                return;
+                            }
+                        }
+                    }
+                    // The session is gone: no more input, the destination may
+                    // still answer.
+                    let _ = writer.shutdown().await;
+                    std::future::pending::<()>().await
+                };
+                tokio::select! {
+                    _ = from => {}
+                    _ = to => {}
+                }
+                0
+            };
+            let code = tokio::select! {
+                c = relay => c,
+                _ = killed.changed() => 0,
+            };
+            pipe.close();
+            let _ = exit_tx.send(Some(ExitStatusInfo { code: Some(code) }));
         });
         Backend {
             output,
@@ -429,6 +499,7 @@ impl Backend {
                         Some(BackendInput::Resize { cols, rows }) => {
                             let _ = writer.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
                         }
+                        Some(BackendInput::Terminate) => {}
                         None => break,
                     },
                     _ = killed.changed() => break,

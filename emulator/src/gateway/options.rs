@@ -30,7 +30,7 @@ pub const DEFAULT_FAULT_DELAY: Duration = Duration::from_millis(200);
 pub enum OptionsParseError {
     /// Unknown session mode, or bad numbers in `stream:…`.
     #[error(
-        "invalid session mode {0:?}: expected `shell`, `echo` or `stream:TOTAL_BYTES[:CHUNK_SIZE]`"
+        "invalid session mode {0:?}: expected `shell`, `echo`, `stream:TOTAL_BYTES[:CHUNK_SIZE]` or `port:PORT`"
     )]
     Mode(String),
     /// Unknown handshake mode.
@@ -67,6 +67,15 @@ pub enum SessionMode {
         /// Largest payload per output message (`None`: the session's chunk size).
         chunk_size: Option<usize>,
     },
+    /// A port session as `AWS-StartSSHSession` makes one (an SSH
+    /// `ProxyCommand`): the handshake announces `SessionType` `Port` with
+    /// `{"portNumber": "PORT"}`, and the agent relays the session's bytes to
+    /// and from `127.0.0.1:PORT`. The session ends when that connection
+    /// closes, or at the client's `TerminateSession` flag.
+    Port {
+        /// The TCP port on 127.0.0.1 the agent connects to.
+        port: u16,
+    },
 }
 
 impl fmt::Display for SessionMode {
@@ -74,6 +83,7 @@ impl fmt::Display for SessionMode {
         match self {
             SessionMode::Shell => f.write_str("shell"),
             SessionMode::Echo => f.write_str("echo"),
+            SessionMode::Port { port } => write!(f, "port:{port}"),
             SessionMode::Stream {
                 total_bytes,
                 chunk_size: None,
@@ -96,6 +106,14 @@ impl FromStr for SessionMode {
             "shell" => return Ok(SessionMode::Shell),
             "echo" => return Ok(SessionMode::Echo),
             _ => {}
+        }
+        if let Some((kind, port)) = t.split_once(':')
+            && kind.eq_ignore_ascii_case("port")
+        {
+            return match port.trim().parse::<u16>() {
+                Ok(port) if port > 0 => Ok(SessionMode::Port { port }),
+                _ => Err(err()),
+            };
         }
         let mut parts = t.split(':');
         if !parts
@@ -550,10 +568,18 @@ mod tests {
             "stream:x",
             "stream:1:0",
             "stream:1:2:3",
+            "port:",
+            "port:0",
+            "port:65536",
+            "port:x",
         ] {
             assert!(bad.parse::<SessionMode>().is_err(), "{bad}");
         }
-        for s in ["shell", "echo", "stream:5", "stream:5:7"] {
+        assert_eq!(
+            "port:2222".parse::<SessionMode>(),
+            Ok(SessionMode::Port { port: 2222 })
+        );
+        for s in ["shell", "echo", "stream:5", "stream:5:7", "port:22"] {
             assert_eq!(
                 s.parse::<SessionMode>().map(|m| m.to_string()).as_deref(),
                 Ok(s)

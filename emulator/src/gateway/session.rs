@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use rand::RngCore;
 use ssm_channel::payload::{
-    ACTION_KMS_ENCRYPTION, ACTION_SESSION_TYPE, Acknowledge, ActionParameters,
+    ACTION_KMS_ENCRYPTION, ACTION_SESSION_TYPE, Acknowledge, ActionParameters, Flag,
     KmsEncryptionRequest, RequestedClientAction, SessionTypeRequest,
 };
 use ssm_channel::{
@@ -299,8 +299,16 @@ impl SessionTask {
                     // A fatal error: nothing more can be sent on this channel.
                     self.ending = Ending::Stop { keep_program: true };
                 }
-                // Handshake responses are checked by the channel; flags (such as
-                // TerminateSession) are ignored by shell sessions, like the agent.
+                // A port session ends at the client's TerminateSession; shell
+                // sessions ignore flags, like the agent.
+                Event::Flag(flag)
+                    if flag == Flag::TERMINATE_SESSION.0
+                        && matches!(self.options.mode, SessionMode::Port { .. }) =>
+                {
+                    tracing::debug!(session_id = %self.session_id, "TerminateSession");
+                    self.backend().send(BackendInput::Terminate);
+                }
+                // Handshake responses are checked by the channel.
                 _ => {}
             }
         }
@@ -308,19 +316,39 @@ impl SessionTask {
 
     fn start_handshake(&mut self, now: Instant) {
         let mut handshake = self.options.handshake.clone();
+        let (session_type, properties) = match (&self.options.mode, &handshake) {
+            // AWS-StartSSHSession's properties: no `type`, so the client
+            // forwards its standard streams.
+            (SessionMode::Port { port }, _) => (
+                "Port",
+                serde_json::json!({ "portNumber": port.to_string() }),
+            ),
+            // Announced only (the program is whatever the mode says):
+            // AWS-StartPortForwardingSession's properties.
+            (_, HandshakeMode::Port) => (
+                "Port",
+                serde_json::json!({
+                    "portNumber": "22",
+                    "type": "LocalPortForwarding",
+                    "localPortNumber": "0",
+                }),
+            ),
+            _ => ("Standard_Stream", serde_json::Value::Null),
+        };
         let session_type = RequestedClientAction {
             action_type: ACTION_SESSION_TYPE.into(),
             action_parameters: ActionParameters::SessionType(SessionTypeRequest {
-                session_type: match handshake {
-                    HandshakeMode::Port => "Port",
-                    _ => "Standard_Stream",
-                }
-                .into(),
-                properties: serde_json::Value::Null,
+                session_type: session_type.into(),
+                properties,
             }),
         };
-        if handshake == HandshakeMode::None && self.options.mode == SessionMode::Echo {
-            // Nothing would tell the client the session type before its first input.
+        let always_handshake = matches!(
+            self.options.mode,
+            SessionMode::Echo | SessionMode::Port { .. }
+        );
+        if handshake == HandshakeMode::None && always_handshake {
+            // Echo: nothing would tell the client the session type before its
+            // first input. Port sessions always start with a handshake.
             handshake = HandshakeMode::SessionType;
         }
         let actions = match &handshake {
