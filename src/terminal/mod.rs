@@ -188,14 +188,14 @@ pub enum PumpExit {
 }
 
 /// Reads stdin on a plain thread (a blocked read must not hold up the
-/// runtime's shutdown) and hands chunks of up to 1024 bytes over; `None` = EOF.
+/// runtime's shutdown) and hands chunks of up to 16 KiB over; `None` = EOF.
 fn spawn_stdin_reader() -> mpsc::Receiver<Option<Vec<u8>>> {
     let (tx, rx) = mpsc::channel(4);
     let spawned = std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
             let mut stdin = io::stdin().lock();
-            let mut buf = [0u8; 1024];
+            let mut buf = vec![0u8; 16 * 1024];
             loop {
                 match stdin.read(&mut buf) {
                     Ok(0) => {
