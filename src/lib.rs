@@ -52,3 +52,19 @@ pub use secret::Secret;
 
 /// Re-exported so callers can pass static credentials to [`ClientBuilder::credentials`].
 pub use aws_credential_types::Credentials;
+
+/// Renders an error and its whole `source()` chain on one line, each
+/// message once: `cannot open ...: the proxy ... refused ...`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !s.is_empty() && !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}

@@ -44,20 +44,7 @@ impl CliError {
     }
 }
 
-/// Renders an error and its whole `source()` chain, once: `a: b: c`.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !s.is_empty() && !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = e.source();
-    }
-    out
-}
+pub use cloudshell_rs::error_chain as chain;
 
 impl From<cloudshell_rs::Error> for CliError {
     fn from(e: cloudshell_rs::Error) -> Self {

@@ -910,7 +910,7 @@ impl Driver {
         if tell {
             self.notify(SessionEvent::Reconnecting {
                 attempt,
-                reason: error_chain(&**last),
+                reason: crate::error_chain(&**last),
             });
         }
         if attempt > 1 {
@@ -944,7 +944,7 @@ impl Driver {
                 Err(e) => tracing::warn!(
                     session_id = %id,
                     "no fresh token ({}); dialing with the current one",
-                    error_chain(&*e)
+                    crate::error_chain(&*e)
                 ),
             }
         }
@@ -1067,17 +1067,6 @@ fn is_http_refusal(e: &SessionError) -> bool {
             ..
         }
     )
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

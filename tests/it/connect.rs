@@ -733,17 +733,11 @@ async fn api_calls_over_https_trust_aws_ca_bundle() {
 
 #[tokio::test]
 async fn plugin_mode_carries_a_port_session_on_stdin_and_stdout_like_a_proxy_command() {
-    use cloudshell_emulator::gateway::SessionMode;
     use tokio::io::AsyncReadExt as _;
     let env = session_support::start().await;
     let greeting = b"SSH-2.0-emulated\r\n";
     let (port, seen) = session_support::tcp_echo(greeting, u64::MAX).await;
-    let tab = session_support::new_tab();
-    env.emulator.configure_tab(
-        tab.clone(),
-        GwOptions::default().with_mode(SessionMode::Port { port }),
-    );
-    let target = env.create(&tab).await;
+    let target = env.create_port(port).await;
     let home = tempfile::tempdir().unwrap();
     let parameters = r#"{"portNumber":["22"]}"#;
     let mut child = tokio::process::Command::from(plugin_command(
@@ -797,19 +791,13 @@ async fn plugin_mode_carries_a_port_session_on_stdin_and_stdout_like_a_proxy_com
 
 #[tokio::test]
 async fn plugin_mode_sends_all_its_input_to_a_port_that_answers_only_at_the_end() {
-    use cloudshell_emulator::gateway::SessionMode;
     use tokio::io::AsyncBufReadExt as _;
     // Nothing comes back while the input flows: the pump must keep reading
     // stdin with no output to wake it (as with scp through a ProxyCommand).
     let env = session_support::start().await;
     let size = 300_000;
     let port = session_support::tcp_sink(size).await;
-    let tab = session_support::new_tab();
-    env.emulator.configure_tab(
-        tab.clone(),
-        GwOptions::default().with_mode(SessionMode::Port { port }),
-    );
-    let target = env.create(&tab).await;
+    let target = env.create_port(port).await;
     let home = tempfile::tempdir().unwrap();
     let mut child =
         tokio::process::Command::from(plugin_command(&env, &target, "{}", home.path(), false))

@@ -2,6 +2,7 @@
 
 use base64::Engine as _;
 use cloudshell_emulator::gateway::SessionOptions as GwOptions;
+use cloudshell_rs::error_chain as chain;
 use cloudshell_rs::session::{Proxy, Session, SessionOptions};
 
 use crate::session_support::*;
@@ -12,17 +13,6 @@ fn through(proxy: Proxy) -> SessionOptions {
         proxy,
         ..local_options()
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// `echo`s a marker in a new tab's shell and waits for it.

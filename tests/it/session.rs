@@ -500,12 +500,8 @@ async fn a_port_session_relays_bytes_exactly_and_ends_at_terminate() {
     let greeting = b"SSH-2.0-emulated\r\n";
     let (port, seen) = tcp_echo(greeting, u64::MAX).await;
     within(60, async {
-        let tab = new_tab();
-        env.emulator.configure_tab(
-            tab.clone(),
-            GwOptions::default().with_mode(SessionMode::Port { port }),
-        );
-        let mut s = env.connect(&tab).await;
+        let target = env.create_port(port).await;
+        let mut s = Session::connect(target, local_options()).await.unwrap();
         assert_eq!(s.session_type(), "Port");
         assert_eq!(s.session_properties()["portNumber"], port.to_string());
         assert!(s.session_properties().get("type").is_none());
@@ -544,12 +540,8 @@ async fn a_port_session_closes_when_its_destination_does() {
     let env = start().await;
     let (port, seen) = tcp_echo(b"", 5).await;
     within(60, async {
-        let tab = new_tab();
-        env.emulator.configure_tab(
-            tab.clone(),
-            GwOptions::default().with_mode(SessionMode::Port { port }),
-        );
-        let mut s = env.connect(&tab).await;
+        let target = env.create_port(port).await;
+        let mut s = Session::connect(target, local_options()).await.unwrap();
         s.send_input(b"hello, world").await.unwrap();
         assert_eq!(read_to_close(&mut s).await, "hello");
         assert!(!seen.await.unwrap().peer_closed);

@@ -77,6 +77,18 @@ impl Env {
         SessionTarget::from(out)
     }
 
+    /// CreateSession for a new tab whose session is a port session relayed
+    /// to 127.0.0.1:`port` (as AWS-StartSSHSession makes one).
+    pub async fn create_port(&self, port: u16) -> SessionTarget {
+        let tab = new_tab();
+        self.emulator.configure_tab(
+            tab.clone(),
+            GwOptions::default()
+                .with_mode(cloudshell_emulator::gateway::SessionMode::Port { port }),
+        );
+        self.create(&tab).await
+    }
+
     pub async fn connect(&self, tab: &str) -> Session {
         let target = self.create(tab).await;
         Session::connect(target, local_options()).await.unwrap()

@@ -302,115 +302,21 @@ impl Backend {
         (output, in_tx, in_rx, kill, exit_tx, exit_rx)
     }
 
-    /// Input comes back as output.
-    pub fn echo(pipe_capacity: usize) -> Backend {
-        let (output, input, mut in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+    /// A program played by a task: `run` gets the output pipe and the input
+    /// and returns the exit code; a kill ends it with 0. The pipe is closed
+    /// when it ends.
+    fn task<F, Fut>(pipe_capacity: usize, run: F) -> Backend
+    where
+        F: FnOnce(Arc<OutputPipe>, mpsc::UnboundedReceiver<BackendInput>) -> Fut,
+        Fut: std::future::Future<Output = i32> + Send + 'static,
+    {
+        let (output, input, in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
         let pipe = output.clone();
+        let work = run(output.clone(), in_rx);
         let mut killed = kill.subscribe();
         tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    m = in_rx.recv() => match m {
-                        Some(BackendInput::Bytes(b)) => pipe.write_all(&b).await,
-                        Some(BackendInput::Resize { .. } | BackendInput::Terminate) => {}
-                        None => break,
-                    },
-                    _ = killed.changed() => break,
-                }
-            }
-            pipe.close();
-            let _ = exit_tx.send(Some(ExitStatusInfo { code: Some(0) }));
-        });
-        Backend {
-            output,
-            input,
-            kill,
-            exit,
-            pid: None,
-        }
-    }
-
-    /// `total` bytes of [`stream_pattern`], then the end.
-    pub fn stream(total: u64, pipe_capacity: usize) -> Backend {
-        let (output, input, _in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
-        let pipe = output.clone();
-        let mut killed = kill.subscribe();
-        tokio::spawn(async move {
-            let produce = async {
-                let mut sent: u64 = 0;
-                let block: Vec<u8> = stream_pattern(64 * 256);
-                while sent < total {
-                    let n = (total - sent).min(block.len() as u64) as usize;
-                    pipe.write_all(&block[..n]).await;
-                    sent += n as u64;
-                }
-            };
-            tokio::select! {
-                _ = produce => {}
-                _ = killed.changed() => {}
-            }
-            pipe.close();
-            let _ = exit_tx.send(Some(ExitStatusInfo { code: Some(0) }));
-        });
-        Backend {
-            output,
-            input,
-            kill,
-            exit,
-            pid: None,
-        }
-    }
-
-    /// A relay to and from `127.0.0.1:port`, as the agent's port session
-    /// does: input bytes are written to the connection, what it sends is
-    /// output; the end of either stops both. Exit code 0 when the destination
-    /// closed the connection, 1 when it could not be reached.
-    pub fn port(port: u16, pipe_capacity: usize) -> Backend {
-        let (output, input, mut in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
-        let pipe = output.clone();
-        let mut killed = kill.subscribe();
-        tokio::spawn(async move {
-            let relay = async {
-                let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)).await else {
-                    tracing::debug!(port, "port session: the destination refused the connection");
-                    return 1;
-                };
-                let _ = tcp.set_nodelay(true);
-                let (mut reader, mut writer) = tcp.into_split();
-                let from = async {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n @ 1..) = reader.read(&mut buf).await {
-                        pipe.write_all(&buf[..n]).await;
-                    }
-                };
-                let to = async {
-                    while let Some(m) = in_rx.recv().await {
-                        match m {
-                            BackendInput::Bytes(b) => {
-                                if writer.write_all(&b).await.is_err() {
-                                    break;
-                                }
-                            }
-                            BackendInput::Resize { .. } => {}
-                            BackendInput::Terminate => {
-                                let _ = writer.shutdown().await;
-                                return;
-                            }
-                        }
-                    }
-                    // The session is gone: no more input, the destination may
-                    // still answer.
-                    let _ = writer.shutdown().await;
-                    std::future::pending::<()>().await
-                };
-                tokio::select! {
-                    _ = from => {}
-                    _ = to => {}
-                }
-                0
-            };
             let code = tokio::select! {
-                c = relay => c,
+                c = work => c,
                 _ = killed.changed() => 0,
             };
             pipe.close();
@@ -423,6 +329,78 @@ impl Backend {
             exit,
             pid: None,
         }
+    }
+
+    /// Input comes back as output.
+    pub fn echo(pipe_capacity: usize) -> Backend {
+        Self::task(pipe_capacity, |pipe, mut in_rx| async move {
+            while let Some(m) = in_rx.recv().await {
+                if let BackendInput::Bytes(b) = m {
+                    pipe.write_all(&b).await;
+                }
+            }
+            0
+        })
+    }
+
+    /// `total` bytes of [`stream_pattern`], then the end.
+    pub fn stream(total: u64, pipe_capacity: usize) -> Backend {
+        Self::task(pipe_capacity, move |pipe, _in_rx| async move {
+            let block: Vec<u8> = stream_pattern(64 * 256);
+            let mut sent: u64 = 0;
+            while sent < total {
+                let n = (total - sent).min(block.len() as u64) as usize;
+                pipe.write_all(&block[..n]).await;
+                sent += n as u64;
+            }
+            0
+        })
+    }
+
+    /// A relay to and from `127.0.0.1:port`, as the agent's port session
+    /// does: input bytes are written to the connection, what it sends is
+    /// output; the end of either stops both. Exit code 0 when the destination
+    /// closed the connection, 1 when it could not be reached.
+    pub fn port(port: u16, pipe_capacity: usize) -> Backend {
+        Self::task(pipe_capacity, move |pipe, mut in_rx| async move {
+            let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)).await else {
+                tracing::debug!(port, "port session: the destination refused the connection");
+                return 1;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (mut reader, mut writer) = tcp.into_split();
+            let from = async {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n @ 1..) = reader.read(&mut buf).await {
+                    pipe.write_all(&buf[..n]).await;
+                }
+            };
+            let to = async {
+                while let Some(m) = in_rx.recv().await {
+                    match m {
+                        BackendInput::Bytes(b) => {
+                            if writer.write_all(&b).await.is_err() {
+                                break;
+                            }
+                        }
+                        BackendInput::Resize { .. } => {}
+                        BackendInput::Terminate => {
+                            let _ = writer.shutdown().await;
+                            return;
+                        }
+                    }
+                }
+                // The session is gone: no more input, the destination may
+                // still answer.
+                let _ = writer.shutdown().await;
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                _ = from => {}
+                _ = to => {}
+            }
+            0
+        })
     }
 
     /// A login shell on a pty.
