@@ -188,17 +188,11 @@ async fn local(global: &GlobalArgs) -> CliResult<Context> {
     };
     // The emulator is in this process, on loopback: a proxy from the
     // environment (HTTP_PROXY, ALL_PROXY) could not reach it.
-    cloudshell_rs::session::ensure_crypto_provider();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .user_agent(concat!("cloudshell-rs/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| CliError::new(chain(&e)))?;
     let client = Client::builder()
         .region(region)
         .endpoint_url(handle.endpoint())
         .credentials(credentials)
-        .http_client(http)
+        .no_proxy()
         .build()
         .await
         .map_err(|e| CliError::new(chain(&e)))?;

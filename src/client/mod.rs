@@ -198,6 +198,7 @@ pub struct ClientBuilder {
     connect_timeout: Option<Duration>,
     operation_timeout: Option<Duration>,
     http_client: Option<reqwest::Client>,
+    no_proxy: bool,
     config_file: Option<std::path::PathBuf>,
     env: Option<EnvSource>,
 }
@@ -213,6 +214,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
             .field("http_client", &self.http_client.is_some())
+            .field("no_proxy", &self.no_proxy)
             .field("config_file", &self.config_file)
             .finish()
     }
@@ -260,6 +262,15 @@ impl ClientBuilder {
     /// Timeout of one call, retries and backoff included (default 30 s).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = Some(timeout);
+        self
+    }
+
+    /// Sends requests straight to the endpoint, whatever `HTTP_PROXY`,
+    /// `HTTPS_PROXY` and `ALL_PROXY` say (honoured otherwise, with `NO_PROXY`).
+    /// For an endpoint no proxy could reach, such as an emulator on loopback.
+    /// Ignored when an HTTP client is supplied.
+    pub fn no_proxy(mut self) -> Self {
+        self.no_proxy = true;
         self
     }
 
@@ -338,9 +349,12 @@ impl ClientBuilder {
             Some(c) => c,
             None => {
                 ensure_crypto_provider();
-                let builder = reqwest::Client::builder()
+                let mut builder = reqwest::Client::builder()
                     .connect_timeout(connect_timeout)
                     .user_agent(concat!("cloudshell-rs/", env!("CARGO_PKG_VERSION")));
+                if self.no_proxy {
+                    builder = builder.no_proxy();
+                }
                 tls::configure(builder, &endpoint)
                     .map_err(|e| ConfigError::HttpClient(e.into()))?
                     .build()
