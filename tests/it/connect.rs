@@ -686,15 +686,16 @@ async fn plugin_mode_takes_https_proxy_and_no_proxy_from_the_environment() {
     assert_eq!(proxy.targets().len(), 2);
 }
 
-#[tokio::test]
-async fn api_calls_over_https_trust_aws_ca_bundle() {
-    let env = session_support::start().await;
-    let tls = OverTls::start(&env).await;
-    let endpoint = format!("https://localhost:{}", tls.port);
-    let describe = async |bundle: Option<&str>| {
-        let home = tls.home.path();
+impl OverTls<'_> {
+    /// The binary with `args` against the emulator at `https://localhost:PORT`
+    /// (its credentials, a clean environment plus `vars`); returns whether it
+    /// succeeded, its stdout and its stderr.
+    async fn cli(&self, args: &[&str], vars: &[(&str, &str)]) -> (bool, String, String) {
+        let home = self.home.path();
+        let endpoint = format!("https://localhost:{}", self.port);
         let mut cmd = Command::new(BIN);
-        cmd.args(["--endpoint-url", &endpoint, "describe"])
+        cmd.args(["--endpoint-url", &endpoint])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", home)
@@ -705,10 +706,8 @@ async fn api_calls_over_https_trust_aws_ca_bundle() {
             .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
             .env("AWS_ACCESS_KEY_ID", session_support::AK)
             .env("AWS_SECRET_ACCESS_KEY", session_support::SK)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null());
-        if let Some(bundle) = bundle {
-            cmd.env("AWS_CA_BUNDLE", bundle);
-        }
         // Off the runtime: the TLS front runs on it.
         let out = within(60, tokio::task::spawn_blocking(move || cmd.output()))
             .await
@@ -717,18 +716,52 @@ async fn api_calls_over_https_trust_aws_ca_bundle() {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         (out.status.success(), stdout, stderr)
-    };
-    let (ok, stdout, stderr) = describe(Some(&tls_fixture("ca.pem"))).await;
+    }
+}
+
+#[tokio::test]
+async fn api_calls_over_https_trust_aws_ca_bundle() {
+    let env = session_support::start().await;
+    let tls = OverTls::start(&env).await;
+    let ca = tls_fixture("ca.pem");
+    let (ok, stdout, stderr) = tls.cli(&["describe"], &[("AWS_CA_BUNDLE", &ca)]).await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains(&env.env_id), "{stdout}");
     // The test CA is not among the compiled-in roots.
-    let (ok, _, stderr) = describe(None).await;
+    let (ok, _, stderr) = tls.cli(&["describe"], &[]).await;
     assert!(!ok);
     assert!(stderr.contains("certificate"), "{stderr}");
     let missing = tls.home.path().join("missing.pem");
-    let (ok, _, stderr) = describe(Some(missing.to_str().unwrap())).await;
+    let missing = missing.to_str().unwrap();
+    let (ok, _, stderr) = tls.cli(&["describe"], &[("AWS_CA_BUNDLE", missing)]).await;
     assert!(!ok);
     assert!(stderr.contains("cannot read AWS_CA_BUNDLE"), "{stderr}");
+}
+
+#[tokio::test]
+async fn one_proxy_setting_carries_the_api_calls_and_the_data_channel() {
+    use crate::support::connect_proxy::{Policy, TestProxy};
+    let env = session_support::start().await;
+    let tls = OverTls::start(&env).await;
+    let proxy = TestProxy::start(Policy::Open).await;
+    let (ca, url) = (tls_fixture("ca.pem"), proxy.url());
+    // `exec`: https API calls (CreateSession, ...) and the emulator's ws://
+    // stream URL, both through the one ALL_PROXY.
+    let vars = [("AWS_CA_BUNDLE", ca.as_str()), ("ALL_PROXY", &url)];
+    let (ok, stdout, stderr) = tls
+        .cli(&["exec", "--", "echo", "through-the-proxy"], &vars)
+        .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "through-the-proxy\n");
+    let targets = proxy.targets();
+    let api = format!("localhost:{}", tls.port);
+    let channel = format!("127.0.0.1:{}", env.emulator.local_addr().port());
+    assert!(targets.contains(&api), "{targets:?}");
+    assert!(targets.contains(&channel), "{targets:?}");
+    assert!(
+        targets.iter().all(|t| *t == api || *t == channel),
+        "{targets:?}"
+    );
 }
 
 #[tokio::test]
