@@ -162,8 +162,6 @@ pub enum AtEof {
     /// not a terminal: an EOT would be data), then stop when it closes or
     /// [`TERMINATE_GRACE`] later.
     Terminate,
-    /// Nothing: output is written until the session closes.
-    Wait,
 }
 
 /// How long [`AtEof::Terminate`] waits for the session to close.
@@ -272,7 +270,6 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
                             let _ = tx.send(());
                         }
                     }
-                    AtEof::Wait => {}
                 },
             }
         }
