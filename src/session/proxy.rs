@@ -208,6 +208,7 @@ pub(crate) async fn connect(
         tunnel = tunnel.with_auth(auth);
     }
     let target = format!("{host}:{port}");
+    tracing::debug!(proxy = %route.shown, %target, "opening a tunnel for the data channel");
     let opened = async {
         std::future::poll_fn(|cx| tunnel.poll_ready(cx)).await?;
         tunnel.call(route.dst).await
