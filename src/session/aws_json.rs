@@ -2,6 +2,7 @@
 //! POST each with an `X-Amz-Target` header, signed with SigV4, so no service
 //! SDK is needed.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::error::CredentialsError;
@@ -73,7 +74,9 @@ pub(crate) use from_call_error;
 /// One service endpoint, signed for one SigV4 service name.
 #[derive(Clone)]
 pub(crate) struct AwsJson {
-    http: reqwest::Client,
+    /// The HTTP client, or why it could not be made (an unreadable
+    /// `AWS_CA_BUNDLE`), reported at the first call.
+    http: Result<reqwest::Client, Arc<str>>,
     pub(crate) endpoint: String,
     pub(crate) region: String,
     service: &'static str,
@@ -91,7 +94,9 @@ impl std::fmt::Debug for AwsJson {
 }
 
 impl AwsJson {
-    /// Its own HTTP client (10 s timeout) and credentials from `credentials`.
+    /// Its own HTTP client (10 s timeout; trusted roots chosen as for a
+    /// CloudShell client: none for `http://`, else the compiled-in ones plus
+    /// `AWS_CA_BUNDLE`) and credentials from `credentials`.
     pub(crate) fn new(
         service: &'static str,
         region: String,
@@ -99,10 +104,10 @@ impl AwsJson {
         credentials: SharedCredentialsProvider,
     ) -> Self {
         super::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        let http = crate::client::tls::configure(builder, &endpoint)
+            .and_then(|b| b.build().map_err(|e| crate::error_chain(&e)))
+            .map_err(Arc::from);
         Self {
             http,
             endpoint: endpoint.trim_end_matches('/').to_string(),
@@ -119,7 +124,7 @@ impl AwsJson {
         endpoint: String,
     ) -> Self {
         Self {
-            http: client.inner.http.clone(),
+            http: Ok(client.inner.http.clone()),
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: client.region().to_string(),
             service,
@@ -192,8 +197,11 @@ impl AwsJson {
     async fn call(&self, target: &str, body: Vec<u8>) -> Result<(u16, bytes::Bytes), CallError> {
         let req = self.build_request(target, body, SystemTime::now()).await?;
         let (parts, body) = req.into_parts();
-        let resp = self
+        let http = self
             .http
+            .as_ref()
+            .map_err(|e| CallError::Signing(e.to_string().into()))?;
+        let resp = http
             .post(parts.uri.to_string())
             .headers(parts.headers)
             .body(body)
