@@ -487,7 +487,9 @@ where
             }
         }
         if started && interrupts_sent < interrupts_requested.min(1) {
-            send(&input, script::INTERRUPT).await?;
+            // If the input side is closed, the command has ended: its exit
+            // status (or the end of the output) decides the result.
+            let _ = send(&input, script::INTERRUPT).await;
             interrupts_sent += 1;
         }
         tokio::select! {
@@ -500,7 +502,15 @@ where
             }
             r = &mut stdin_pump, if !stdin_done => {
                 stdin_done = true;
-                r?;
+                match r {
+                    // The remote side stopped taking input: a command that
+                    // exits without reading all of its stdin ends the session
+                    // while input is still on its way. Its exit status is
+                    // then already in the output (or the output ends and the
+                    // run fails there), as `ssh host true < big` exits 0.
+                    Err(ExecError::SessionClosed) | Ok(()) => {}
+                    Err(e) => return Err(e),
+                }
             }
             () = interrupt.0.notified() => {
                 interrupts_requested += 1;
@@ -515,7 +525,7 @@ where
                     return Err(ExecError::Timeout(options.timeout.unwrap_or_default()));
                 }
                 timed_out = true;
-                send(&input, script::INTERRUPT).await?;
+                let _ = send(&input, script::INTERRUPT).await;
                 deadline.as_mut().reset(tokio::time::Instant::now() + TIMEOUT_GRACE);
             }
         }

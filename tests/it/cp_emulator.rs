@@ -233,7 +233,8 @@ async fn cp_emu_bad_paths_give_clear_errors() {
                     ..
                 }
             ),
-            "{t}: {e}"
+            "{t}: {}",
+            cloudshell_rs::error_chain(&e)
         );
         let e = transfer::upload(&emu.client, "no-such-env", &f, "x", &o)
             .await

@@ -132,8 +132,12 @@ async fn exec_interrupt_gives_130_and_framing_survives() {
     )
     .await
     .unwrap();
-    assert_eq!(status.code(), 130);
-    assert_eq!(stdout.buf, b"started\n");
+    assert_eq!(
+        (status.code(), String::from_utf8_lossy(&stdout.buf).as_ref()),
+        (130, "started\n"),
+        "stderr: {:?}",
+        String::from_utf8_lossy(&stderr)
+    );
 }
 
 /// A writer that requests an interrupt on the first output it receives.
@@ -340,4 +344,94 @@ async fn exec_abandoned_run_leaves_nothing_running() {
         .await
         .expect("the terminal's session leader is still running")
         .unwrap();
+}
+
+/// A command that exits without reading its stdin ends the session while
+/// input is still being sent. Its exit status must win over the closed input,
+/// as `ssh host true < big` exits 0. The link below delivers the exit frame
+/// only after the input side has closed: the order in which the two arrive
+/// over a real session is arbitrary, and this one used to give
+/// "the session closed before the command finished".
+#[tokio::test]
+async fn exec_exit_status_wins_over_input_closed_by_the_exit() {
+    let home = tempfile::tempdir().unwrap();
+    let mut sh = spawn_local_shell(home.path(), false);
+    let link = exit_frame_after_input_closes(sh.link.take().unwrap());
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let status = exec::run_streaming(
+        link,
+        &["true"],
+        ExecOptions::new(),
+        Some(tokio::io::repeat(b'x')),
+        &mut stdout,
+        &mut stderr,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}", cloudshell_rs::error_chain(&e)));
+    assert_eq!(status.code(), 0);
+    assert!(stdout.is_empty() && stderr.is_empty());
+}
+
+/// Wraps a link: output passes through until the exit frame (`:X:`), which
+/// is held back until the shell's output has ended and the input side of the
+/// returned link has been closed.
+fn exit_frame_after_input_closes(inner: exec::TerminalLink) -> exec::TerminalLink {
+    use bytes::Bytes;
+    use tokio::sync::{mpsc, watch};
+    let exec::TerminalLink { input, mut output } = inner;
+    let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(64);
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
+    let (ended_tx, ended) = watch::channel(false);
+    let (closed_tx, mut closed) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut shell_ended = ended.clone();
+        loop {
+            let m = tokio::select! {
+                m = in_rx.recv() => m,
+                _ = shell_ended.wait_for(|e| *e) => None,
+            };
+            let Some(b) = m else { break };
+            let mut shell_ended = ended.clone();
+            let sent = tokio::select! {
+                r = input.send(b) => r.is_ok(),
+                _ = shell_ended.wait_for(|e| *e) => false,
+            };
+            if !sent {
+                break;
+            }
+        }
+        drop(in_rx);
+        let _ = closed_tx.send(true);
+    });
+    tokio::spawn(async move {
+        let mut held: Vec<Bytes> = Vec::new();
+        let mut tail: Vec<u8> = Vec::new();
+        while let Some(chunk) = output.recv().await {
+            tail.extend_from_slice(&chunk);
+            let has_exit = tail.windows(3).any(|w| w == b":X:");
+            tail.drain(..tail.len().saturating_sub(2));
+            if held.is_empty() && !has_exit {
+                if out_tx.send(chunk).await.is_err() {
+                    return;
+                }
+            } else {
+                held.push(chunk);
+            }
+        }
+        assert!(!held.is_empty(), "the exit frame never came");
+        let _ = ended_tx.send(true);
+        let _ = closed.wait_for(|c| *c).await;
+        // Let the client see the closed input first (single-threaded runtime).
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        for chunk in held {
+            let _ = out_tx.send(chunk).await;
+        }
+    });
+    exec::TerminalLink {
+        input: in_tx,
+        output: out_rx,
+    }
 }
