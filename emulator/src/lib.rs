@@ -57,6 +57,41 @@ pub use config::{
     default_state_dir, load_or_create_credentials,
 };
 pub use faults::{FaultKind, RecordedRequest, RestFault};
+/// Gives a program started on a pty the signal state of a fresh login: every
+/// signal handled by default and none blocked, whatever the emulator inherited.
+///
+/// A process started in the background by a non-interactive shell
+/// (`cloudshell-rs emulator &` in a script) has SIGINT and SIGQUIT ignored, and
+/// an ignored disposition survives `exec`: without this, Ctrl-C would never
+/// reach a command in the emulator's shells (bash cannot undo a signal ignored
+/// when it started). `login` and `sshd` reset the same way. The emulator uses
+/// it for its shells; test harnesses that start their own shell on a pty can
+/// use it too.
+#[allow(unsafe_code)]
+pub fn default_signals(cmd: pty_process::Command) -> pty_process::Command {
+    // SAFETY: the closure runs in the child between fork and exec. It calls
+    // only sigemptyset, sigprocmask and signal, which are async-signal-safe,
+    // touches no lock and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The classic signals (1 to 31 on Linux and macOS); real-time
+            // ones are never ignored by shells.
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    // A number the kernel does not use fails harmlessly.
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 pub use rest::{OPERATIONS, SERVICE};
 pub use state::{
     EnvironmentSnapshot, EnvironmentStatus, STATE_FILE, SessionRecord, SessionToken, StateEvent,

@@ -30,7 +30,12 @@ async fn fixture() -> Fixture {
 /// A command with a clean, isolated environment: no AWS configuration from the
 /// machine, no instance-metadata probing, an explicit region.
 fn isolated(home: &Path) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(BIN);
+    isolated_program(BIN, home)
+}
+
+/// `program` with the clean environment of [`isolated`].
+fn isolated_program(program: &str, home: &Path) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(program);
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
@@ -604,16 +609,13 @@ async fn local_mode_works_without_any_aws_configuration() {
     assert_eq!(text(&out.stdout), "(none)\n");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emulator_command_prints_a_usable_endpoint_and_credentials() {
+/// Starts `cloudshell-rs emulator` through `cmd` and reads the exports it
+/// prints until its "Press Ctrl-C" line.
+async fn standalone_emulator(
+    mut cmd: tokio::process::Command,
+) -> (tokio::process::Child, Vec<(String, String)>) {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let home = tempfile::tempdir().unwrap();
-    let mut child = isolated(home.path())
-        .args(["emulator", "--port", "0", "--state-dir"])
-        .arg(home.path().join("state"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut exports = Vec::new();
     while let Some(line) = lines.next_line().await.unwrap() {
@@ -625,6 +627,16 @@ async fn emulator_command_prints_a_usable_endpoint_and_credentials() {
             break;
         }
     }
+    (child, exports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_command_prints_a_usable_endpoint_and_credentials() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = isolated(home.path());
+    cmd.args(["emulator", "--port", "0", "--state-dir"])
+        .arg(home.path().join("state"));
+    let (mut child, exports) = standalone_emulator(cmd).await;
     let keys: Vec<&str> = exports.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         keys,
@@ -646,6 +658,44 @@ async fn emulator_command_prints_a_usable_endpoint_and_credentials() {
         .await
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+    child.kill().await.unwrap();
+}
+
+/// An emulator started in the background by a script inherits SIGINT and
+/// SIGQUIT ignored (what a non-interactive shell does to `cmd &`). Its shells
+/// must still start with every signal handled by default, or Ctrl-C and
+/// `exec`'s interrupt would never reach a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_shells_get_default_signals_when_it_started_with_ctrl_c_ignored() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = isolated_program("sh", home.path());
+    cmd.args([
+        "-c",
+        "trap '' INT QUIT; exec \"$0\" \"$@\"",
+        BIN,
+        "emulator",
+        "--port",
+        "0",
+        "--state-dir",
+    ])
+    .arg(home.path().join("state"));
+    let (mut child, exports) = standalone_emulator(cmd).await;
+    let mut c = isolated(home.path());
+    for (k, v) in &exports {
+        c.env(k, v);
+    }
+    // The login shell's children get the dispositions the shell started with.
+    let out = c
+        .args(["exec", "--", "grep", "^SigIgn:", "/proc/self/status"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ignored = text(&out.stdout);
+    let mask = u64::from_str_radix(ignored.trim().trim_start_matches("SigIgn:").trim(), 16)
+        .unwrap_or_else(|_| panic!("{ignored:?}"));
+    let (int, quit) = (1 << (libc::SIGINT - 1), 1 << (libc::SIGQUIT - 1));
+    assert_eq!(mask & (int | quit), 0, "{ignored}");
     child.kill().await.unwrap();
 }
 

@@ -32,6 +32,7 @@ pub fn spawn_local_shell(home: &Path, tap_enabled: bool) -> LocalShell {
         .env("PS1", "[test]$ ")
         .current_dir(home)
         .kill_on_drop(true);
+    let cmd = cloudshell_emulator::default_signals(cmd);
     let child = cmd.spawn(pts).expect("spawn bash");
     let (mut rd, mut wr) = pty.into_split();
     let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(64);

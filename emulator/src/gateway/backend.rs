@@ -439,6 +439,7 @@ impl Backend {
             .env("AWS_EXECUTION_ENV", "CloudShell")
             .current_dir(&spec.home)
             .kill_on_drop(true);
+        let cmd = crate::default_signals(cmd);
         let mut child = cmd.spawn(pts).map_err(BackendError::Pty)?;
         let pid = child.id();
         let (mut reader, mut writer) = pty.into_split();
