@@ -4,6 +4,7 @@
 
 mod gateway_support;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cloudshell_emulator::gateway::{
@@ -11,6 +12,8 @@ use cloudshell_emulator::gateway::{
 };
 use futures_util::{SinkExt, StreamExt};
 use gateway_support::{Client, TestGateway, raw_connect};
+use ssm_channel::payload::Flag;
+use ssm_channel::smux::{Command, Decoder, Frame as SmuxFrame};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn echo() -> SessionOptions {
@@ -208,4 +211,113 @@ async fn an_ended_session_cannot_be_opened_again() {
         Some((CLOSE_POLICY_VIOLATION, "session ended".to_string()))
     );
     assert!(t.gw.live_sessions().is_empty());
+}
+
+/// The smux frames in `output`, per stream: data and whether a FIN came.
+fn smux_streams(output: &[u8]) -> HashMap<u32, (Vec<u8>, bool)> {
+    let mut d = Decoder::default();
+    d.feed(output);
+    let mut streams: HashMap<u32, (Vec<u8>, bool)> = HashMap::new();
+    while let Some(f) = d.next_frame().expect("smux v1 from the agent") {
+        let s = streams.entry(f.stream_id).or_default();
+        match f.command {
+            Command::Psh => s.0.extend_from_slice(&f.data),
+            Command::Fin => s.1 = true,
+            c => panic!("unexpected {c:?} from the agent"),
+        }
+    }
+    streams
+}
+
+fn smux_wire(frames: &[SmuxFrame]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in frames {
+        f.encode(&mut out);
+    }
+    out
+}
+
+#[tokio::test]
+async fn forward_mode_relays_smux_streams_until_terminate() {
+    // An echo server that closes each connection at end of file.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+            });
+        }
+    });
+    let mode: SessionMode = format!("forward:{port}").parse().unwrap();
+    let t = TestGateway::with_defaults(SessionOptions {
+        mode,
+        ..SessionOptions::default()
+    })
+    .await;
+    let (_id, mut c) = t.client("env-fwd", None).await;
+    c.run_until("ready", |c| c.ready).await;
+    assert_eq!(c.ch.session_type(), Some("Port"));
+    assert_eq!(
+        c.ch.session_properties(),
+        &serde_json::json!({
+            "portNumber": port.to_string(),
+            "type": "LocalPortForwarding",
+            "localPortNumber": "0",
+        })
+    );
+
+    c.send_input(&smux_wire(&[
+        SmuxFrame::syn(3),
+        SmuxFrame::psh(3, &b"ping"[..]),
+        SmuxFrame::syn(5),
+        SmuxFrame::psh(5, &b"pong"[..]),
+    ]));
+    c.run_until("both echoes", |c| {
+        let s = smux_streams(&c.output);
+        s.get(&3).is_some_and(|s| s.0 == b"ping") && s.get(&5).is_some_and(|s| s.0 == b"pong")
+    })
+    .await;
+    c.send_input(&smux_wire(&[SmuxFrame::fin(3)]));
+    c.run_until("FIN of stream 3", |c| {
+        smux_streams(&c.output).get(&3).is_some_and(|s| s.1)
+    })
+    .await;
+    // Stream 5, and the session, carry on.
+    c.send_input(&smux_wire(&[SmuxFrame::psh(5, &b"!"[..])]));
+    c.run_until("more of stream 5", |c| {
+        smux_streams(&c.output)
+            .get(&5)
+            .is_some_and(|s| s.0 == b"pong!")
+    })
+    .await;
+    assert!(c.flags.is_empty());
+    assert!(!smux_streams(&c.output)[&5].1);
+
+    c.ch.send_flag(std::time::Instant::now(), Flag::TERMINATE_SESSION.0)
+        .unwrap();
+    c.wait_closed().await;
+}
+
+#[tokio::test]
+async fn forward_mode_reports_a_refused_connection_with_flag_3() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let t = TestGateway::with_defaults(SessionOptions {
+        mode: SessionMode::Forward { port },
+        ..SessionOptions::default()
+    })
+    .await;
+    let (_id, mut c) = t.client("env-fwd-refused", None).await;
+    c.run_until("ready", |c| c.ready).await;
+    c.send_input(&smux_wire(&[SmuxFrame::syn(7)]));
+    c.run_until("flag 3 and FIN of stream 7", |c| {
+        !c.flags.is_empty() && smux_streams(&c.output).get(&7).is_some_and(|s| s.1)
+    })
+    .await;
+    assert_eq!(c.flags, [Flag::CONNECT_TO_PORT_ERROR.0]);
+    assert!(c.closed.is_none(), "the session outlives the stream");
 }

@@ -6,6 +6,7 @@
 //!   short `channel_closed` headers).
 //! - [`payload`]: typed payloads (open-data-channel frame, acks, handshake, size, flag,
 //!   exit code, `channel_closed`).
+//! - [`smux`]: smux v1 framing for multiplexed port forwarding.
 //! - [`Channel`]: the state machine for both roles: sequencing, acknowledgements,
 //!   in-order exactly-once delivery, retransmission with a Jacobson/Karels RTO,
 //!   handshake, KMS encryption, publication pause/resume, bounded send window.
@@ -100,6 +101,7 @@ pub mod error;
 pub mod message;
 pub mod payload;
 pub mod rtt;
+pub mod smux;
 
 /// Re-exported so callers use the same `Bytes` and `Uuid` types.
 pub use bytes::Bytes;

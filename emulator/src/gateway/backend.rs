@@ -1,8 +1,10 @@
-//! The programs behind sessions: a login shell on a pty, an echo loop, or a byte
-//! stream. Each one writes into an [`OutputPipe`], a bounded buffer the session
-//! task reads from as fast as the channel's send window allows. A full pipe stops
-//! the producer (the shell blocks on its terminal), so no output is ever dropped,
-//! whether a client is attached or not.
+//! The programs behind sessions: a login shell on a pty, an echo loop, a byte
+//! stream, a TCP relay or an smux port forwarder. Each one writes into an
+//! [`OutputPipe`], a bounded buffer the session task reads from as fast as the
+//! channel's send window allows. A full pipe stops the producer (the shell
+//! blocks on its terminal), so no output is ever dropped, whether a client is
+//! attached or not. A program can also ask its session to send data-channel
+//! flags to the client through its [`FlagQueue`].
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -187,6 +189,62 @@ fn incomplete_utf8_tail<'a>(bytes: impl DoubleEndedIterator<Item = &'a u8>) -> u
     0
 }
 
+/// Data-channel flags (payload type 10, e.g. `ConnectToPortError` = 3) a
+/// program asks its session to send to the client, in order. The program
+/// [`push`](Self::push)es; the session (the single consumer) waits on
+/// [`pending`](Self::pending) beside the output pipe and [`pop`](Self::pop)s
+/// each flag into the channel once output is enabled, [`put_back`](Self::put_back)
+/// one the channel cannot take yet.
+#[derive(Debug, Default)]
+pub struct FlagQueue {
+    flags: Mutex<VecDeque<u32>>,
+    pending: Notify,
+}
+
+impl FlagQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<u32>> {
+        self.flags.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a flag for the client and wakes the session.
+    pub fn push(&self, flag: u32) {
+        self.lock().push_back(flag);
+        self.pending.notify_one();
+    }
+
+    /// Takes the oldest queued flag.
+    pub fn pop(&self) -> Option<u32> {
+        self.lock().pop_front()
+    }
+
+    /// Puts a flag taken with [`pop`](Self::pop) back at the front (the
+    /// channel could not send it yet).
+    pub fn put_back(&self, flag: u32) {
+        self.lock().push_front(flag);
+    }
+
+    /// Flags waiting.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no flag is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Completes when a flag may have been queued since the last wake-up
+    /// (single consumer; check with [`pop`](Self::pop)).
+    pub async fn pending(&self) {
+        self.pending.notified().await;
+    }
+}
+
 /// Input for a program.
 #[derive(Debug)]
 pub enum BackendInput {
@@ -200,8 +258,8 @@ pub enum BackendInput {
         rows: u16,
     },
     /// The client's `TerminateSession`: a port session ends once the input
-    /// before it is written (other programs ignore it, as the agent's shell
-    /// sessions do).
+    /// before it is written, a port-forwarding session ends at once (other
+    /// programs ignore it, as the agent's shell sessions do).
     Terminate,
 }
 
@@ -216,10 +274,11 @@ pub struct ShellSpec {
     pub size: (u16, u16),
 }
 
-/// The plumbing every program starts with: output pipe, input channel, kill
-/// switch and exit status.
+/// The plumbing every program starts with: output pipe, flags, input channel,
+/// kill switch and exit status.
 type Parts = (
     Arc<OutputPipe>,
+    Arc<FlagQueue>,
     mpsc::UnboundedSender<BackendInput>,
     mpsc::UnboundedReceiver<BackendInput>,
     watch::Sender<bool>,
@@ -232,6 +291,8 @@ type Parts = (
 pub struct Backend {
     /// Where the program's output goes.
     pub output: Arc<OutputPipe>,
+    /// Flags the program asks the session to send to the client.
+    pub flags: Arc<FlagQueue>,
     input: mpsc::UnboundedSender<BackendInput>,
     kill: watch::Sender<bool>,
     exit: watch::Receiver<Option<ExitStatusInfo>>,
@@ -283,6 +344,7 @@ impl Backend {
                 Ok(Self::stream(*total_bytes, pipe_capacity))
             }
             SessionMode::Port { port } => Ok(Self::port(*port, pipe_capacity)),
+            SessionMode::Forward { port } => Ok(Self::forward(*port, pipe_capacity)),
             SessionMode::Shell => {
                 let spec = shell.cloned().unwrap_or_else(|| ShellSpec {
                     home: std::env::temp_dir(),
@@ -296,23 +358,24 @@ impl Backend {
 
     fn parts(pipe_capacity: usize) -> Parts {
         let output = Arc::new(OutputPipe::new(pipe_capacity));
+        let flags = Arc::new(FlagQueue::new());
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let (kill, _) = watch::channel(false);
         let (exit_tx, exit_rx) = watch::channel(None);
-        (output, in_tx, in_rx, kill, exit_tx, exit_rx)
+        (output, flags, in_tx, in_rx, kill, exit_tx, exit_rx)
     }
 
-    /// A program played by a task: `run` gets the output pipe and the input
-    /// and returns the exit code; a kill ends it with 0. The pipe is closed
-    /// when it ends.
+    /// A program played by a task: `run` gets the output pipe, the flag queue
+    /// and the input and returns the exit code; a kill ends it with 0 (dropping
+    /// its future). The pipe is closed when it ends.
     fn task<F, Fut>(pipe_capacity: usize, run: F) -> Backend
     where
-        F: FnOnce(Arc<OutputPipe>, mpsc::UnboundedReceiver<BackendInput>) -> Fut,
+        F: FnOnce(Arc<OutputPipe>, Arc<FlagQueue>, mpsc::UnboundedReceiver<BackendInput>) -> Fut,
         Fut: std::future::Future<Output = i32> + Send + 'static,
     {
-        let (output, input, in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+        let (output, flags, input, in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
         let pipe = output.clone();
-        let work = run(output.clone(), in_rx);
+        let work = run(output.clone(), flags.clone(), in_rx);
         let mut killed = kill.subscribe();
         tokio::spawn(async move {
             let code = tokio::select! {
@@ -324,6 +387,7 @@ impl Backend {
         });
         Backend {
             output,
+            flags,
             input,
             kill,
             exit,
@@ -333,7 +397,7 @@ impl Backend {
 
     /// Input comes back as output.
     pub fn echo(pipe_capacity: usize) -> Backend {
-        Self::task(pipe_capacity, |pipe, mut in_rx| async move {
+        Self::task(pipe_capacity, |pipe, _flags, mut in_rx| async move {
             while let Some(m) = in_rx.recv().await {
                 if let BackendInput::Bytes(b) = m {
                     pipe.write_all(&b).await;
@@ -345,7 +409,7 @@ impl Backend {
 
     /// `total` bytes of [`stream_pattern`], then the end.
     pub fn stream(total: u64, pipe_capacity: usize) -> Backend {
-        Self::task(pipe_capacity, move |pipe, _in_rx| async move {
+        Self::task(pipe_capacity, move |pipe, _flags, _in_rx| async move {
             let block: Vec<u8> = stream_pattern(64 * 256);
             let mut sent: u64 = 0;
             while sent < total {
@@ -362,7 +426,7 @@ impl Backend {
     /// output; the end of either stops both. Exit code 0 when the destination
     /// closed the connection, 1 when it could not be reached.
     pub fn port(port: u16, pipe_capacity: usize) -> Backend {
-        Self::task(pipe_capacity, move |pipe, mut in_rx| async move {
+        Self::task(pipe_capacity, move |pipe, _flags, mut in_rx| async move {
             let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)).await else {
                 tracing::debug!(port, "port session: the destination refused the connection");
                 return 1;
@@ -400,6 +464,20 @@ impl Backend {
                 _ = to => {}
             }
             0
+        })
+    }
+
+    /// The agent's side of an `AWS-StartPortForwardingSession` session with
+    /// smux multiplexing: the input is an smux v1 byte stream, each stream
+    /// the client opens is relayed to a new TCP connection to
+    /// `127.0.0.1:port`, and the output carries the streams' data back as
+    /// smux frames (see [`SessionMode::Forward`]). A stream whose connection
+    /// fails pushes flag 3 (`ConnectToPortError`) into [`Backend::flags`] and
+    /// gets a `FIN`. Runs until [`BackendInput::Terminate`] (exit code 0) or
+    /// an input that is not smux v1 (exit code 1).
+    pub fn forward(port: u16, pipe_capacity: usize) -> Backend {
+        Self::task(pipe_capacity, move |pipe, flags, in_rx| {
+            super::forward::run(port, pipe, flags, in_rx)
         })
     }
 
@@ -444,7 +522,7 @@ impl Backend {
         let pid = child.id();
         let (mut reader, mut writer) = pty.into_split();
 
-        let (output, input, mut in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+        let (output, flags, input, mut in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
 
         // Output: pty → pipe, until EIO (every holder of the terminal has gone).
         let pipe = output.clone();
@@ -514,6 +592,7 @@ impl Backend {
 
         Ok(Backend {
             output,
+            flags,
             input,
             kill,
             exit,
@@ -534,6 +613,12 @@ impl Backend {
     /// How the program ended, once it has.
     pub fn exit_status(&self) -> Option<ExitStatusInfo> {
         *self.exit.borrow()
+    }
+
+    /// Waits until the program has ended, and tells how.
+    pub async fn wait_exit(&self) -> Option<ExitStatusInfo> {
+        let mut exit = self.exit.clone();
+        exit.wait_for(Option::is_some).await.ok().and_then(|s| *s)
     }
 
     /// Stops the program.

@@ -5,7 +5,8 @@
 //! CreateSession) and sends the open-data-channel text frame. The gateway checks
 //! its `TokenValue` against the session record, then runs an agent-role
 //! [`ssm_channel`] channel between the WebSocket and the session's program (a login
-//! shell on a pty, an echo loop or a byte stream; see [`SessionMode`]).
+//! shell on a pty, an echo loop, a byte stream, a TCP relay or an smux port
+//! forwarder; see [`SessionMode`]).
 //!
 //! Sessions outlive their WebSocket for a grace period, so a client that lost its
 //! connection can open the same `StreamUrl` again and carry on with the same
@@ -15,6 +16,7 @@
 
 pub mod backend;
 pub mod faults;
+mod forward;
 mod glue;
 pub mod metrics;
 pub mod options;

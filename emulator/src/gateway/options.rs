@@ -6,7 +6,7 @@
 //!
 //! | type | examples |
 //! |---|---|
-//! | [`SessionMode`] | `shell`, `echo`, `stream:1048576`, `stream:1048576:1024` |
+//! | [`SessionMode`] | `shell`, `echo`, `stream:1048576`, `stream:1048576:1024`, `port:2222`, `forward:8080` |
 //! | [`HandshakeMode`] | `none`, `session-type`, `kms`, `kms:alias/my-key` |
 //! | [`FaultSpec`] | `drop:in:5,dup:out:0.1,reorder:both:3,delay:out:0.2:150,cut:frames:40,seed:7` |
 
@@ -28,9 +28,10 @@ pub const DEFAULT_FAULT_DELAY: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OptionsParseError {
-    /// Unknown session mode, or bad numbers in `stream:…`.
+    /// Unknown session mode, or bad numbers in `stream:…`, `port:…` or
+    /// `forward:…`.
     #[error(
-        "invalid session mode {0:?}: expected `shell`, `echo`, `stream:TOTAL_BYTES[:CHUNK_SIZE]` or `port:PORT`"
+        "invalid session mode {0:?}: expected `shell`, `echo`, `stream:TOTAL_BYTES[:CHUNK_SIZE]`, `port:PORT` or `forward:PORT`"
     )]
     Mode(String),
     /// Unknown handshake mode.
@@ -76,6 +77,20 @@ pub enum SessionMode {
         /// The TCP port on 127.0.0.1 the agent connects to.
         port: u16,
     },
+    /// A port-forwarding session as `AWS-StartPortForwardingSession` makes
+    /// one, with smux multiplexing (the emulated agent version tells clients
+    /// to use it): the handshake announces `SessionType` `Port` with
+    /// `{"portNumber": "PORT", "type": "LocalPortForwarding",
+    /// "localPortNumber": "0"}`, and the agent, as the smux server, relays
+    /// each smux stream the client opens to a new TCP connection to
+    /// `127.0.0.1:PORT`. A stream whose connection fails gets the
+    /// `ConnectToPortError` flag (3) and a `FIN`. The session lives until the
+    /// client's `TerminateSession` flag (or until the client goes away), not
+    /// until one connection closes.
+    Forward {
+        /// The TCP port on 127.0.0.1 each stream is connected to.
+        port: u16,
+    },
 }
 
 impl fmt::Display for SessionMode {
@@ -84,6 +99,7 @@ impl fmt::Display for SessionMode {
             SessionMode::Shell => f.write_str("shell"),
             SessionMode::Echo => f.write_str("echo"),
             SessionMode::Port { port } => write!(f, "port:{port}"),
+            SessionMode::Forward { port } => write!(f, "forward:{port}"),
             SessionMode::Stream {
                 total_bytes,
                 chunk_size: None,
@@ -107,13 +123,17 @@ impl FromStr for SessionMode {
             "echo" => return Ok(SessionMode::Echo),
             _ => {}
         }
-        if let Some((kind, port)) = t.split_once(':')
-            && kind.eq_ignore_ascii_case("port")
-        {
-            return match port.trim().parse::<u16>() {
-                Ok(port) if port > 0 => Ok(SessionMode::Port { port }),
+        if let Some((kind, port)) = t.split_once(':') {
+            let port = || match port.trim().parse::<u16>() {
+                Ok(port) if port > 0 => Ok(port),
                 _ => Err(err()),
             };
+            if kind.eq_ignore_ascii_case("port") {
+                return port().map(|port| SessionMode::Port { port });
+            }
+            if kind.eq_ignore_ascii_case("forward") {
+                return port().map(|port| SessionMode::Forward { port });
+            }
         }
         let mut parts = t.split(':');
         if !parts
@@ -579,11 +599,41 @@ mod tests {
             "port:2222".parse::<SessionMode>(),
             Ok(SessionMode::Port { port: 2222 })
         );
-        for s in ["shell", "echo", "stream:5", "stream:5:7", "port:22"] {
+        assert_eq!(
+            " Forward:8080 ".parse::<SessionMode>(),
+            Ok(SessionMode::Forward { port: 8080 })
+        );
+        for s in [
+            "shell",
+            "echo",
+            "stream:5",
+            "stream:5:7",
+            "port:22",
+            "forward:22",
+        ] {
             assert_eq!(
                 s.parse::<SessionMode>().map(|m| m.to_string()).as_deref(),
                 Ok(s)
             );
+        }
+    }
+
+    #[test]
+    fn bad_forward_modes_are_rejected_clearly() {
+        for bad in [
+            "forward",
+            "forward:",
+            "forward:0",
+            "forward:x",
+            "forward:65536",
+            "forward:22:1",
+        ] {
+            let e = bad.parse::<SessionMode>().expect_err(bad);
+            assert_eq!(e, OptionsParseError::Mode(bad.to_string()));
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+            assert!(msg.contains("`forward:PORT`"), "{msg}");
+            assert!(msg.contains("`port:PORT`"), "{msg}");
         }
     }
 

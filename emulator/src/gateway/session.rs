@@ -3,8 +3,9 @@
 //!
 //! A single `select!` loop feeds WebSocket frames and timer expiries into the
 //! [`Channel`], writes the channel's transmits to the socket, moves program output
-//! into the channel as fast as its send window allows, and passes channel events
-//! (input, resize, handshake steps) to the program. Fault injection sits between
+//! into the channel as fast as its send window allows, sends the flags the
+//! program asks for (see [`FlagQueue`](super::backend::FlagQueue)), and passes
+//! channel events (input, resize, handshake steps) to the program. Fault injection sits between
 //! the socket and the channel in both directions.
 
 use futures_util::SinkExt as _;
@@ -190,6 +191,7 @@ impl SessionTask {
             let now = Instant::now();
             self.process_events(now);
             self.pump_output(now);
+            self.pump_flags(now);
             self.process_events(now);
             self.flush(now).await;
             self.sync_metrics();
@@ -303,7 +305,10 @@ impl SessionTask {
                 // sessions ignore flags, like the agent.
                 Event::Flag(flag)
                     if flag == Flag::TERMINATE_SESSION.0
-                        && matches!(self.options.mode, SessionMode::Port { .. }) =>
+                        && matches!(
+                            self.options.mode,
+                            SessionMode::Port { .. } | SessionMode::Forward { .. }
+                        ) =>
                 {
                     tracing::debug!(session_id = %self.session_id, "TerminateSession");
                     self.backend().send(BackendInput::Terminate);
@@ -322,6 +327,16 @@ impl SessionTask {
             (SessionMode::Port { port }, _) => (
                 "Port",
                 serde_json::json!({ "portNumber": port.to_string() }),
+            ),
+            // AWS-StartPortForwardingSession's properties; the agent version
+            // tells the client to multiplex with smux.
+            (SessionMode::Forward { port }, _) => (
+                "Port",
+                serde_json::json!({
+                    "portNumber": port.to_string(),
+                    "type": "LocalPortForwarding",
+                    "localPortNumber": "0",
+                }),
             ),
             // Announced only (the program is whatever the mode says):
             // AWS-StartPortForwardingSession's properties.
@@ -344,7 +359,7 @@ impl SessionTask {
         };
         let always_handshake = matches!(
             self.options.mode,
-            SessionMode::Echo | SessionMode::Port { .. }
+            SessionMode::Echo | SessionMode::Port { .. } | SessionMode::Forward { .. }
         );
         if handshake == HandshakeMode::None && always_handshake {
             // Echo: nothing would tell the client the session type before its
@@ -439,6 +454,28 @@ impl SessionTask {
                 }
             }
         }
+    }
+
+    /// Sends the flags the program asked for, once output may flow.
+    fn pump_flags(&mut self, now: Instant) {
+        if !self.flags_enabled() {
+            return;
+        }
+        while let Some(flag) = self.backend().flags.pop() {
+            if let Err(e) = self.channel.send_flag(now, flag) {
+                // The window is full even for control messages: retry after
+                // the next acknowledgement.
+                self.backend().flags.put_back(flag);
+                tracing::debug!(session_id = %self.session_id, flag, "flag not accepted yet: {e}");
+                return;
+            }
+            tracing::debug!(session_id = %self.session_id, flag, "flag sent");
+        }
+    }
+
+    /// Whether program flags can go into the channel now.
+    fn flags_enabled(&self) -> bool {
+        self.output_enabled && self.ending == Ending::Running && self.ws.is_some()
     }
 
     // ---------------------------------------------------------------- frames
@@ -700,6 +737,8 @@ impl SessionTask {
             && !self.program_done
             && self.channel.send_window_room() > 0;
         let pipe = self.program.backend.output.clone();
+        let want_flags = self.flags_enabled();
+        let flags = self.program.backend.flags.clone();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -731,6 +770,7 @@ impl SessionTask {
                 self.on_ws_message(Instant::now(), msg);
             }
             _ = pipe.readable(), if want_output => {}
+            _ = flags.pending(), if want_flags => {}
             _ = sleep => {
                 let now = Instant::now();
                 self.on_timer(now).await;

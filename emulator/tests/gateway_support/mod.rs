@@ -131,6 +131,8 @@ pub struct Client {
     client_id: Uuid,
     pub output: Vec<u8>,
     pub closed: Option<Option<String>>,
+    /// Flags received from the agent side, in order.
+    pub flags: Vec<u32>,
     pub ready: bool,
     pub reconnects: u32,
     pub auto_reconnect: bool,
@@ -154,6 +156,7 @@ impl Client {
             client_id: Uuid::new_v4(),
             output: Vec::new(),
             closed: None,
+            flags: Vec::new(),
             ready: false,
             reconnects: 0,
             auto_reconnect: true,
@@ -223,6 +226,7 @@ impl Client {
                 Event::Ready { .. } => self.ready = true,
                 Event::Output(b) => self.output.extend_from_slice(&b),
                 Event::Closed { reason } => self.closed = Some(reason),
+                Event::Flag(f) => self.flags.push(f),
                 Event::KmsDataKeyRequired { key_id, challenge } => {
                     self.kms_request = Some((key_id, challenge));
                 }
