@@ -431,9 +431,11 @@ pub struct EmulatorArgs {
     #[arg(long)]
     pub realistic: bool,
     /// What new sessions run: `shell` (bash on a pty), `echo` (input comes
-    /// back), `stream:BYTES[:CHUNK]` (that much output, then close), or
+    /// back), `stream:BYTES[:CHUNK]` (that much output, then close),
     /// `port:PORT` (a port session relayed to 127.0.0.1:PORT, as
-    /// AWS-StartSSHSession makes one).
+    /// AWS-StartSSHSession makes one), or `forward:PORT` (local port
+    /// forwarding to 127.0.0.1:PORT, one smux stream per connection, as
+    /// AWS-StartPortForwardingSession makes one).
     #[arg(long, value_name = "MODE", default_value = "shell")]
     pub session_mode: cloudshell_emulator::gateway::SessionMode,
     /// Handshake of new sessions: `none` (plain shell, like CloudShell),

@@ -269,15 +269,7 @@ async fn session(args: PluginArgs) -> ExitCode {
             .and_then(|t| t.as_str())
             == Some("LocalPortForwarding");
         if local {
-            // A local TCP listener multiplexed over the channel: not done here.
-            let _ = session.close().await;
-            eprintln!(
-                "session-manager-plugin: local port forwarding (AWS-StartPortForwardingSession \
-                 and the like) is not supported by cloudshell-rs; use the official \
-                 session-manager-plugin for it (port sessions over standard streams, such as \
-                 AWS-StartSSHSession, are supported)"
-            );
-            return ExitCode::from(1);
+            return forward_local(session, &session_id).await;
         }
         // AWS-StartSSHSession and the like (an SSH ProxyCommand): the
         // session's bytes on stdin/stdout, untouched; stdin EOF ends it.
@@ -319,6 +311,91 @@ async fn session(args: PluginArgs) -> ExitCode {
     .await;
     drop(guard);
     finish(result, &session_id)
+}
+
+/// `AWS-StartPortForwardingSession` and the like: a local listener (the
+/// properties' `localPortNumber`, or a free port; or `localUnixSocket` when
+/// `localConnectionType` is `unix`), each connection one smux stream. The
+/// messages are the official plugin's, on stdout, where scripts wait for
+/// "Waiting for connections...". Ctrl-C ends the session (TerminateSession).
+async fn forward_local(session: Session, session_id: &str) -> ExitCode {
+    use cloudshell_rs::session::forward::{self, ForwardNotice, LocalListener};
+    let props = session.session_properties();
+    let prop = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let unix_path = (prop("localConnectionType") == "unix").then(|| prop("localUnixSocket"));
+    let local_port = prop("localPortNumber");
+    let port = match local_port.as_str() {
+        "" => Ok(0),
+        p => p
+            .parse::<u16>()
+            .map_err(|_| format!("the session's localPortNumber {p:?} is not a port number")),
+    };
+    let listener = match (&unix_path, port) {
+        (Some(path), _) => tokio::net::UnixListener::bind(path)
+            .map(LocalListener::Unix)
+            .map_err(|e| format!("cannot listen on the Unix socket {path}: {e}")),
+        (None, Ok(port)) => tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map(LocalListener::Tcp)
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}")),
+        (None, Err(e)) => Err(e),
+    };
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = session.close().await;
+            eprintln!("session-manager-plugin: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match (&listener, &unix_path) {
+        (LocalListener::Tcp(l), _) => {
+            let port = l.local_addr().map(|a| a.port()).unwrap_or_default();
+            println!("Port {port} opened for sessionId {session_id}.");
+        }
+        (_, path) => println!(
+            "Unix socket {} opened for sessionId {session_id}.",
+            path.as_deref().unwrap_or_default()
+        ),
+    }
+    println!("Waiting for connections...");
+    let writer = session.writer();
+    let run = forward::run(session, listener, |n| match n {
+        ForwardNotice::Accepted(_) => println!("\nConnection accepted for session [{session_id}]"),
+        ForwardNotice::DestinationUnreachable => {
+            println!("\nConnection to destination port failed, check SSM Agent logs.")
+        }
+        _ => {}
+    });
+    let result = tokio::select! {
+        r = run => r,
+        _ = tokio::signal::ctrl_c() => {
+            // As the plugin does: ask the agent to end the session, without
+            // waiting long for it.
+            let _ = tokio::time::timeout(terminal::TERMINATE_GRACE, writer.terminate()).await;
+            let _ = writer.close().await;
+            Ok(())
+        }
+    };
+    if let Some(path) = &unix_path {
+        let _ = std::fs::remove_file(path);
+    }
+    match result {
+        Ok(()) => {
+            println!("\n\nExiting session with sessionId: {session_id}.\n");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("session-manager-plugin: {}", super::chain(&e));
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// The exit of a pumped session, as the plugin reports it.

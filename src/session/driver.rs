@@ -612,6 +612,7 @@ impl Driver {
                         session_type,
                         session_properties: self.channel.session_properties().clone(),
                         customer_message: customer_message.filter(|m| !m.is_empty()),
+                        agent_version: self.channel.agent_version().map(str::to_string),
                     };
                     if let Some(tx) = self.ready_tx.take() {
                         let _ = tx.send(Ok(info));
@@ -632,6 +633,7 @@ impl Driver {
                 Event::ExitCode(c) => self.queue(SessionEvent::ExitCode(c)),
                 Event::Paused => self.queue(SessionEvent::Paused),
                 Event::Resumed => self.queue(SessionEvent::Resumed),
+                Event::Flag(f) => self.queue(SessionEvent::Flag(f)),
                 Event::SendWindowOpen => {}
                 Event::KmsDataKeyRequired { key_id, challenge } => {
                     self.start_kms(key_id, challenge)

@@ -44,6 +44,7 @@
 
 mod aws_json;
 mod driver;
+pub mod forward;
 mod kms;
 mod proxy;
 mod ssm;
@@ -284,6 +285,9 @@ pub enum SessionEvent {
         /// The reason text given by the service, if any.
         reason: Option<String>,
     },
+    /// A flag from the agent (payload type 10), such as 3, `ConnectToPortError`,
+    /// when a forwarded port cannot be reached.
+    Flag(u32),
     /// The session failed. This is the last event.
     Failed(SessionError),
 }
@@ -386,6 +390,7 @@ pub(crate) struct ReadyInfo {
     pub session_type: String,
     pub session_properties: serde_json::Value,
     pub customer_message: Option<String>,
+    pub agent_version: Option<String>,
 }
 
 /// Sending half of a session: input, resize, close. Cheap to clone.
@@ -523,6 +528,12 @@ impl Session {
     /// The message the agent asked to show the user, if any.
     pub fn customer_message(&self) -> Option<&str> {
         self.info.customer_message.as_deref()
+    }
+
+    /// The agent's version from its handshake (`None` without a handshake).
+    /// Port forwarding decides between its modes on it.
+    pub fn agent_version(&self) -> Option<&str> {
+        self.info.agent_version.as_deref()
     }
 
     /// See [`SessionWriter::send_input`].

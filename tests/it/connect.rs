@@ -501,22 +501,168 @@ async fn plugin_mode_resumes_a_dropped_session_with_a_fresh_token() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
 }
 
-#[tokio::test]
-async fn plugin_mode_refuses_a_local_port_forwarding_session_clearly() {
-    let env =
-        session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Port)).await;
-    let home = tempfile::tempdir().unwrap();
-    let target = env.create(&session_support::new_tab()).await;
-    let out = run_with_input(plugin_command(&env, &target, "{}", home.path(), false), b"").await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stderr.contains("local port forwarding"), "{stderr}");
-    assert!(stderr.contains("AWS-StartSSHSession"), "{stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "nothing of the session on stdout: {out:?}"
+/// A TCP server on 127.0.0.1:0 that echoes every connection until its EOF,
+/// then closes it. Returns its port and how many connections it served.
+async fn tcp_echo_many() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    (port, served)
+}
+
+/// The binary in plugin mode for a port-forwarding session to `port`
+/// (`forward:PORT`), started; returns the child, its stdout lines and the
+/// local port it announced.
+async fn start_port_forwarding(
+    env: &session_support::Env,
+    port: u16,
+    home: &std::path::Path,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    u16,
+    String,
+) {
+    use tokio::io::AsyncBufReadExt as _;
+    let tab = session_support::new_tab();
+    env.emulator.configure_tab(
+        tab.clone(),
+        GwOptions::default().with_mode(cloudshell_emulator::gateway::SessionMode::Forward { port }),
     );
-    assert!(!stderr.contains(target.token.expose()));
+    let target = env.create(&tab).await;
+    let mut child = tokio::process::Command::from(plugin_command(env, &target, "{}", home, false))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let opened = within(30, lines.next_line()).await.unwrap().unwrap();
+    let local: u16 = opened
+        .strip_prefix("Port ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{opened:?}"));
+    assert_eq!(
+        opened,
+        format!("Port {local} opened for sessionId {}.", target.session_id)
+    );
+    assert_eq!(
+        within(30, lines.next_line()).await.unwrap().unwrap(),
+        "Waiting for connections..."
+    );
+    (child, lines, local, target.session_id)
+}
+
+/// Sends SIGINT, as Ctrl-C does, and returns the exit code and the rest of stdout.
+async fn interrupt(
+    mut child: tokio::process::Child,
+    mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> (Option<i32>, String) {
+    let pid = child.id().unwrap().to_string();
+    let st = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    while let Some(l) = within(30, lines.next_line()).await.unwrap() {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    let status = within(30, child.wait()).await.unwrap();
+    (status.code(), rest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_mode_forwards_local_connections_through_multiplexed_streams() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let (dest, served) = tcp_echo_many().await;
+    let (child, mut lines, local, session_id) =
+        start_port_forwarding(&env, dest, home.path()).await;
+    // Three connections at once, each with its own bytes, half-closed after
+    // sending: the echo comes back whole, then the end of the stream.
+    let mut clients = Vec::new();
+    for seed in 0..3u64 {
+        clients.push(tokio::spawn(async move {
+            let data = crate::cp_support::pseudo_random(300_000 + seed as usize * 7, seed);
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", local))
+                .await
+                .unwrap();
+            let (mut r, mut w) = tcp.into_split();
+            let sent = data.clone();
+            let writer = tokio::spawn(async move {
+                w.write_all(&sent).await.unwrap();
+                w.shutdown().await.unwrap();
+            });
+            let mut back = Vec::new();
+            r.read_to_end(&mut back).await.unwrap();
+            writer.await.unwrap();
+            assert!(
+                back == data,
+                "stream {seed}: {} of {} bytes",
+                back.len(),
+                data.len()
+            );
+        }));
+    }
+    for c in clients {
+        within(30, c).await.unwrap();
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+    for _ in 0..3 {
+        let l = within(30, lines.next_line()).await.unwrap().unwrap();
+        let l = if l.is_empty() {
+            within(30, lines.next_line()).await.unwrap().unwrap()
+        } else {
+            l
+        };
+        assert_eq!(l, format!("Connection accepted for session [{session_id}]"));
+    }
+    let (code, rest) = interrupt(child, lines).await;
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(
+        rest.contains(&format!("Exiting session with sessionId: {session_id}.")),
+        "{rest}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_mode_reports_an_unreachable_destination_and_goes_on() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    // A port with nothing listening.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (child, mut lines, local, _) = start_port_forwarding(&env, closed, home.path()).await;
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", local))
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        // The agent's FIN for the stream closes the local connection.
+        within(30, tcp.read_to_end(&mut buf)).await.unwrap();
+        assert!(buf.is_empty());
+        let mut seen = Vec::new();
+        loop {
+            let l = within(30, lines.next_line()).await.unwrap().unwrap();
+            if l == "Connection to destination port failed, check SSM Agent logs." {
+                break;
+            }
+            seen.push(l);
+        }
+    }
+    let (code, rest) = interrupt(child, lines).await;
+    assert_eq!(code, Some(0), "{rest}");
 }
 
 /// A TLS front on 127.0.0.1 for the emulator's plain listener, with the

@@ -1,0 +1,269 @@
+//! Local port forwarding over a `Port` session, what
+//! `AWS-StartPortForwardingSession` (and `...ToRemoteHost`) start: a local
+//! listener whose every connection becomes one smux stream inside the
+//! session; the agent opens a connection to the destination for each.
+//!
+//! The smux byte stream (version 1, [`ssm_channel::smux`]) is the
+//! concatenation of the session's input payloads one way and its output
+//! payloads the other. Stream ids are odd from 3, as the official plugin's
+//! smux client numbers them. No smux keep-alives are sent (the plugin turns
+//! them off too: they would defeat the service's idle timeout).
+//!
+//! Agents up to 3.0.196.0 only offer the older single-connection mode; that
+//! mode is not implemented and such a session is refused with
+//! [`ForwardError::AgentTooOld`].
+//!
+//! ```no_run
+//! # async fn demo(session: cloudshell_rs::session::Session) -> Result<(), Box<dyn std::error::Error>> {
+//! use cloudshell_rs::session::forward::{self, ForwardNotice, LocalListener};
+//! let listener = LocalListener::Tcp(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+//! forward::run(session, listener, |notice| {
+//!     if let ForwardNotice::DestinationUnreachable = notice {
+//!         eprintln!("the destination port could not be reached");
+//!     }
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+use super::{Session, SessionError, SessionEvent, SessionWriter};
+use bytes::Bytes;
+use ssm_channel::smux::{self, Command, Decoder, Frame};
+use std::collections::HashMap;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// The flag an agent sends when it cannot connect to the destination.
+pub const CONNECT_TO_PORT_ERROR: u32 = 3;
+
+/// The last agent version that does not multiplex (the plugin's
+/// `MuxSupportedAfterThisAgentVersion`).
+const MUX_AFTER_AGENT_VERSION: &str = "3.0.196.0";
+
+/// Bytes read from a local connection at a time (one smux frame each).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Where local connections are accepted.
+#[derive(Debug)]
+pub enum LocalListener {
+    /// A TCP listener (the default: `localPortNumber`).
+    Tcp(tokio::net::TcpListener),
+    /// A Unix socket (`localConnectionType` = `unix`, `localUnixSocket`).
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+}
+
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+impl LocalListener {
+    async fn accept(&self) -> std::io::Result<(BoxRead, BoxWrite, String)> {
+        match self {
+            LocalListener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                let (r, w) = s.into_split();
+                Ok((Box::new(r), Box::new(w), peer.to_string()))
+            }
+            #[cfg(unix)]
+            LocalListener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                let (r, w) = s.into_split();
+                Ok((Box::new(r), Box::new(w), "unix socket".to_string()))
+            }
+        }
+    }
+}
+
+/// What happened while forwarding, for the caller to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardNotice {
+    /// A local connection was accepted (its peer address).
+    Accepted(String),
+    /// The agent could not connect to the destination for a connection
+    /// (flag `ConnectToPortError`); that connection is closed, the session
+    /// goes on.
+    DestinationUnreachable,
+}
+
+/// Why forwarding stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// The agent offers only single-connection forwarding.
+    #[error(
+        "the agent (version {0}) only offers single-connection port forwarding, which is not \
+         implemented; agents after 3.0.196.0 multiplex"
+    )]
+    AgentTooOld(String),
+    /// Accepting local connections failed.
+    #[error("accepting local connections failed")]
+    Accept(#[source] std::io::Error),
+    /// The agent sent something that is not smux version 1.
+    #[error("the agent's port-forwarding stream is damaged")]
+    Smux(#[source] smux::SmuxError),
+    /// The session failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// Whether an agent of this version multiplexes: strictly after 3.0.196.0,
+/// compared part by part as numbers (a version that does not parse does).
+pub fn agent_multiplexes(agent_version: &str) -> bool {
+    let parse = |v: &str| -> Option<Vec<u64>> { v.split('.').map(|p| p.parse().ok()).collect() };
+    match (parse(agent_version), parse(MUX_AFTER_AGENT_VERSION)) {
+        (Some(a), Some(b)) if a.len() == b.len() => a > b,
+        _ => true,
+    }
+}
+
+/// Forwards connections accepted on `listener` through `session` until the
+/// session ends (`Ok`) or fails. Each accepted connection is one smux stream;
+/// closing it locally sends `FIN`, and the agent's `FIN` shuts down the
+/// writing side of the local connection.
+pub async fn run(
+    session: Session,
+    listener: LocalListener,
+    mut notice: impl FnMut(ForwardNotice) + Send,
+) -> Result<(), ForwardError> {
+    if let Some(v) = session.agent_version()
+        && !agent_multiplexes(v)
+    {
+        let v = v.to_string();
+        let _ = session.close().await;
+        return Err(ForwardError::AgentTooOld(v));
+    }
+    let (writer, mut reader) = session.into_split();
+    let mut decoder = Decoder::default();
+    let mut streams: HashMap<u32, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+    let mut next_id = smux::FIRST_CLIENT_STREAM_ID;
+    let result = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (rd, wr, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) if is_transient(&e) => continue,
+                    Err(e) => break Err(ForwardError::Accept(e)),
+                };
+                let id = next_id;
+                next_id = next_id.wrapping_add(2);
+                if let Err(e) = writer.send_input(&encoded(&Frame::syn(id))).await {
+                    break Err(e.into());
+                }
+                notice(ForwardNotice::Accepted(peer));
+                let (tx, rx) = mpsc::unbounded_channel();
+                streams.insert(id, tx);
+                tokio::spawn(local_to_agent(id, rd, writer.clone()));
+                tokio::spawn(agent_to_local(rx, wr));
+            }
+            event = reader.next_event() => match event {
+                Some(SessionEvent::Output(b)) => {
+                    decoder.feed(&b);
+                    if let Err(e) = route(&mut decoder, &mut streams) {
+                        break Err(ForwardError::Smux(e));
+                    }
+                }
+                Some(SessionEvent::Flag(CONNECT_TO_PORT_ERROR)) => {
+                    notice(ForwardNotice::DestinationUnreachable);
+                }
+                Some(SessionEvent::Closed { .. }) | None => break Ok(()),
+                Some(SessionEvent::Failed(e)) => break Err(e.into()),
+                Some(_) => {}
+            }
+        }
+    };
+    if result.is_err() {
+        let _ = writer.close().await;
+    }
+    result
+}
+
+/// Hands the complete frames received so far to their streams.
+fn route(
+    decoder: &mut Decoder,
+    streams: &mut HashMap<u32, mpsc::UnboundedSender<Bytes>>,
+) -> Result<(), smux::SmuxError> {
+    while let Some(frame) = decoder.next_frame()? {
+        match frame.command {
+            Command::Psh => {
+                if let Some(tx) = streams.get(&frame.stream_id)
+                    && tx.send(frame.data).is_err()
+                {
+                    // The local side is gone: drop what it can no longer take.
+                    streams.remove(&frame.stream_id);
+                }
+            }
+            // Dropping the sender ends the writer task after what is queued.
+            Command::Fin => {
+                streams.remove(&frame.stream_id);
+            }
+            // The agent opens no streams and sends no keep-alives that matter.
+            Command::Syn | Command::Nop => {}
+        }
+    }
+    Ok(())
+}
+
+fn encoded(frame: &Frame) -> Vec<u8> {
+    let mut out = Vec::with_capacity(smux::HEADER_LENGTH + frame.data.len());
+    frame.encode(&mut out);
+    out
+}
+
+/// Local connection → `PSH` frames, then `FIN`. Each frame goes into the
+/// session's input queue whole, so frames of different streams never mix.
+async fn local_to_agent(id: u32, mut rd: BoxRead, writer: SessionWriter) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut frame = Vec::with_capacity(smux::HEADER_LENGTH + READ_CHUNK);
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                frame.clear();
+                Frame::psh(id, Bytes::copy_from_slice(&buf[..n])).encode(&mut frame);
+                if writer.send_input(&frame).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = writer.send_input(&encoded(&Frame::fin(id))).await;
+}
+
+/// Data from the agent → the local connection; its end shuts down the
+/// connection's writing side.
+async fn agent_to_local(mut rx: mpsc::UnboundedReceiver<Bytes>, mut wr: BoxWrite) {
+    while let Some(b) = rx.recv().await {
+        if wr.write_all(&b).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Accept errors that concern one connection, not the listener.
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiplexing_starts_after_3_0_196_0() {
+        assert!(!agent_multiplexes("3.0.196.0"));
+        assert!(!agent_multiplexes("2.3.722.0"));
+        assert!(agent_multiplexes("3.0.196.1"));
+        assert!(agent_multiplexes("3.3.1142.0"));
+        assert!(agent_multiplexes("10.0.0.0"));
+        // Not comparable: the plugin then assumes a current agent.
+        assert!(agent_multiplexes("3.1"));
+        assert!(agent_multiplexes("latest"));
+    }
+}
