@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# OpenSSH through a port session of the local emulator, with the release
-# binary as the session-manager-plugin ProxyCommand (what AWS-StartSSHSession
-# gives an SSH client): logs in, runs a command, copies a file up and down
-# with scp RUNS times, checks each copy and prints the times, then the same
-# copies straight to the sshd for scale.
+# OpenSSH through port sessions of the local emulator, with the release
+# binary in the place of session-manager-plugin:
+#  1. as the ProxyCommand (what AWS-StartSSHSession gives an SSH client):
+#     logs in, runs a command, copies a file up and down with scp RUNS times;
+#  2. as a local port forwarder (what AWS-StartPortForwardingSession gives):
+#     the same copies to the forwarded local port, then three copies up at
+#     once through one session (three smux streams);
+# checks each copy and prints the times, then the same copies straight to the
+# sshd for scale.
 #
 #   cargo build --release && benches/scp-through-port-session.sh [SIZE_MB] [RUNS]
 #
@@ -45,15 +49,19 @@ mkdir -p /run/sshd 2>/dev/null || true
 "$sshd" -D -f "$dir/sshd_config" -E "$dir/sshd.log" &
 pids+=($!)
 
-# The emulator, its sessions relayed to the sshd.
-"$bin" emulator --session-mode "port:$ssh_port" --state-dir "$dir/state" > "$dir/emulator.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q '^export AWS_SECRET' "$dir/emulator.out" 2>/dev/null && break; sleep 0.05; done
-eval "$(grep '^export' "$dir/emulator.out")"
-endpoint=$AWS_ENDPOINT_URL_CLOUDSHELL
-"$bin" create > /dev/null
-env_id=$("$bin" describe --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["Environments"][0]["EnvironmentId"])')
-for _ in $(seq 100); do "$bin" status "$env_id" | grep -q RUNNING && break; sleep 0.1; done
+# An emulator whose sessions run MODE, with its own state; sets endpoint and env_id.
+start_emulator() {
+  "$bin" emulator --session-mode "$1" --state-dir "$dir/state-$2" > "$dir/emulator-$2.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '^export AWS_SECRET' "$dir/emulator-$2.out" 2>/dev/null && break; sleep 0.05; done
+  eval "$(grep '^export' "$dir/emulator-$2.out")"
+  endpoint=$AWS_ENDPOINT_URL_CLOUDSHELL
+  "$bin" create > /dev/null
+  env_id=$("$bin" describe --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["Environments"][0]["EnvironmentId"])')
+  for _ in $(seq 100); do "$bin" status "$env_id" | grep -q RUNNING && break; sleep 0.1; done
+}
+# First the sessions relayed to the sshd over the standard streams.
+start_emulator "port:$ssh_port" port
 
 call() { # call OPERATION JSON: a SigV4-signed CloudShell call to the emulator
   curl -sf --aws-sigv4 "aws:amz:$AWS_REGION:cloudshell" \
@@ -93,6 +101,29 @@ for i in $(seq "$runs"); do
   scp -O "${via[@]}" "root@cloudshell-port:$dir/file" "$dir/down"
   t3=$(now); end_session; check "$dir/down"
   echo "run $i: ${size_mb} MB up $(secs "$t0" "$t1") s, down $(secs "$t2" "$t3") s (through the port session, identical)"
+done
+# Local port forwarding to the sshd: the binary listens, scp connects to it.
+start_emulator "forward:$ssh_port" forward
+start_forwarder() {
+  new_session
+  "$bin" session-manager-plugin "$(cat "$dir/session.json")" "$AWS_REGION" StartSession "" '{}' "$endpoint" > "$dir/forward.out" 2>>"$dir/plugin.log" &
+  fwd_pid=$!
+  for _ in $(seq 200); do grep -q '^Waiting for connections' "$dir/forward.out" 2>/dev/null && break; sleep 0.02; done
+  local_port=$(sed -n 's/^Port \([0-9]*\) opened.*/\1/p' "$dir/forward.out")
+}
+stop_forwarder() { kill -INT "$fwd_pid"; wait "$fwd_pid"; end_session; }
+for i in $(seq "$runs"); do
+  start_forwarder
+  t0=$(now); scp -O -P "$local_port" "${opts[@]}" "$dir/file" "root@127.0.0.1:$dir/up"; t1=$(now); check "$dir/up"
+  t2=$(now); scp -O -P "$local_port" "${opts[@]}" "root@127.0.0.1:$dir/file" "$dir/down"; t3=$(now); check "$dir/down"
+  t4=$(now)
+  copies=()
+  for k in 1 2 3; do scp -O -P "$local_port" "${opts[@]}" "$dir/file" "root@127.0.0.1:$dir/up$k" & copies+=($!); done
+  for c in "${copies[@]}"; do wait "$c"; done
+  t5=$(now)
+  for k in 1 2 3; do check "$dir/up$k"; done
+  stop_forwarder
+  echo "run $i: ${size_mb} MB up $(secs "$t0" "$t1") s, down $(secs "$t2" "$t3") s, 3 x ${size_mb} MB up at once $(secs "$t4" "$t5") s (through a forwarded local port, identical)"
 done
 for i in $(seq "$runs"); do
   t0=$(now); scp -O -P "$ssh_port" "${opts[@]}" "$dir/file" "root@127.0.0.1:$dir/up"; t1=$(now); check "$dir/up"
