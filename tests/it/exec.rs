@@ -5,9 +5,18 @@ use cloudshell_rs::exec::{self, ExecError, ExecOptions, ExecOutput, Interrupt};
 
 async fn run_local(argv: &[&str], opts: ExecOptions) -> ExecOutput {
     let home = tempfile::tempdir().unwrap();
-    let mut sh = spawn_local_shell(home.path(), false);
+    let mut sh = spawn_local_shell(home.path(), true);
     let link = sh.link.take().unwrap();
-    exec::run_collect(link, argv, opts).await.expect("exec")
+    match exec::run_collect(link, argv, opts).await {
+        Ok(out) => out,
+        // Everything the terminal printed, and how its shell ended, say why.
+        Err(e) => panic!(
+            "exec: {}\nshell: {:?}\nterminal output: {:?}",
+            cloudshell_rs::error_chain(&e),
+            sh._child.try_wait(),
+            String::from_utf8_lossy(&sh.tap.lock().unwrap())
+        ),
+    }
 }
 
 #[tokio::test]
