@@ -107,7 +107,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Debug logs on stderr; `CLOUDSHELL_RS_LOG` (an `EnvFilter`) chooses what.
+pub(crate) fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CLOUDSHELL_RS_LOG").unwrap_or_else(|_| {
         EnvFilter::new("cloudshell_rs=debug,cloudshell_emulator=debug,ssm_channel=debug")
@@ -115,6 +116,8 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal, not in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .try_init();
 }

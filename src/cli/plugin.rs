@@ -148,6 +148,11 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         println!("{}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    // No flags reach plugin mode (the AWS CLI chooses the arguments): its
+    // debug logs are switched on from the environment.
+    if std::env::var_os("CLOUDSHELL_RS_LOG").is_some() {
+        super::init_tracing();
+    }
     let parsed = match parse(&args) {
         Ok(p) => p,
         Err(e) => {

@@ -608,6 +608,12 @@ impl Driver {
                     customer_message,
                 } => {
                     self.ready = true;
+                    tracing::debug!(
+                        session_id = %self.target.session_id,
+                        %session_type,
+                        agent_version = self.channel.agent_version().unwrap_or("-"),
+                        "session ready"
+                    );
                     let info = ReadyInfo {
                         session_type,
                         session_properties: self.channel.session_properties().clone(),
@@ -784,6 +790,14 @@ impl Driver {
     /// Queues a final event and stops after delivering it.
     fn end(&mut self, ev: SessionEvent) {
         if !self.ended {
+            match &ev {
+                SessionEvent::Failed(e) => tracing::debug!(
+                    session_id = %self.target.session_id,
+                    error = %crate::error_chain(e),
+                    "session failed"
+                ),
+                _ => tracing::debug!(session_id = %self.target.session_id, "session ended"),
+            }
             self.queue(ev);
             self.ended = true;
         }
@@ -909,6 +923,12 @@ impl Driver {
         last: &BoxError,
         delay: &mut Duration,
     ) -> bool {
+        tracing::debug!(
+            session_id = %self.target.session_id,
+            attempt,
+            reason = %crate::error_chain(&**last),
+            "reconnecting"
+        );
         if tell {
             self.notify(SessionEvent::Reconnecting {
                 attempt,

@@ -326,6 +326,34 @@ async fn plugin_mode_opens_an_emulator_session() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
 }
 
+/// Plugin mode takes no flags (the AWS CLI builds its arguments), so its
+/// debug log is switched on by `CLOUDSHELL_RS_LOG`; it never holds the token.
+#[tokio::test]
+async fn plugin_mode_logs_to_stderr_only_when_cloudshell_rs_log_is_set() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    for log in [false, true] {
+        let target = env.create(&session_support::new_tab()).await;
+        let mut cmd = plugin_command(&env, &target, "{}", home.path(), false);
+        if log {
+            cmd.env("CLOUDSHELL_RS_LOG", "cloudshell_rs=debug");
+        }
+        let out = run_with_input(cmd, b"echo logged-$((6*7))\n").await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{out:?}");
+        assert!(stdout.contains("logged-42"), "{stdout}");
+        assert!(
+            !stdout.contains("session ready"),
+            "logs never on stdout: {stdout}"
+        );
+        let ready = format!("session ready session_id={}", target.session_id);
+        assert_eq!(stderr.contains(&ready), log, "{stderr}");
+        assert_eq!(stderr.contains("session ended"), log, "{stderr}");
+        assert!(!stderr.contains(target.token.expose()));
+    }
+}
+
 /// Types `echo TAG-$((i*k))` for each tag into `child`, one line at a time
 /// (each waits for its output, so each line is one input message), closes
 /// stdin and waits for the exit. Checks that the program ended well and that
