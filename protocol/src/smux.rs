@@ -133,22 +133,27 @@ impl Frame {
     /// If the data is longer than [`MAX_DATA`] (a caller bug; [`encode_data`]
     /// splits data for you).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let len = u16::try_from(self.data.len()).expect("smux frame data over 65535 bytes");
-        out.reserve(HEADER_LENGTH + self.data.len());
-        out.push(VERSION);
-        out.push(self.command.to_byte());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&self.stream_id.to_le_bytes());
-        out.extend_from_slice(&self.data);
+        encode_frame(self.command, self.stream_id, &self.data, out);
     }
 }
 
+/// Header and data of one frame; `data` is at most [`MAX_DATA`] bytes.
+fn encode_frame(command: Command, id: u32, data: &[u8], out: &mut Vec<u8>) {
+    let len = u16::try_from(data.len()).expect("smux frame data over 65535 bytes");
+    out.reserve(HEADER_LENGTH + data.len());
+    out.push(VERSION);
+    out.push(command.to_byte());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(data);
+}
+
 /// Appends `data` for stream `id` as `Psh` frames of at most `max_frame_data`
-/// bytes each (clamped to 1..=[`MAX_DATA`]).
+/// bytes each (clamped to 1..=[`MAX_DATA`]), copying it once.
 pub fn encode_data(id: u32, data: &[u8], max_frame_data: usize, out: &mut Vec<u8>) {
     let max = max_frame_data.clamp(1, MAX_DATA);
     for chunk in data.chunks(max) {
-        Frame::psh(id, Bytes::copy_from_slice(chunk)).encode(out);
+        encode_frame(Command::Psh, id, chunk, out);
     }
 }
 

@@ -221,7 +221,7 @@ async fn local_to_agent(id: u32, mut rd: BoxRead, writer: SessionWriter) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 frame.clear();
-                Frame::psh(id, Bytes::copy_from_slice(&buf[..n])).encode(&mut frame);
+                smux::encode_data(id, &buf[..n], READ_CHUNK, &mut frame);
                 if writer.send_input(&frame).await.is_err() {
                     return;
                 }
