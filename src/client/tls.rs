@@ -36,15 +36,39 @@ pub(crate) fn configure(
 /// The certificates of the PEM file named by `AWS_CA_BUNDLE` (none when it is
 /// unset or empty). The data channel adds them to the system's roots too, so
 /// one setting serves the API calls and the shell, as it does for the AWS CLI.
+///
+/// The file is read and parsed once per process and path: the API client, the
+/// credential chain's client and the data channel each ask for it.
 pub(crate) fn aws_ca_bundle() -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
     use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
+    use std::sync::{Mutex, PoisonError};
+    /// The last path read and what it gave.
+    type Read = (
+        std::ffi::OsString,
+        Result<Vec<CertificateDer<'static>>, String>,
+    );
+    static LAST: Mutex<Option<Read>> = Mutex::new(None);
     let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) else {
         return Ok(Vec::new());
     };
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((p, read)) = last.as_ref()
+        && *p == path
+    {
+        return read.clone();
+    }
+    let read = read_bundle(&path);
+    *last = Some((path, read.clone()));
+    read
+}
+
+fn read_bundle(
+    path: &std::ffi::OsStr,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
     let shown = std::path::Path::new(&path).display();
-    let pem =
-        std::fs::read(&path).map_err(|e| format!("cannot read AWS_CA_BUNDLE {shown}: {e}"))?;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read AWS_CA_BUNDLE {shown}: {e}"))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("AWS_CA_BUNDLE {shown} is not a PEM bundle: {e}"))?;
