@@ -9,6 +9,13 @@
 //! smux client numbers them. No smux keep-alives are sent (the plugin turns
 //! them off too: they would defeat the service's idle timeout).
 //!
+//! Data from the agent waits for its local connection in a buffer of at most
+//! [`STREAM_BUFFER`] bytes per stream. smux v1 has no flow control of its
+//! own: when a local connection does not read and its buffer is full, the
+//! whole session stops reading (as the official plugin's smux does once its
+//! receive buffer is full), so the agent stops sending instead of the memory
+//! growing.
+//!
 //! Agents up to 3.0.196.0 only offer the older single-connection mode; that
 //! mode is not implemented and such a session is refused with
 //! [`ForwardError::AgentTooOld`].
@@ -30,8 +37,9 @@ use super::{Session, SessionError, SessionEvent, SessionWriter};
 use bytes::Bytes;
 use ssm_channel::smux::{self, Command, Decoder, Frame};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// The flag an agent sends when it cannot connect to the destination.
 pub const CONNECT_TO_PORT_ERROR: u32 = 3;
@@ -42,6 +50,10 @@ const MUX_AFTER_AGENT_VERSION: &str = "3.0.196.0";
 
 /// Bytes read from a local connection at a time (one smux frame each).
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Most bytes from the agent waiting for one local connection to take them
+/// (the size of the official plugin's smux receive buffer).
+pub const STREAM_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Where local connections are accepted.
 #[derive(Debug)]
@@ -136,7 +148,7 @@ pub async fn run(
     }
     let (writer, mut reader) = session.into_split();
     let mut decoder = Decoder::default();
-    let mut streams: HashMap<u32, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+    let mut streams = Streams::new(STREAM_BUFFER);
     let mut next_id = smux::FIRST_CLIENT_STREAM_ID;
     let result = loop {
         tokio::select! {
@@ -152,15 +164,13 @@ pub async fn run(
                     break Err(e.into());
                 }
                 notice(ForwardNotice::Accepted(peer));
-                let (tx, rx) = mpsc::unbounded_channel();
-                streams.insert(id, tx);
+                streams.open(id, wr);
                 tokio::spawn(local_to_agent(id, rd, writer.clone()));
-                tokio::spawn(agent_to_local(rx, wr));
             }
             event = reader.next_event() => match event {
                 Some(SessionEvent::Output(b)) => {
                     decoder.feed(&b);
-                    if let Err(e) = route(&mut decoder, &mut streams) {
+                    if let Err(e) = streams.route(&mut decoder).await {
                         break Err(ForwardError::Smux(e));
                     }
                 }
@@ -179,30 +189,66 @@ pub async fn run(
     result
 }
 
-/// Hands the complete frames received so far to their streams.
-fn route(
-    decoder: &mut Decoder,
-    streams: &mut HashMap<u32, mpsc::UnboundedSender<Bytes>>,
-) -> Result<(), smux::SmuxError> {
-    while let Some(frame) = decoder.next_frame()? {
-        match frame.command {
-            Command::Psh => {
-                if let Some(tx) = streams.get(&frame.stream_id)
-                    && tx.send(frame.data).is_err()
-                {
-                    // The local side is gone: drop what it can no longer take.
-                    streams.remove(&frame.stream_id);
-                }
-            }
-            // Dropping the sender ends the writer task after what is queued.
-            Command::Fin => {
-                streams.remove(&frame.stream_id);
-            }
-            // The agent opens no streams and sends no keep-alives that matter.
-            Command::Syn | Command::Nop => {}
+/// The open streams: where data from the agent goes, and how much of it
+/// each may have waiting.
+struct Streams {
+    senders: HashMap<u32, StreamTx>,
+    buffer: usize,
+}
+
+struct StreamTx {
+    tx: mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>,
+    /// Bytes this stream may still have waiting (one permit per byte).
+    room: Arc<Semaphore>,
+}
+
+impl Streams {
+    fn new(buffer: usize) -> Self {
+        Streams {
+            senders: HashMap::new(),
+            buffer: buffer.clamp(1, Semaphore::MAX_PERMITS),
         }
     }
-    Ok(())
+
+    /// A new stream whose data is written to `wr` by a task of its own.
+    fn open(&mut self, id: u32, wr: BoxWrite) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(self.buffer));
+        self.senders.insert(id, StreamTx { tx, room });
+        tokio::spawn(agent_to_local(rx, wr));
+    }
+
+    /// Hands the complete frames received so far to their streams, waiting
+    /// while a stream's buffer is full.
+    async fn route(&mut self, decoder: &mut Decoder) -> Result<(), smux::SmuxError> {
+        while let Some(frame) = decoder.next_frame()? {
+            match frame.command {
+                Command::Psh => {
+                    let Some(s) = self.senders.get(&frame.stream_id) else {
+                        continue;
+                    };
+                    let want = frame.data.len().clamp(1, self.buffer);
+                    // `want` is at most `buffer`, which fits in u32.
+                    let want = u32::try_from(want).unwrap_or(u32::MAX);
+                    let delivered = match s.room.clone().acquire_many_owned(want).await {
+                        Ok(permit) => s.tx.send((frame.data, permit)).is_ok(),
+                        Err(_) => false,
+                    };
+                    if !delivered {
+                        // The local side is gone: drop what it can no longer take.
+                        self.senders.remove(&frame.stream_id);
+                    }
+                }
+                // Dropping the sender ends the writer task after what is queued.
+                Command::Fin => {
+                    self.senders.remove(&frame.stream_id);
+                }
+                // The agent opens no streams and sends no keep-alives that matter.
+                Command::Syn | Command::Nop => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 fn encoded(frame: &Frame) -> Vec<u8> {
@@ -233,8 +279,12 @@ async fn local_to_agent(id: u32, mut rd: BoxRead, writer: SessionWriter) {
 
 /// Data from the agent → the local connection; its end shuts down the
 /// connection's writing side.
-async fn agent_to_local(mut rx: mpsc::UnboundedReceiver<Bytes>, mut wr: BoxWrite) {
-    while let Some(b) = rx.recv().await {
+async fn agent_to_local(
+    mut rx: mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>,
+    mut wr: BoxWrite,
+) {
+    // Each permit goes back (room in the buffer) once its bytes are written.
+    while let Some((b, _room)) = rx.recv().await {
         if wr.write_all(&b).await.is_err() {
             return;
         }
@@ -254,6 +304,65 @@ fn is_transient(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frames for stream 3 carrying `data` in `chunk`-byte pieces.
+    fn decoder_with(data: &[u8], chunk: usize) -> Decoder {
+        let mut wire = Vec::new();
+        smux::encode_data(3, data, chunk, &mut wire);
+        let mut d = Decoder::default();
+        d.feed(&wire);
+        d
+    }
+
+    #[tokio::test]
+    async fn a_local_connection_that_does_not_read_holds_the_session_back_at_its_buffer() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut decoder = decoder_with(&data, 1000);
+        let mut streams = Streams::new(4096);
+        // The local connection takes 1 KiB and is then not read.
+        let (local, mut peer) = tokio::io::duplex(1024);
+        streams.open(3, Box::new(local));
+        let room = streams.senders[&3].room.clone();
+        {
+            let route = streams.route(&mut decoder);
+            tokio::pin!(route);
+            tokio::select! {
+                biased;
+                r = &mut route => panic!("all 10,000 bytes taken with 5 KiB of room: {r:?}"),
+                _ = async { for _ in 0..200 { tokio::task::yield_now().await } } => {}
+            }
+            assert_eq!(room.available_permits(), 0, "the buffer is full");
+            // Reading the local side lets the rest through, in order.
+            let mut got = Vec::new();
+            let (r, read) = tokio::join!(route, async {
+                let mut buf = vec![0u8; 4096];
+                while got.len() < data.len() {
+                    let n = peer.read(&mut buf).await.expect("read the local side");
+                    assert!(n > 0, "ended early at {}", got.len());
+                    got.extend_from_slice(&buf[..n]);
+                }
+                got
+            });
+            r.expect("valid smux frames");
+            assert_eq!(read, data);
+        }
+        assert_eq!(room.available_permits(), 4096, "all room given back");
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_local_side_is_gone_no_longer_holds_the_session() {
+        let data = vec![7u8; 20_000];
+        let mut decoder = decoder_with(&data, 1000);
+        let mut streams = Streams::new(2048);
+        let (local, peer) = tokio::io::duplex(512);
+        streams.open(3, Box::new(local));
+        drop(peer);
+        streams
+            .route(&mut decoder)
+            .await
+            .expect("valid smux frames");
+        assert!(!streams.senders.contains_key(&3), "the stream is dropped");
+    }
 
     #[test]
     fn multiplexing_starts_after_3_0_196_0() {
