@@ -43,7 +43,14 @@ pub fn spawn_local_shell(home: &Path, tap_enabled: bool) -> LocalShell {
         let mut buf = vec![0u8; 16384];
         loop {
             match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // EIO: every holder of the terminal has gone (the shell ended).
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+                Err(e) => {
+                    eprintln!("local shell: reading its terminal failed: {e}");
+                    break;
+                }
                 Ok(n) => {
                     if tap_enabled {
                         tap2.lock().unwrap().extend_from_slice(&buf[..n]);
