@@ -405,7 +405,14 @@ fn parse_type_name(field: &[u8]) -> Result<MessageType, DecodeError> {
         n += 1;
     }
     let s = std::str::from_utf8(&buf[..n]).map_err(|_| DecodeError::MessageTypeNotUtf8)?;
-    let s = s.trim();
+    // Names are ASCII padded with spaces: trim those bytewise, and look for
+    // Unicode white space only when something other than a visible ASCII
+    // character is left at an edge.
+    let t = s.trim_ascii();
+    let s = match (t.as_bytes().first(), t.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => t,
+        _ => s.trim(),
+    };
     if s.is_empty() {
         return Err(DecodeError::EmptyMessageType);
     }
@@ -705,6 +712,36 @@ mod tests {
         let mut f = ls();
         f[40..48].fill(0);
         assert_eq!(Message::decode(&f), Err(DecodeError::ZeroCreatedDate));
+    }
+
+    #[test]
+    fn type_names_are_trimmed_like_str_trim() {
+        // The bytewise fast path must give what removing NULs and `str::trim`
+        // give, for ASCII padding and for white space only Unicode knows.
+        let names = [
+            "output_stream_data",
+            "  output_stream_data  ",
+            "\0\0acknowledge\0 \t",
+            "\x0bchannel_closed\x0b",
+            "\x0c\r\nstart_publication",
+            "\u{a0}pause_publication\u{3000}",
+            "\u{85}x",
+            "mi\0xed name ",
+            "\u{e9}t\u{e9}",
+            "a",
+            " \x0b ",
+            "\u{a0}",
+        ];
+        for name in names {
+            let mut field = [b' '; MESSAGE_TYPE_LEN];
+            field[..name.len()].copy_from_slice(name.as_bytes());
+            let stripped: String = name.chars().filter(|&c| c != '\0').collect();
+            let want = match stripped.trim() {
+                "" => Err(DecodeError::EmptyMessageType),
+                t => Ok(MessageType::from_name(t)),
+            };
+            assert_eq!(parse_type_name(&field), want, "{name:?}");
+        }
     }
 
     #[test]
