@@ -70,7 +70,9 @@ const COALESCE_MAX: usize = 64 * 1024;
 /// Output at least this large is handed on as it came (no copy).
 const ZERO_COPY_MIN: usize = 8 * 1024;
 
-/// First capacity of a merged output event.
+/// Least first capacity of a merged output event; it starts as large as the
+/// previous one grew (up to [`COALESCE_MAX`]), so streaming output is not
+/// copied again at every doubling of its buffer.
 const COALESCE_START: usize = 4 * 1024;
 
 /// An event waiting for room in the event queue.
@@ -178,6 +180,7 @@ pub(crate) async fn start(
         flush_waiters: Vec::new(),
         terminate_requested: false,
         out_events: VecDeque::new(),
+        last_merged: 0,
         last_rx: Instant::now(),
         last_size: None,
         kms: None,
@@ -285,6 +288,8 @@ struct Driver {
     /// `TerminateSession` asked for, sent once the input before it is.
     terminate_requested: bool,
     out_events: VecDeque<Pending>,
+    /// Size the most recent merged output event reached.
+    last_merged: usize,
     last_rx: Instant,
     last_size: Option<(u16, u16)>,
     kms: Option<KmsFuture>,
@@ -1042,11 +1047,14 @@ impl Driver {
         match self.out_events.back_mut() {
             Some(Pending::Output(m)) if m.len() + b.len() <= COALESCE_MAX => {
                 m.extend_from_slice(&b);
+                self.last_merged = m.len();
             }
             _ if b.len() >= ZERO_COPY_MIN => self.queue(SessionEvent::Output(b)),
             _ => {
-                let mut m = BytesMut::with_capacity(b.len().max(COALESCE_START));
+                let start = self.last_merged.clamp(COALESCE_START, COALESCE_MAX);
+                let mut m = BytesMut::with_capacity(b.len().max(start));
                 m.extend_from_slice(&b);
+                self.last_merged = m.len();
                 self.out_events.push_back(Pending::Output(m));
             }
         }
