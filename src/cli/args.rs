@@ -433,9 +433,11 @@ pub struct EmulatorArgs {
     /// What new sessions run: `shell` (bash on a pty), `echo` (input comes
     /// back), `stream:BYTES[:CHUNK]` (that much output, then close),
     /// `port:PORT` (a port session relayed to 127.0.0.1:PORT, as
-    /// AWS-StartSSHSession makes one), or `forward:PORT` (local port
+    /// AWS-StartSSHSession makes one), `forward:PORT` (local port
     /// forwarding to 127.0.0.1:PORT, one smux stream per connection, as
-    /// AWS-StartPortForwardingSession makes one).
+    /// AWS-StartPortForwardingSession makes one), or `forward-basic:PORT`
+    /// (the same from an agent that does not multiplex: one connection at a
+    /// time).
     #[arg(long, value_name = "MODE", default_value = "shell")]
     pub session_mode: cloudshell_emulator::gateway::SessionMode,
     /// Handshake of new sessions: `none` (plain shell, like CloudShell),

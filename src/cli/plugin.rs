@@ -319,10 +319,12 @@ async fn session(args: PluginArgs) -> ExitCode {
 }
 
 /// `AWS-StartPortForwardingSession` and the like: a local listener (the
-/// properties' `localPortNumber`, or a free port; or `localUnixSocket` when
-/// `localConnectionType` is `unix`), each connection one smux stream. The
-/// messages are the official plugin's, on stdout, where scripts wait for
-/// "Waiting for connections...". Ctrl-C ends the session (TerminateSession).
+/// properties' `localPortNumber`, or a free port, on `SSM_PLUGIN_LOCAL_HOST`
+/// or 127.0.0.1; or `localUnixSocket` when `localConnectionType` is `unix`),
+/// each connection one smux stream, or one connection at a time with agents
+/// that do not multiplex. The messages are the official plugin's, on stdout,
+/// where scripts wait for "Waiting for connections...". Ctrl-C, Ctrl-\ and
+/// Ctrl-Z (SIGINT, SIGQUIT, SIGTSTP) end the session (TerminateSession).
 async fn forward_local(session: Session, session_id: &str) -> ExitCode {
     use cloudshell_rs::session::forward::{self, ForwardNotice, LocalListener};
     let props = session.session_properties();
@@ -341,14 +343,20 @@ async fn forward_local(session: Session, session_id: &str) -> ExitCode {
             .parse::<u16>()
             .map_err(|_| format!("the session's localPortNumber {p:?} is not a port number")),
     };
+    // The official plugin's variable for the listening address (e.g. 0.0.0.0
+    // to let other machines or containers in); loopback by default.
+    let host = std::env::var("SSM_PLUGIN_LOCAL_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
     let listener = match (&unix_path, port) {
         (Some(path), _) => tokio::net::UnixListener::bind(path)
             .map(LocalListener::Unix)
             .map_err(|e| format!("cannot listen on the Unix socket {path}: {e}")),
-        (None, Ok(port)) => tokio::net::TcpListener::bind(("127.0.0.1", port))
+        (None, Ok(port)) => tokio::net::TcpListener::bind((host.trim(), port))
             .await
             .map(LocalListener::Tcp)
-            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}")),
+            .map_err(|e| format!("cannot listen on {host}:{port}: {e}")),
         (None, Err(e)) => Err(e),
     };
     let listener = match listener {
@@ -369,10 +377,26 @@ async fn forward_local(session: Session, session_id: &str) -> ExitCode {
             path.as_deref().unwrap_or_default()
         ),
     }
-    println!("Waiting for connections...");
+    // Agents up to 3.0.196.0 do not multiplex: one connection at a time,
+    // with the official plugin's basic-mode messages.
+    let multiplexed = session
+        .agent_version()
+        .is_none_or(forward::agent_multiplexes);
+    if multiplexed {
+        println!("Waiting for connections...");
+    }
     let writer = session.writer();
+    let mut announced = false;
     let run = forward::run(session, listener, |n| match n {
-        ForwardNotice::Accepted(_) => println!("\nConnection accepted for session [{session_id}]"),
+        // Once, as the plugin prints it.
+        ForwardNotice::Accepted(_) if !announced => {
+            announced = true;
+            if multiplexed {
+                println!("\nConnection accepted for session [{session_id}]");
+            } else {
+                println!("Connection accepted for session {session_id}.");
+            }
+        }
         ForwardNotice::DestinationUnreachable => {
             println!("\nConnection to destination port failed, check SSM Agent logs.")
         }
@@ -380,9 +404,10 @@ async fn forward_local(session: Session, session_id: &str) -> ExitCode {
     });
     let result = tokio::select! {
         r = run => r,
-        _ = tokio::signal::ctrl_c() => {
+        () = terminate_signal() => {
             // As the plugin does: ask the agent to end the session, without
             // waiting long for it.
+            println!("Terminate signal received, exiting.");
             let _ = tokio::time::timeout(terminal::TERMINATE_GRACE, writer.terminate()).await;
             let _ = writer.close().await;
             Ok(())
@@ -401,6 +426,23 @@ async fn forward_local(session: Session, session_id: &str) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The signals that end a port-forwarding session in the official plugin:
+/// SIGINT, SIGQUIT and SIGTSTP. Never resolves if they cannot be watched.
+async fn terminate_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::quit(),
+        SignalKind::from_raw(libc::SIGTSTP),
+    ];
+    let mut watched: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
+    if watched.is_empty() {
+        return std::future::pending().await;
+    }
+    let any = watched.iter_mut().map(|s| Box::pin(s.recv()));
+    let _ = futures_util::future::select_all(any).await;
 }
 
 /// The exit of a pumped session, as the plugin reports it.

@@ -177,6 +177,7 @@ pub(crate) async fn start(
         ready_tx: Some(ready_tx),
         ready: false,
         pending_input: VecDeque::new(),
+        pending_flag: None,
         flush_waiters: Vec::new(),
         terminate_requested: false,
         out_events: VecDeque::new(),
@@ -284,6 +285,8 @@ struct Driver {
     ready: bool,
     /// Input not yet accepted by the channel (replayed input first).
     pending_input: VecDeque<Bytes>,
+    /// A flag from the input queue, sent after `pending_input`.
+    pending_flag: Option<u32>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     /// `TerminateSession` asked for, sent once the input before it is.
     terminate_requested: bool,
@@ -358,8 +361,11 @@ impl Driver {
             read_timer.set(self.read_paused_until);
             ack_timer.set(self.flush_at);
             let connected = self.ws.is_some();
-            let want_input =
-                self.ready && self.pending_input.is_empty() && !self.input_closed && connected;
+            let want_input = self.ready
+                && self.pending_input.is_empty()
+                && self.pending_flag.is_none()
+                && !self.input_closed
+                && connected;
             let has_events = !self.out_events.is_empty();
             let read_socket = !has_events && connected && !read_timer.is_armed();
             let ctl_open = !self.ctl_closed;
@@ -488,6 +494,7 @@ impl Driver {
                 Wake::Input(None) => self.input_closed = true,
                 Wake::Input(Some(InputCmd::Data(b))) => self.pending_input.push_back(b),
                 Wake::Input(Some(InputCmd::Flush(w))) => self.flush_waiters.push(w),
+                Wake::Input(Some(InputCmd::Flag(f))) => self.pending_flag = Some(f),
                 Wake::FlushAcks => {
                     ack_timer.disarm();
                     if let Err(d) = self.flush_socket().await
@@ -575,6 +582,18 @@ impl Driver {
                         return Ok(());
                     }
                     Err(_) => break,
+                }
+            }
+            if let Some(flag) = self.pending_flag
+                && self.pending_input.is_empty()
+            {
+                match self.channel.send_flag(now(), flag) {
+                    Ok(()) => self.pending_flag = None,
+                    Err(e) if e.is_fatal() => {
+                        self.fail(SessionError::Protocol(e));
+                        return Ok(());
+                    }
+                    Err(_) => {} // window full: again at the next step
                 }
             }
             if self.terminate_requested && self.pending_input.is_empty() {

@@ -16,9 +16,13 @@
 //! receive buffer is full), so the agent stops sending instead of the memory
 //! growing.
 //!
-//! Agents up to 3.0.196.0 only offer the older single-connection mode; that
-//! mode is not implemented and such a session is refused with
-//! [`ForwardError::AgentTooOld`].
+//! Agents up to 3.0.196.0 only offer the older basic mode, which [`run`] then
+//! uses as the official plugin does: one local connection at a time, its
+//! bytes carried as they are; when it closes, the `DisconnectToPort` flag
+//! tells the agent to close its connection to the destination, and the next
+//! local connection is accepted. Output that arrives while no local
+//! connection is open waits for the next one (up to [`STREAM_BUFFER`] bytes;
+//! beyond that the session is not read until a connection comes).
 //!
 //! ```no_run
 //! # async fn demo(session: cloudshell_rs::session::Session) -> Result<(), Box<dyn std::error::Error>> {
@@ -43,6 +47,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// The flag an agent sends when it cannot connect to the destination.
 pub const CONNECT_TO_PORT_ERROR: u32 = 3;
+
+/// The flag the client sends in basic mode when its local connection closed.
+pub const DISCONNECT_TO_PORT: u32 = 1;
 
 /// The last agent version that does not multiplex (the plugin's
 /// `MuxSupportedAfterThisAgentVersion`).
@@ -103,12 +110,6 @@ pub enum ForwardNotice {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ForwardError {
-    /// The agent offers only single-connection forwarding.
-    #[error(
-        "the agent (version {0}) only offers single-connection port forwarding, which is not \
-         implemented; agents after 3.0.196.0 multiplex"
-    )]
-    AgentTooOld(String),
     /// Accepting local connections failed.
     #[error("accepting local connections failed")]
     Accept(#[source] std::io::Error),
@@ -139,12 +140,11 @@ pub async fn run(
     listener: LocalListener,
     mut notice: impl FnMut(ForwardNotice) + Send,
 ) -> Result<(), ForwardError> {
-    if let Some(v) = session.agent_version()
-        && !agent_multiplexes(v)
+    if session
+        .agent_version()
+        .is_some_and(|v| !agent_multiplexes(v))
     {
-        let v = v.to_string();
-        let _ = session.close().await;
-        return Err(ForwardError::AgentTooOld(v));
+        return run_basic(session, listener, notice).await;
     }
     let (writer, mut reader) = session.into_split();
     let mut decoder = Decoder::default();
@@ -187,6 +187,98 @@ pub async fn run(
         let _ = writer.close().await;
     }
     result
+}
+
+/// Basic mode (agents up to 3.0.196.0): one local connection at a time, no
+/// multiplexing.
+async fn run_basic(
+    session: Session,
+    listener: LocalListener,
+    mut notice: impl FnMut(ForwardNotice) + Send,
+) -> Result<(), ForwardError> {
+    let (writer, mut reader) = session.into_split();
+    // Output received while no local connection is open.
+    let mut waiting: Vec<u8> = Vec::new();
+    let result = 'session: loop {
+        let (rd, mut wr, peer) = loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => break a,
+                    Err(e) if is_transient(&e) => continue,
+                    Err(e) => break 'session Err(ForwardError::Accept(e)),
+                },
+                event = reader.next_event(), if waiting.len() < STREAM_BUFFER => match event {
+                    Some(SessionEvent::Output(b)) => waiting.extend_from_slice(&b),
+                    Some(SessionEvent::Flag(CONNECT_TO_PORT_ERROR)) => {
+                        notice(ForwardNotice::DestinationUnreachable);
+                    }
+                    Some(SessionEvent::Closed { .. }) | None => break 'session Ok(()),
+                    Some(SessionEvent::Failed(e)) => break 'session Err(e.into()),
+                    Some(_) => {}
+                },
+            }
+        };
+        notice(ForwardNotice::Accepted(peer));
+        // Local → agent in a task of its own, so that output keeps being
+        // read (and acknowledged) while input waits for the send window.
+        let (done_tx, mut done) = tokio::sync::oneshot::channel();
+        let pump = tokio::spawn(basic_local_to_agent(rd, writer.clone(), done_tx));
+        let mut local_open = wr.write_all(&waiting).await.is_ok();
+        waiting.clear();
+        let ended = loop {
+            tokio::select! {
+                // The local side closed (its task sent DisconnectToPort).
+                _ = &mut done => break None,
+                event = reader.next_event() => match event {
+                    Some(SessionEvent::Output(b)) => {
+                        if local_open && wr.write_all(&b).await.is_err() {
+                            // Nobody takes it any more; the reading side
+                            // ends the connection.
+                            local_open = false;
+                        }
+                    }
+                    Some(SessionEvent::Flag(CONNECT_TO_PORT_ERROR)) => {
+                        notice(ForwardNotice::DestinationUnreachable);
+                    }
+                    Some(SessionEvent::Closed { .. }) | None => break Some(Ok(())),
+                    Some(SessionEvent::Failed(e)) => break Some(Err(e.into())),
+                    Some(_) => {}
+                },
+            }
+        };
+        if let Some(r) = ended {
+            pump.abort();
+            let _ = wr.shutdown().await;
+            break r;
+        }
+    };
+    if result.is_err() {
+        let _ = writer.close().await;
+    }
+    result
+}
+
+/// Basic mode: the local connection's bytes as input until it closes, then
+/// `DisconnectToPort`.
+async fn basic_local_to_agent(
+    mut rd: BoxRead,
+    writer: SessionWriter,
+    done: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if writer.send_input(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if writer.send_flag(DISCONNECT_TO_PORT).await.is_ok() {
+        let _ = done.send(());
+    }
 }
 
 /// The open streams: where data from the agent goes, and how much of it

@@ -374,6 +374,8 @@ pub(crate) enum InputCmd {
     Data(Bytes),
     /// Resolve once every input byte sent so far is acknowledged.
     Flush(oneshot::Sender<()>),
+    /// A `Flag` message, in sequence after the input before it.
+    Flag(u32),
 }
 
 /// Control commands, handled at once (never behind input back-pressure).
@@ -433,6 +435,16 @@ impl SessionWriter {
             .await
             .map_err(|_| SessionError::Closed)?;
         rx.await.map_err(|_| SessionError::Closed)
+    }
+
+    /// Sends a `Flag` message (payload type 10) in sequence after the input
+    /// queued so far, e.g. `DisconnectToPort` (1) in basic port forwarding.
+    /// Waits like [`send_input`](Self::send_input) while the queue is full.
+    pub async fn send_flag(&self, flag: u32) -> Result<(), SessionError> {
+        self.input
+            .send(InputCmd::Flag(flag))
+            .await
+            .map_err(|_| SessionError::Closed)
     }
 
     /// Asks the agent to end a port session (the `TerminateSession` flag),

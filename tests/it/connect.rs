@@ -549,12 +549,14 @@ async fn tcp_echo_many() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
     (port, served)
 }
 
-/// The binary in plugin mode for a port-forwarding session to `port`
-/// (`forward:PORT`), started; returns the child, its stdout lines and the
-/// local port it announced.
+/// The binary in plugin mode for a port-forwarding session in `mode`
+/// (`forward:PORT` or `forward-basic:PORT`), listening on `local_host` if
+/// given (`SSM_PLUGIN_LOCAL_HOST`), started; returns the child, its stdout
+/// lines, the local port it announced and the session id.
 async fn start_port_forwarding(
     env: &session_support::Env,
-    port: u16,
+    mode: cloudshell_emulator::gateway::SessionMode,
+    local_host: Option<&str>,
     home: &std::path::Path,
 ) -> (
     tokio::process::Child,
@@ -564,12 +566,18 @@ async fn start_port_forwarding(
 ) {
     use tokio::io::AsyncBufReadExt as _;
     let tab = session_support::new_tab();
-    env.emulator.configure_tab(
-        tab.clone(),
-        GwOptions::default().with_mode(cloudshell_emulator::gateway::SessionMode::Forward { port }),
+    let multiplexed = !matches!(
+        mode,
+        cloudshell_emulator::gateway::SessionMode::ForwardBasic { .. }
     );
+    env.emulator
+        .configure_tab(tab.clone(), GwOptions::default().with_mode(mode));
     let target = env.create(&tab).await;
-    let mut child = tokio::process::Command::from(plugin_command(env, &target, "{}", home, false))
+    let mut cmd = plugin_command(env, &target, "{}", home, false);
+    if let Some(host) = local_host {
+        cmd.env("SSM_PLUGIN_LOCAL_HOST", host);
+    }
+    let mut child = tokio::process::Command::from(cmd)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -584,20 +592,27 @@ async fn start_port_forwarding(
         opened,
         format!("Port {local} opened for sessionId {}.", target.session_id)
     );
-    assert_eq!(
-        within(30, lines.next_line()).await.unwrap().unwrap(),
-        "Waiting for connections..."
-    );
+    if multiplexed {
+        assert_eq!(
+            within(30, lines.next_line()).await.unwrap().unwrap(),
+            "Waiting for connections..."
+        );
+    }
     (child, lines, local, target.session_id)
 }
 
-/// Sends SIGINT, as Ctrl-C does, and returns the exit code and the rest of stdout.
+/// Sends `signal` (`INT` as Ctrl-C does, `QUIT`, `TSTP`) and returns the
+/// exit code and the rest of stdout.
 async fn interrupt(
     mut child: tokio::process::Child,
     mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    signal: &str,
 ) -> (Option<i32>, String) {
     let pid = child.id().unwrap().to_string();
-    let st = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let st = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
     assert!(st.success());
     let mut rest = String::new();
     while let Some(l) = within(30, lines.next_line()).await.unwrap() {
@@ -613,8 +628,13 @@ async fn plugin_mode_forwards_local_connections_through_multiplexed_streams() {
     let env = session_support::start().await;
     let home = tempfile::tempdir().unwrap();
     let (dest, served) = tcp_echo_many().await;
-    let (child, mut lines, local, session_id) =
-        start_port_forwarding(&env, dest, home.path()).await;
+    let (child, lines, local, session_id) = start_port_forwarding(
+        &env,
+        cloudshell_emulator::gateway::SessionMode::Forward { port: dest },
+        None,
+        home.path(),
+    )
+    .await;
     // Three connections at once, each with its own bytes, half-closed after
     // sending: the echo comes back whole, then the end of the stream.
     let mut clients = Vec::new();
@@ -645,20 +665,88 @@ async fn plugin_mode_forwards_local_connections_through_multiplexed_streams() {
         within(30, c).await.unwrap();
     }
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
-    for _ in 0..3 {
-        let l = within(30, lines.next_line()).await.unwrap().unwrap();
-        let l = if l.is_empty() {
-            within(30, lines.next_line()).await.unwrap().unwrap()
-        } else {
-            l
-        };
-        assert_eq!(l, format!("Connection accepted for session [{session_id}]"));
-    }
-    let (code, rest) = interrupt(child, lines).await;
+    let (code, rest) = interrupt(child, lines, "INT").await;
     assert_eq!(code, Some(0), "{rest}");
-    assert!(
-        rest.contains(&format!("Exiting session with sessionId: {session_id}.")),
-        "{rest}"
+    // The official plugin's lines: the first connection announced once, then
+    // the signal and the end.
+    assert_eq!(
+        rest,
+        format!(
+            "\nConnection accepted for session [{session_id}]\nTerminate signal received, \
+             exiting.\n\n\nExiting session with sessionId: {session_id}.\n\n"
+        )
+    );
+}
+
+/// A TCP server on 127.0.0.1 that greets its Nth connection with `hello N`
+/// and a newline, then echoes what it gets.
+async fn tcp_greeter() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((tcp, _)) = listener.accept().await {
+            n += 1;
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.into_split();
+                if w.write_all(format!("hello {n}\n").as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Reads exactly `want.len()` bytes and returns them as text.
+async fn read_text(tcp: &mut tokio::net::TcpStream, len: usize) -> String {
+    let mut buf = vec![0u8; len];
+    within(30, tcp.read_exact(&mut buf)).await.unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_mode_forwards_one_connection_at_a_time_for_an_agent_that_does_not_multiplex() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let dest = tcp_greeter().await;
+    // An agent of version 3.0.196.0; the listener on SSM_PLUGIN_LOCAL_HOST.
+    let (child, mut lines, local, session_id) = start_port_forwarding(
+        &env,
+        cloudshell_emulator::gateway::SessionMode::ForwardBasic { port: dest },
+        Some("127.0.0.2"),
+        home.path(),
+    )
+    .await;
+    // The agent connected at the session's start: the greeting waited for
+    // the first local connection.
+    let mut first = tokio::net::TcpStream::connect(("127.0.0.2", local))
+        .await
+        .unwrap();
+    assert_eq!(read_text(&mut first, 8).await, "hello 1\n");
+    first.write_all(b"ping 1").await.unwrap();
+    assert_eq!(read_text(&mut first, 6).await, "ping 1");
+    assert_eq!(
+        within(30, lines.next_line()).await.unwrap().unwrap(),
+        format!("Connection accepted for session {session_id}.")
+    );
+    // Closing it sends DisconnectToPort: the agent closes its connection and
+    // makes a new one for the next connection's first bytes.
+    drop(first);
+    let mut second = tokio::net::TcpStream::connect(("127.0.0.2", local))
+        .await
+        .unwrap();
+    second.write_all(b"ping 2").await.unwrap();
+    assert_eq!(read_text(&mut second, 14).await, "hello 2\nping 2");
+    drop(second);
+    let (code, rest) = interrupt(child, lines, "QUIT").await;
+    assert_eq!(code, Some(0), "{rest}");
+    assert_eq!(
+        rest,
+        format!(
+            "Terminate signal received, exiting.\n\n\nExiting session with sessionId: \
+             {session_id}.\n\n"
+        )
     );
 }
 
@@ -671,7 +759,13 @@ async fn plugin_mode_reports_an_unreachable_destination_and_goes_on() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let (child, mut lines, local, _) = start_port_forwarding(&env, closed, home.path()).await;
+    let (child, mut lines, local, _) = start_port_forwarding(
+        &env,
+        cloudshell_emulator::gateway::SessionMode::Forward { port: closed },
+        None,
+        home.path(),
+    )
+    .await;
     for _ in 0..2 {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", local))
             .await
@@ -689,8 +783,13 @@ async fn plugin_mode_reports_an_unreachable_destination_and_goes_on() {
             seen.push(l);
         }
     }
-    let (code, rest) = interrupt(child, lines).await;
+    // Ctrl-Z ends a port-forwarding session too, as in the official plugin.
+    let (code, rest) = interrupt(child, lines, "TSTP").await;
     assert_eq!(code, Some(0), "{rest}");
+    assert!(
+        rest.contains("Terminate signal received, exiting."),
+        "{rest}"
+    );
 }
 
 /// A TLS front on 127.0.0.1 for the emulator's plain listener, with the

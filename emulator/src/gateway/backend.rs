@@ -261,6 +261,10 @@ pub enum BackendInput {
     /// before it is written, a port-forwarding session ends at once (other
     /// programs ignore it, as the agent's shell sessions do).
     Terminate,
+    /// The client's `DisconnectToPort` (basic port forwarding: its local
+    /// connection closed): the connection to the destination is closed and
+    /// the next input opens a new one. Other programs ignore it.
+    Disconnect,
 }
 
 /// How to start a shell.
@@ -345,6 +349,7 @@ impl Backend {
             }
             SessionMode::Port { port } => Ok(Self::port(*port, pipe_capacity)),
             SessionMode::Forward { port } => Ok(Self::forward(*port, pipe_capacity)),
+            SessionMode::ForwardBasic { port } => Ok(Self::forward_basic(*port, pipe_capacity)),
             SessionMode::Shell => {
                 let spec = shell.cloned().unwrap_or_else(|| ShellSpec {
                     home: std::env::temp_dir(),
@@ -447,7 +452,7 @@ impl Backend {
                                 break;
                             }
                         }
-                        BackendInput::Resize { .. } => {}
+                        BackendInput::Resize { .. } | BackendInput::Disconnect => {}
                         BackendInput::Terminate => {
                             let _ = writer.shutdown().await;
                             return;
@@ -478,6 +483,20 @@ impl Backend {
     pub fn forward(port: u16, pipe_capacity: usize) -> Backend {
         Self::task(pipe_capacity, move |pipe, flags, in_rx| {
             super::forward::run(port, pipe, flags, in_rx)
+        })
+    }
+
+    /// The agent's side of an `AWS-StartPortForwardingSession` session in
+    /// basic mode (agents up to 3.0.196.0, one local connection at a time):
+    /// the session's bytes are relayed to and from a connection to
+    /// `127.0.0.1:port`, made at start. [`BackendInput::Disconnect`] closes
+    /// it, and so does the destination's end; the next input then opens a
+    /// new one (see [`SessionMode::ForwardBasic`]). Runs until
+    /// [`BackendInput::Terminate`] (exit code 0); exit code 1 when the first
+    /// connection cannot be made.
+    pub fn forward_basic(port: u16, pipe_capacity: usize) -> Backend {
+        Self::task(pipe_capacity, move |pipe, _flags, in_rx| {
+            super::forward::run_basic(port, pipe, in_rx)
         })
     }
 
@@ -556,7 +575,7 @@ impl Backend {
                         Some(BackendInput::Resize { cols, rows }) => {
                             let _ = writer.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
                         }
-                        Some(BackendInput::Terminate) => {}
+                        Some(BackendInput::Terminate | BackendInput::Disconnect) => {}
                         None => break,
                     },
                     _ = killed.changed() => break,

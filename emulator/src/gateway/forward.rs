@@ -96,7 +96,7 @@ pub(super) async fn run(
                         }
                     }
                 }
-                Some(BackendInput::Resize { .. }) => {}
+                Some(BackendInput::Resize { .. } | BackendInput::Disconnect) => {}
                 Some(BackendInput::Terminate) => {
                     tracing::debug!(port, streams = streams.len(), "port forwarding: TerminateSession");
                     return 0;
@@ -233,6 +233,90 @@ async fn relay(
     };
     tokio::join!(upstream, downstream);
     id
+}
+
+/// A connection to the destination in basic mode: its write half, and the
+/// task copying what it sends into the output pipe.
+struct BasicConnection {
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl BasicConnection {
+    async fn open(port: u16, pipe: &Arc<OutputPipe>) -> std::io::Result<Self> {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+        let _ = tcp.set_nodelay(true);
+        let (mut rd, writer) = tcp.into_split();
+        let pipe = pipe.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; READ_BUFFER];
+            while let Ok(n @ 1..) = rd.read(&mut buf).await {
+                pipe.write_all(&buf[..n]).await;
+            }
+        });
+        Ok(BasicConnection { writer, reader })
+    }
+
+    /// The destination has closed its side.
+    fn ended(&self) -> bool {
+        self.reader.is_finished()
+    }
+}
+
+impl Drop for BasicConnection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The agent's basic (single-connection) port forwarding
+/// ([`SessionMode::ForwardBasic`](super::SessionMode::ForwardBasic)): the
+/// connection is made at start; `DisconnectToPort` or the destination's end
+/// closes it, and the next input bytes open a new one.
+pub(super) async fn run_basic(
+    port: u16,
+    pipe: Arc<OutputPipe>,
+    mut in_rx: mpsc::UnboundedReceiver<BackendInput>,
+) -> i32 {
+    let mut conn = match BasicConnection::open(port, &pipe).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(
+                port,
+                "basic port forwarding: cannot connect to the destination: {e}"
+            );
+            return 1;
+        }
+    };
+    while let Some(m) = in_rx.recv().await {
+        match m {
+            BackendInput::Bytes(b) => {
+                if conn.as_ref().is_none_or(BasicConnection::ended) {
+                    conn = match BasicConnection::open(port, &pipe).await {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::debug!(port, "basic port forwarding: cannot reconnect: {e}");
+                            None
+                        }
+                    };
+                }
+                if let Some(c) = conn.as_mut()
+                    && c.writer.write_all(&b).await.is_err()
+                {
+                    conn = None;
+                }
+            }
+            BackendInput::Disconnect => {
+                tracing::debug!(port, "basic port forwarding: DisconnectToPort");
+                if let Some(mut c) = conn.take() {
+                    let _ = c.writer.shutdown().await;
+                }
+            }
+            BackendInput::Resize { .. } => {}
+            BackendInput::Terminate => return 0,
+        }
+    }
+    0
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub enum OptionsParseError {
     /// Unknown session mode, or bad numbers in `stream:…`, `port:…` or
     /// `forward:…`.
     #[error(
-        "invalid session mode {0:?}: expected `shell`, `echo`, `stream:TOTAL_BYTES[:CHUNK_SIZE]`, `port:PORT` or `forward:PORT`"
+        "invalid session mode {0:?}: expected `shell`, `echo`, `stream:TOTAL_BYTES[:CHUNK_SIZE]`, `port:PORT`, `forward:PORT` or `forward-basic:PORT`"
     )]
     Mode(String),
     /// Unknown handshake mode.
@@ -91,6 +91,17 @@ pub enum SessionMode {
         /// The TCP port on 127.0.0.1 each stream is connected to.
         port: u16,
     },
+    /// A port-forwarding session as `AWS-StartPortForwardingSession` makes
+    /// one with an agent up to 3.0.196.0, which does not multiplex (the
+    /// emulated agent reports version 3.0.196.0): the same handshake as
+    /// [`SessionMode::Forward`], and the session's bytes are relayed to and
+    /// from one connection to `127.0.0.1:PORT` at a time. The client's
+    /// `DisconnectToPort` flag (1) closes that connection; the next input
+    /// opens a new one.
+    ForwardBasic {
+        /// The TCP port on 127.0.0.1 the agent connects to.
+        port: u16,
+    },
 }
 
 impl fmt::Display for SessionMode {
@@ -100,6 +111,7 @@ impl fmt::Display for SessionMode {
             SessionMode::Echo => f.write_str("echo"),
             SessionMode::Port { port } => write!(f, "port:{port}"),
             SessionMode::Forward { port } => write!(f, "forward:{port}"),
+            SessionMode::ForwardBasic { port } => write!(f, "forward-basic:{port}"),
             SessionMode::Stream {
                 total_bytes,
                 chunk_size: None,
@@ -133,6 +145,9 @@ impl FromStr for SessionMode {
             }
             if kind.eq_ignore_ascii_case("forward") {
                 return port().map(|port| SessionMode::Forward { port });
+            }
+            if kind.eq_ignore_ascii_case("forward-basic") {
+                return port().map(|port| SessionMode::ForwardBasic { port });
             }
         }
         let mut parts = t.split(':');
@@ -603,6 +618,10 @@ mod tests {
             " Forward:8080 ".parse::<SessionMode>(),
             Ok(SessionMode::Forward { port: 8080 })
         );
+        assert_eq!(
+            "Forward-Basic:8080".parse::<SessionMode>(),
+            Ok(SessionMode::ForwardBasic { port: 8080 })
+        );
         for s in [
             "shell",
             "echo",
@@ -610,6 +629,7 @@ mod tests {
             "stream:5:7",
             "port:22",
             "forward:22",
+            "forward-basic:22",
         ] {
             assert_eq!(
                 s.parse::<SessionMode>().map(|m| m.to_string()).as_deref(),
@@ -627,12 +647,16 @@ mod tests {
             "forward:x",
             "forward:65536",
             "forward:22:1",
+            "forward-basic",
+            "forward-basic:0",
+            "forward_basic:22",
         ] {
             let e = bad.parse::<SessionMode>().expect_err(bad);
             assert_eq!(e, OptionsParseError::Mode(bad.to_string()));
             let msg = e.to_string();
             assert!(msg.contains(&format!("{bad:?}")), "{msg}");
             assert!(msg.contains("`forward:PORT`"), "{msg}");
+            assert!(msg.contains("`forward-basic:PORT`"), "{msg}");
             assert!(msg.contains("`port:PORT`"), "{msg}");
         }
     }

@@ -39,6 +39,10 @@ use ssm_channel::is_acknowledge_frame as is_ack;
 /// Agent version announced in handshake requests.
 pub const EMULATED_AGENT_VERSION: &str = "3.3.1142.0";
 
+/// The agent version reported in [`SessionMode::ForwardBasic`] sessions: the
+/// last one that does not multiplex port forwarding.
+pub const BASIC_FORWARDING_AGENT_VERSION: &str = "3.0.196.0";
+
 /// How long the agent side waits for each handshake step (like the real agent).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -309,11 +313,21 @@ impl SessionTask {
                     if flag == Flag::TERMINATE_SESSION.0
                         && matches!(
                             self.options.mode,
-                            SessionMode::Port { .. } | SessionMode::Forward { .. }
+                            SessionMode::Port { .. }
+                                | SessionMode::Forward { .. }
+                                | SessionMode::ForwardBasic { .. }
                         ) =>
                 {
                     tracing::debug!(session_id = %self.session_id, "TerminateSession");
                     self.backend().send(BackendInput::Terminate);
+                }
+                // Basic port forwarding: the client's local connection closed.
+                Event::Flag(flag)
+                    if flag == Flag::DISCONNECT_TO_PORT.0
+                        && matches!(self.options.mode, SessionMode::ForwardBasic { .. }) =>
+                {
+                    tracing::debug!(session_id = %self.session_id, "DisconnectToPort");
+                    self.backend().send(BackendInput::Disconnect);
                 }
                 // Handshake responses are checked by the channel.
                 _ => {}
@@ -332,7 +346,7 @@ impl SessionTask {
             ),
             // AWS-StartPortForwardingSession's properties; the agent version
             // tells the client to multiplex with smux.
-            (SessionMode::Forward { port }, _) => (
+            (SessionMode::Forward { port } | SessionMode::ForwardBasic { port }, _) => (
                 "Port",
                 serde_json::json!({
                     "portNumber": port.to_string(),
@@ -361,7 +375,10 @@ impl SessionTask {
         };
         let always_handshake = matches!(
             self.options.mode,
-            SessionMode::Echo | SessionMode::Port { .. } | SessionMode::Forward { .. }
+            SessionMode::Echo
+                | SessionMode::Port { .. }
+                | SessionMode::Forward { .. }
+                | SessionMode::ForwardBasic { .. }
         );
         if handshake == HandshakeMode::None && always_handshake {
             // Echo: nothing would tell the client the session type before its
@@ -390,7 +407,11 @@ impl SessionTask {
             }
         };
         let request = HandshakeRequest {
-            agent_version: EMULATED_AGENT_VERSION.into(),
+            agent_version: match self.options.mode {
+                SessionMode::ForwardBasic { .. } => BASIC_FORWARDING_AGENT_VERSION,
+                _ => EMULATED_AGENT_VERSION,
+            }
+            .into(),
             requested_client_actions: actions,
         };
         match self.channel.start_handshake(now, request) {
