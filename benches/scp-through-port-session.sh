@@ -6,6 +6,8 @@
 #  2. as a local port forwarder (what AWS-StartPortForwardingSession gives):
 #     the same copies to the forwarded local port, then three copies up at
 #     once through one session (three smux streams);
+#  3. as a basic-mode forwarder (an agent up to 3.0.196.0, one connection at
+#     a time): the copy up, then the copy down through the same session;
 # checks each copy and prints the times, then the same copies straight to the
 # sshd for scale.
 #
@@ -108,7 +110,7 @@ start_forwarder() {
   new_session
   "$bin" session-manager-plugin "$(cat "$dir/session.json")" "$AWS_REGION" StartSession "" '{}' "$endpoint" > "$dir/forward.out" 2>>"$dir/plugin.log" &
   fwd_pid=$!
-  for _ in $(seq 200); do grep -q '^Waiting for connections' "$dir/forward.out" 2>/dev/null && break; sleep 0.02; done
+  for _ in $(seq 200); do grep -q '^Port [0-9]* opened' "$dir/forward.out" 2>/dev/null && break; sleep 0.02; done
   local_port=$(sed -n 's/^Port \([0-9]*\) opened.*/\1/p' "$dir/forward.out")
 }
 stop_forwarder() { kill -INT "$fwd_pid"; wait "$fwd_pid"; end_session; }
@@ -124,6 +126,17 @@ for i in $(seq "$runs"); do
   for k in 1 2 3; do check "$dir/up$k"; done
   stop_forwarder
   echo "run $i: ${size_mb} MB up $(secs "$t0" "$t1") s, down $(secs "$t2" "$t3") s, 3 x ${size_mb} MB up at once $(secs "$t4" "$t5") s (through a forwarded local port, identical)"
+done
+# The same with an agent that does not multiplex: the second connection of a
+# session reaches the sshd only if the first one's end (DisconnectToPort)
+# made the agent connect again.
+start_emulator "forward-basic:$ssh_port" basic
+for i in $(seq "$runs"); do
+  start_forwarder
+  t0=$(now); scp -O -P "$local_port" "${opts[@]}" "$dir/file" "root@127.0.0.1:$dir/up"; t1=$(now); check "$dir/up"
+  t2=$(now); scp -O -P "$local_port" "${opts[@]}" "root@127.0.0.1:$dir/file" "$dir/down"; t3=$(now); check "$dir/down"
+  stop_forwarder
+  echo "run $i: ${size_mb} MB up $(secs "$t0" "$t1") s, down $(secs "$t2" "$t3") s (through a basic-mode forwarded port, one session, identical)"
 done
 for i in $(seq "$runs"); do
   t0=$(now); scp -O -P "$ssh_port" "${opts[@]}" "$dir/file" "root@127.0.0.1:$dir/up"; t1=$(now); check "$dir/up"
