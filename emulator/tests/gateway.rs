@@ -321,3 +321,71 @@ async fn forward_mode_reports_a_refused_connection_with_flag_3() {
     assert_eq!(c.flags, [Flag::CONNECT_TO_PORT_ERROR.0]);
     assert!(c.closed.is_none(), "the session outlives the stream");
 }
+
+#[tokio::test]
+async fn forward_basic_mode_connects_again_after_disconnect_to_port() {
+    // Greets its Nth connection with "hello N\n", then echoes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            n += 1;
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                let (mut r, mut w) = tcp.split();
+                if w.write_all(format!("hello {n}\n").as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+    let mode: SessionMode = format!("forward-basic:{port}").parse().unwrap();
+    let t = TestGateway::with_defaults(SessionOptions {
+        mode,
+        ..SessionOptions::default()
+    })
+    .await;
+    let (_id, mut c) = t.client("env-fwd-basic", None).await;
+    c.run_until("ready", |c| c.ready).await;
+    // An agent that does not multiplex, with the same properties.
+    assert_eq!(c.ch.agent_version(), Some("3.0.196.0"));
+    assert_eq!(
+        c.ch.session_properties()["type"],
+        serde_json::json!("LocalPortForwarding")
+    );
+    // The agent connects at the start: the greeting comes unasked.
+    c.run_until("the first greeting", |c| c.output == b"hello 1\n")
+        .await;
+    c.send_input(b"ping 1");
+    c.run_until("the first echo", |c| c.output.ends_with(b"ping 1"))
+        .await;
+    // DisconnectToPort closes that connection; the next bytes open another.
+    c.ch.send_flag(std::time::Instant::now(), Flag::DISCONNECT_TO_PORT.0)
+        .unwrap();
+    c.send_input(b"ping 2");
+    c.run_until("a second connection", |c| {
+        c.output.ends_with(b"hello 2\nping 2")
+    })
+    .await;
+    assert_eq!(c.output, b"hello 1\nping 1hello 2\nping 2");
+    assert!(c.flags.is_empty());
+    c.ch.send_flag(std::time::Instant::now(), Flag::TERMINATE_SESSION.0)
+        .unwrap();
+    c.wait_closed().await;
+}
+
+#[tokio::test]
+async fn forward_basic_mode_ends_the_session_when_the_destination_refuses() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let t = TestGateway::with_defaults(SessionOptions {
+        mode: SessionMode::ForwardBasic { port },
+        ..SessionOptions::default()
+    })
+    .await;
+    let (_id, mut c) = t.client("env-fwd-basic-refused", None).await;
+    c.wait_closed().await;
+    assert!(c.output.is_empty());
+}
