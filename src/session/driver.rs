@@ -70,6 +70,11 @@ const COALESCE_MAX: usize = 64 * 1024;
 /// Output at least this large is handed on as it came (no copy).
 const ZERO_COPY_MIN: usize = 8 * 1024;
 
+/// While output streams in (reads paused for [`READ_COALESCE`]), the socket
+/// wakes the driver only once this much is queued (`SO_RCVLOWAT`); the pause
+/// ends on time either way.
+const STREAM_LOW_WATER: usize = 64 * 1024;
+
 /// Least first capacity of a merged output event; it starts as large as the
 /// previous one grew (up to [`COALESCE_MAX`]), so streaming output is not
 /// copied again at every doubling of its buffer.
@@ -182,6 +187,7 @@ pub(crate) async fn start(
         terminate_requested: false,
         out_events: VecDeque::new(),
         last_merged: 0,
+        low_water_raised: false,
         last_rx: Instant::now(),
         last_size: None,
         kms: None,
@@ -319,6 +325,8 @@ struct Driver {
     read_paused_until: Option<Instant>,
     /// The session is over (closed or failed); stop after delivering events.
     ended: bool,
+    /// The socket's `SO_RCVLOWAT` is [`STREAM_LOW_WATER`] (output streaming).
+    low_water_raised: bool,
 }
 
 impl Driver {
@@ -480,6 +488,11 @@ impl Driver {
                     self.unflushed_rx += bytes;
                     if streaming && res.is_ok() && self.ws.is_some() {
                         self.read_paused_until = Some(at + READ_COALESCE);
+                        if !self.low_water_raised
+                            && let Some(ws) = self.ws.as_ref()
+                        {
+                            self.low_water_raised = ws::set_read_low_water(ws, STREAM_LOW_WATER);
+                        }
                     }
                     if let Err(d) = res
                         && let Err(e) = self.handle_disconnect(d).await
@@ -490,6 +503,7 @@ impl Driver {
                 Wake::ReadAgain => {
                     read_timer.disarm();
                     self.read_paused_until = None;
+                    self.lower_read_low_water();
                 }
                 Wake::Input(None) => self.input_closed = true,
                 Wake::Input(Some(InputCmd::Data(b))) => self.pending_input.push_back(b),
@@ -622,6 +636,16 @@ impl Driver {
             }
         }
         self.flush_transmits().await
+    }
+
+    /// Back to waking at every byte (after a streaming pause).
+    fn lower_read_low_water(&mut self) {
+        if self.low_water_raised {
+            self.low_water_raised = false;
+            if let Some(ws) = self.ws.as_ref() {
+                ws::set_read_low_water(ws, 1);
+            }
+        }
     }
 
     fn drain_events(&mut self) {
@@ -844,6 +868,8 @@ impl Driver {
         self.unflushed = 0;
         self.flush_at = None;
         self.unflushed_rx = 0;
+        // A new socket starts at the normal low-water mark.
+        self.low_water_raised = false;
         self.last_burst_at = None;
         self.read_paused_until = None;
         // A `channel_closed` read just before the socket closed ends the

@@ -16,6 +16,68 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 /// The WebSocket type the driver owns.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Sets how many received bytes make the socket readable (`SO_RCVLOWAT`):
+/// while output streams in, a larger value spares the driver a wake-up for
+/// every segment; 1 is the normal value. Lowering it wakes a waiting reader at
+/// once when enough is queued. Returns whether the option was set.
+///
+/// Only on Linux 4.18 and later, where lowering the mark wakes the reader when
+/// enough is already queued (before that, bytes under a raised mark would wait
+/// for more to come).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) fn set_read_low_water(ws: &Ws, bytes: usize) -> bool {
+    use std::os::fd::AsRawFd as _;
+    if !low_water_wakes() {
+        return false;
+    }
+    let fd = match ws.get_ref() {
+        MaybeTlsStream::Plain(s) => s.as_raw_fd(),
+        MaybeTlsStream::Rustls(s) => s.get_ref().0.as_raw_fd(),
+        _ => return false,
+    };
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fd` is the open socket `ws` owns (borrowed for this call);
+    // the option value is a c_int that lives across the call, its size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
+/// Linux 4.18 or later (read once from `/proc/sys/kernel/osrelease`).
+#[cfg(target_os = "linux")]
+fn low_water_wakes() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .is_ok_and(|r| kernel_at_least(&r, (4, 18)))
+    })
+}
+
+/// Whether a kernel release string (`6.1.0-18-amd64`) is at least `want`.
+#[cfg(any(target_os = "linux", test))]
+fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.trim().split(['.', '-']);
+    let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
+    }
+}
+
+/// Elsewhere the option is left alone.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_read_low_water(_ws: &Ws, _bytes: usize) -> bool {
+    false
+}
+
 /// Largest frame accepted from the peer. Data-channel messages are at most
 /// a few KiB (120-byte header + ~1 KiB payload); this leaves ample room.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -129,8 +191,61 @@ async fn connect(url: &str, proxy: &Proxy) -> Result<Ws, WsError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_compare() {
+        assert!(kernel_at_least("6.18.44-fc-v657", (4, 18)));
+        assert!(kernel_at_least("4.18.0-553.el8_10.x86_64", (4, 18)));
+        assert!(kernel_at_least("5.10.0\n", (4, 18)));
+        assert!(!kernel_at_least("4.14.336-257.562.amzn2.x86_64", (4, 18)));
+        assert!(!kernel_at_least("3.10.0-1160.el7.x86_64", (4, 18)));
+        assert!(!kernel_at_least("garbage", (4, 18)));
+        assert!(!kernel_at_least("", (4, 18)));
+    }
+
+    /// Bytes that came in under a raised low-water mark are read once the
+    /// mark is lowered again, without more bytes coming (else the end of a
+    /// stream would wait for the next output).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn lowering_the_low_water_mark_lets_waiting_bytes_be_read() {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut ws = WebSocketStream::from_raw_socket(
+            MaybeTlsStream::Plain(client.unwrap()),
+            Role::Client,
+            None,
+        )
+        .await;
+        let mut peer =
+            WebSocketStream::from_raw_socket(server.unwrap().0, Role::Server, None).await;
+        if !set_read_low_water(&ws, 64 * 1024) {
+            // A kernel before 4.18: the mark is never raised.
+            assert!(!low_water_wakes());
+            return;
+        }
+        peer.send(Message::binary(&b"tail of a stream"[..]))
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(set_read_low_water(&ws, 1));
+        let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the bytes are read after lowering the mark");
+        assert_eq!(
+            got.unwrap().unwrap(),
+            Message::binary(&b"tail of a stream"[..])
+        );
+    }
 
     #[tokio::test]
     async fn the_root_store_is_loaded_once_per_process() {
