@@ -229,6 +229,12 @@ fn smux_streams(output: &[u8]) -> HashMap<u32, (Vec<u8>, bool)> {
     streams
 }
 
+/// A port on 127.0.0.1 with nothing listening (bound, then closed).
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 fn smux_wire(frames: &[SmuxFrame]) -> Vec<u8> {
     let mut out = Vec::new();
     for f in frames {
@@ -303,9 +309,7 @@ async fn forward_mode_relays_smux_streams_until_terminate() {
 
 #[tokio::test]
 async fn forward_mode_reports_a_refused_connection_with_flag_3() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = closed_port().await;
     let t = TestGateway::with_defaults(SessionOptions {
         mode: SessionMode::Forward { port },
         ..SessionOptions::default()
@@ -377,9 +381,7 @@ async fn forward_basic_mode_connects_again_after_disconnect_to_port() {
 
 #[tokio::test]
 async fn forward_basic_mode_ends_the_session_when_the_destination_refuses() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = closed_port().await;
     let t = TestGateway::with_defaults(SessionOptions {
         mode: SessionMode::ForwardBasic { port },
         ..SessionOptions::default()
