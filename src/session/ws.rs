@@ -23,7 +23,9 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 ///
 /// Only on Linux 4.18 and later, where lowering the mark wakes the reader when
 /// enough is already queued (before that, bytes under a raised mark would wait
-/// for more to come).
+/// for more to come). Raising it never shrinks the TCP receive window: the
+/// kernel grows the receive buffer (and the window clamp) to fit the mark when
+/// they are smaller, and leaves them alone otherwise.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub(crate) fn set_read_low_water(ws: &Ws, bytes: usize) -> bool {
