@@ -379,9 +379,7 @@ async fn forward_local(session: Session, session_id: &str) -> ExitCode {
     }
     // Agents up to 3.0.196.0 do not multiplex: one connection at a time,
     // with the official plugin's basic-mode messages.
-    let multiplexed = session
-        .agent_version()
-        .is_none_or(forward::agent_multiplexes);
+    let multiplexed = forward::multiplexed(&session);
     if multiplexed {
         println!("Waiting for connections...");
     }

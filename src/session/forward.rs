@@ -37,7 +37,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::{Session, SessionError, SessionEvent, SessionWriter};
+use super::{Session, SessionError, SessionEvent, SessionReader, SessionWriter};
 use bytes::Bytes;
 use ssm_channel::smux::{self, Command, Decoder, Frame};
 use std::collections::HashMap;
@@ -131,57 +131,28 @@ pub fn agent_multiplexes(agent_version: &str) -> bool {
     }
 }
 
+/// Whether `session` forwards with smux: its agent is after 3.0.196.0 (or
+/// did not say). Otherwise [`run`] uses basic mode.
+pub fn multiplexed(session: &Session) -> bool {
+    session.agent_version().is_none_or(agent_multiplexes)
+}
+
 /// Forwards connections accepted on `listener` through `session` until the
-/// session ends (`Ok`) or fails. Each accepted connection is one smux stream;
-/// closing it locally sends `FIN`, and the agent's `FIN` shuts down the
-/// writing side of the local connection.
+/// session ends (`Ok`) or fails. Each accepted connection is one smux stream
+/// ([`multiplexed`] sessions) or has the session to itself (basic mode);
+/// closing it locally sends `FIN` (`DisconnectToPort`), and the agent's
+/// `FIN` shuts down the writing side of the local connection.
 pub async fn run(
     session: Session,
     listener: LocalListener,
-    mut notice: impl FnMut(ForwardNotice) + Send,
+    notice: impl FnMut(ForwardNotice) + Send,
 ) -> Result<(), ForwardError> {
-    if session
-        .agent_version()
-        .is_some_and(|v| !agent_multiplexes(v))
-    {
-        return run_basic(session, listener, notice).await;
-    }
-    let (writer, mut reader) = session.into_split();
-    let mut decoder = Decoder::default();
-    let mut streams = Streams::new(STREAM_BUFFER);
-    let mut next_id = smux::FIRST_CLIENT_STREAM_ID;
-    let result = loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (rd, wr, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) if is_transient(&e) => continue,
-                    Err(e) => break Err(ForwardError::Accept(e)),
-                };
-                let id = next_id;
-                next_id = next_id.wrapping_add(2);
-                if let Err(e) = writer.send_input(&encoded(&Frame::syn(id))).await {
-                    break Err(e.into());
-                }
-                notice(ForwardNotice::Accepted(peer));
-                streams.open(id, wr);
-                tokio::spawn(local_to_agent(id, rd, writer.clone()));
-            }
-            event = reader.next_event() => match event {
-                Some(SessionEvent::Output(b)) => {
-                    decoder.feed(&b);
-                    if let Err(e) = streams.route(&mut decoder).await {
-                        break Err(ForwardError::Smux(e));
-                    }
-                }
-                Some(SessionEvent::Flag(CONNECT_TO_PORT_ERROR)) => {
-                    notice(ForwardNotice::DestinationUnreachable);
-                }
-                Some(SessionEvent::Closed { .. }) | None => break Ok(()),
-                Some(SessionEvent::Failed(e)) => break Err(e.into()),
-                Some(_) => {}
-            }
-        }
+    let mux = multiplexed(&session);
+    let (writer, reader) = session.into_split();
+    let result = if mux {
+        run_mux(&writer, reader, &listener, notice).await
+    } else {
+        run_basic(&writer, reader, &listener, notice).await
     };
     if result.is_err() {
         let _ = writer.close().await;
@@ -189,33 +160,91 @@ pub async fn run(
     result
 }
 
+/// What a session event means to a forwarder.
+enum Step {
+    /// Output from the agent.
+    Output(Bytes),
+    /// The session is over.
+    End(Result<(), ForwardError>),
+    /// Nothing to do (a notice may have been given).
+    Nothing,
+}
+
+fn step(event: Option<SessionEvent>, notice: &mut impl FnMut(ForwardNotice)) -> Step {
+    match event {
+        Some(SessionEvent::Output(b)) => Step::Output(b),
+        Some(SessionEvent::Flag(CONNECT_TO_PORT_ERROR)) => {
+            notice(ForwardNotice::DestinationUnreachable);
+            Step::Nothing
+        }
+        Some(SessionEvent::Closed { .. }) | None => Step::End(Ok(())),
+        Some(SessionEvent::Failed(e)) => Step::End(Err(e.into())),
+        Some(_) => Step::Nothing,
+    }
+}
+
+/// smux mode: every accepted connection is a stream of its own.
+async fn run_mux(
+    writer: &SessionWriter,
+    mut reader: SessionReader,
+    listener: &LocalListener,
+    mut notice: impl FnMut(ForwardNotice) + Send,
+) -> Result<(), ForwardError> {
+    let mut decoder = Decoder::default();
+    let mut streams = Streams::new(STREAM_BUFFER);
+    let mut next_id = smux::FIRST_CLIENT_STREAM_ID;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (rd, wr, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) if is_transient(&e) => continue,
+                    Err(e) => return Err(ForwardError::Accept(e)),
+                };
+                let id = next_id;
+                next_id = next_id.wrapping_add(2);
+                writer.send_input(&encoded(&Frame::syn(id))).await?;
+                notice(ForwardNotice::Accepted(peer));
+                streams.open(id, wr);
+                tokio::spawn(local_to_agent(id, rd, writer.clone()));
+            }
+            event = reader.next_event() => match step(event, &mut notice) {
+                Step::Output(b) => {
+                    decoder.feed(&b);
+                    streams.route(&mut decoder).await.map_err(ForwardError::Smux)?;
+                }
+                Step::End(r) => return r,
+                Step::Nothing => {}
+            }
+        }
+    }
+}
+
 /// Basic mode (agents up to 3.0.196.0): one local connection at a time, no
 /// multiplexing.
 async fn run_basic(
-    session: Session,
-    listener: LocalListener,
+    writer: &SessionWriter,
+    mut reader: SessionReader,
+    listener: &LocalListener,
     mut notice: impl FnMut(ForwardNotice) + Send,
 ) -> Result<(), ForwardError> {
-    let (writer, mut reader) = session.into_split();
     // Output received while no local connection is open.
     let mut waiting: Vec<u8> = Vec::new();
-    let result = 'session: loop {
+    loop {
         let (rd, mut wr, peer) = loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => break a,
                     Err(e) if is_transient(&e) => continue,
-                    Err(e) => break 'session Err(ForwardError::Accept(e)),
+                    Err(e) => return Err(ForwardError::Accept(e)),
                 },
-                event = reader.next_event(), if waiting.len() < STREAM_BUFFER => match event {
-                    Some(SessionEvent::Output(b)) => waiting.extend_from_slice(&b),
-                    Some(SessionEvent::Flag(CONNECT_TO_PORT_ERROR)) => {
-                        notice(ForwardNotice::DestinationUnreachable);
+                event = reader.next_event(), if waiting.len() < STREAM_BUFFER => {
+                    match step(event, &mut notice) {
+                        Step::Output(b) => waiting.extend_from_slice(&b),
+                        Step::End(r) => return r,
+                        Step::Nothing => {}
                     }
-                    Some(SessionEvent::Closed { .. }) | None => break 'session Ok(()),
-                    Some(SessionEvent::Failed(e)) => break 'session Err(e.into()),
-                    Some(_) => {}
-                },
+                }
             }
         };
         notice(ForwardNotice::Accepted(peer));
@@ -229,33 +258,25 @@ async fn run_basic(
             tokio::select! {
                 // The local side closed (its task sent DisconnectToPort).
                 _ = &mut done => break None,
-                event = reader.next_event() => match event {
-                    Some(SessionEvent::Output(b)) => {
+                event = reader.next_event() => match step(event, &mut notice) {
+                    Step::Output(b) => {
                         if local_open && wr.write_all(&b).await.is_err() {
                             // Nobody takes it any more; the reading side
                             // ends the connection.
                             local_open = false;
                         }
                     }
-                    Some(SessionEvent::Flag(CONNECT_TO_PORT_ERROR)) => {
-                        notice(ForwardNotice::DestinationUnreachable);
-                    }
-                    Some(SessionEvent::Closed { .. }) | None => break Some(Ok(())),
-                    Some(SessionEvent::Failed(e)) => break Some(Err(e.into())),
-                    Some(_) => {}
+                    Step::End(r) => break Some(r),
+                    Step::Nothing => {}
                 },
             }
         };
         if let Some(r) = ended {
             pump.abort();
             let _ = wr.shutdown().await;
-            break r;
+            return r;
         }
-    };
-    if result.is_err() {
-        let _ = writer.close().await;
     }
-    result
 }
 
 /// Basic mode: the local connection's bytes as input until it closes, then
