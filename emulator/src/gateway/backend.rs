@@ -267,6 +267,42 @@ pub enum BackendInput {
     Disconnect,
 }
 
+/// A connection to `127.0.0.1:port` for the port programs: its write half,
+/// and the task that copies what the destination sends into the output pipe
+/// (it ends at the destination's end of file; dropping the connection stops
+/// it).
+pub(super) struct DestConnection {
+    pub(super) writer: tokio::net::tcp::OwnedWriteHalf,
+    pub(super) reader: tokio::task::JoinHandle<()>,
+}
+
+impl DestConnection {
+    pub(super) async fn open(port: u16, pipe: &Arc<OutputPipe>) -> std::io::Result<Self> {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+        let _ = tcp.set_nodelay(true);
+        let (mut rd, writer) = tcp.into_split();
+        let pipe = pipe.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; super::forward::READ_BUFFER];
+            while let Ok(n @ 1..) = rd.read(&mut buf).await {
+                pipe.write_all(&buf[..n]).await;
+            }
+        });
+        Ok(DestConnection { writer, reader })
+    }
+
+    /// The destination has closed its side.
+    pub(super) fn ended(&self) -> bool {
+        self.reader.is_finished()
+    }
+}
+
+impl Drop for DestConnection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 /// How to start a shell.
 #[derive(Debug, Clone)]
 pub struct ShellSpec {
@@ -432,18 +468,14 @@ impl Backend {
     /// closed the connection, 1 when it could not be reached.
     pub fn port(port: u16, pipe_capacity: usize) -> Backend {
         Self::task(pipe_capacity, move |pipe, _flags, mut in_rx| async move {
-            let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)).await else {
-                tracing::debug!(port, "port session: the destination refused the connection");
-                return 1;
-            };
-            let _ = tcp.set_nodelay(true);
-            let (mut reader, mut writer) = tcp.into_split();
-            let from = async {
-                let mut buf = vec![0u8; 16 * 1024];
-                while let Ok(n @ 1..) = reader.read(&mut buf).await {
-                    pipe.write_all(&buf[..n]).await;
+            let mut conn = match DestConnection::open(port, &pipe).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(port, "port session: cannot connect to the destination: {e}");
+                    return 1;
                 }
             };
+            let writer = &mut conn.writer;
             let to = async {
                 while let Some(m) = in_rx.recv().await {
                     match m {
@@ -465,7 +497,8 @@ impl Backend {
                 std::future::pending::<()>().await
             };
             tokio::select! {
-                _ = from => {}
+                // The destination closed: everything it sent is in the pipe.
+                _ = &mut conn.reader => {}
                 _ = to => {}
             }
             0

@@ -29,10 +29,10 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::backend::{BackendInput, FlagQueue, OutputPipe};
+use super::backend::{BackendInput, DestConnection, FlagQueue, OutputPipe};
 
 /// Read buffer of each destination connection.
-const READ_BUFFER: usize = 16 * 1024;
+pub(super) const READ_BUFFER: usize = 16 * 1024;
 
 /// Writes encoded frames into the output pipe one writer at a time, so that
 /// frames of different streams never interleave.
@@ -235,40 +235,6 @@ async fn relay(
     id
 }
 
-/// A connection to the destination in basic mode: its write half, and the
-/// task copying what it sends into the output pipe.
-struct BasicConnection {
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl BasicConnection {
-    async fn open(port: u16, pipe: &Arc<OutputPipe>) -> std::io::Result<Self> {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-        let _ = tcp.set_nodelay(true);
-        let (mut rd, writer) = tcp.into_split();
-        let pipe = pipe.clone();
-        let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; READ_BUFFER];
-            while let Ok(n @ 1..) = rd.read(&mut buf).await {
-                pipe.write_all(&buf[..n]).await;
-            }
-        });
-        Ok(BasicConnection { writer, reader })
-    }
-
-    /// The destination has closed its side.
-    fn ended(&self) -> bool {
-        self.reader.is_finished()
-    }
-}
-
-impl Drop for BasicConnection {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
 /// The agent's basic (single-connection) port forwarding
 /// ([`SessionMode::ForwardBasic`](super::SessionMode::ForwardBasic)): the
 /// connection is made at start; `DisconnectToPort` or the destination's end
@@ -278,7 +244,7 @@ pub(super) async fn run_basic(
     pipe: Arc<OutputPipe>,
     mut in_rx: mpsc::UnboundedReceiver<BackendInput>,
 ) -> i32 {
-    let mut conn = match BasicConnection::open(port, &pipe).await {
+    let mut conn = match DestConnection::open(port, &pipe).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::debug!(
@@ -291,8 +257,8 @@ pub(super) async fn run_basic(
     while let Some(m) = in_rx.recv().await {
         match m {
             BackendInput::Bytes(b) => {
-                if conn.as_ref().is_none_or(BasicConnection::ended) {
-                    conn = match BasicConnection::open(port, &pipe).await {
+                if conn.as_ref().is_none_or(DestConnection::ended) {
+                    conn = match DestConnection::open(port, &pipe).await {
                         Ok(c) => Some(c),
                         Err(e) => {
                             tracing::debug!(port, "basic port forwarding: cannot reconnect: {e}");
@@ -362,6 +328,13 @@ mod tests {
     async fn closed_port() -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap().port()
+    }
+
+    /// TerminateSession ends the forwarder with exit code 0.
+    async fn ends_with_0_at_terminate(backend: &Backend) {
+        backend.send(BackendInput::Terminate);
+        let exit = guard("exit", backend.wait_exit()).await;
+        assert_eq!(exit, Some(ExitStatusInfo { code: Some(0) }));
     }
 
     fn encode(frames: &[Frame]) -> Vec<u8> {
@@ -482,9 +455,7 @@ mod tests {
         assert_eq!(backend.exit_status(), None);
         assert!(backend.flags.is_empty());
 
-        backend.send(BackendInput::Terminate);
-        let exit = guard("exit", backend.wait_exit()).await;
-        assert_eq!(exit, Some(ExitStatusInfo { code: Some(0) }));
+        ends_with_0_at_terminate(&backend).await;
     }
 
     #[tokio::test]
@@ -504,9 +475,7 @@ mod tests {
         assert_eq!(seen.data(7), b"");
         // The session does not end with the stream.
         assert_eq!(backend.exit_status(), None);
-        backend.send(BackendInput::Terminate);
-        let exit = guard("exit", backend.wait_exit()).await;
-        assert_eq!(exit, Some(ExitStatusInfo { code: Some(0) }));
+        ends_with_0_at_terminate(&backend).await;
     }
 
     #[tokio::test]
@@ -526,9 +495,7 @@ mod tests {
         let port = echo_server().await;
         let backend = Backend::forward(port, 64 * 1024);
         feed_split(&backend, &encode(&[Frame::syn(3)]));
-        backend.send(BackendInput::Terminate);
-        let exit = guard("exit", backend.wait_exit()).await;
-        assert_eq!(exit, Some(ExitStatusInfo { code: Some(0) }));
+        ends_with_0_at_terminate(&backend).await;
         assert!(backend.output.is_closed());
     }
 
