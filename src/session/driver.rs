@@ -184,7 +184,6 @@ pub(crate) async fn start(
         pending_input: VecDeque::new(),
         pending_flag: None,
         flush_waiters: Vec::new(),
-        terminate_requested: false,
         out_events: VecDeque::new(),
         last_merged: 0,
         low_water_raised: false,
@@ -291,11 +290,10 @@ struct Driver {
     ready: bool,
     /// Input not yet accepted by the channel (replayed input first).
     pending_input: VecDeque<Bytes>,
-    /// A flag from the input queue, sent after `pending_input`.
+    /// A flag from the input queue (`TerminateSession`, `DisconnectToPort`),
+    /// sent in sequence after `pending_input`: the agent acts on it last.
     pending_flag: Option<u32>,
     flush_waiters: Vec<oneshot::Sender<()>>,
-    /// `TerminateSession` asked for, sent once the input before it is.
-    terminate_requested: bool,
     out_events: VecDeque<Pending>,
     /// Size the most recent merged output event reached.
     last_merged: usize,
@@ -428,7 +426,6 @@ impl Driver {
                         self.resize(c, r);
                     }
                 }
-                Wake::Ctl(Some(CtlCmd::Terminate)) => self.terminate_requested = true,
                 Wake::Ctl(Some(CtlCmd::Close(done))) => {
                     self.closing = Some(done);
                     self.channel.close(now());
@@ -603,20 +600,6 @@ impl Driver {
             {
                 match self.channel.send_flag(now(), flag) {
                     Ok(()) => self.pending_flag = None,
-                    Err(e) if e.is_fatal() => {
-                        self.fail(SessionError::Protocol(e));
-                        return Ok(());
-                    }
-                    Err(_) => {} // window full: again at the next step
-                }
-            }
-            if self.terminate_requested && self.pending_input.is_empty() {
-                // In sequence after all the input: the agent acts on it last.
-                match self
-                    .channel
-                    .send_flag(now(), ssm_channel::payload::Flag::TERMINATE_SESSION.0)
-                {
-                    Ok(()) => self.terminate_requested = false,
                     Err(e) if e.is_fatal() => {
                         self.fail(SessionError::Protocol(e));
                         return Ok(());
@@ -1059,7 +1042,6 @@ impl Driver {
                 cmd = self.ctl_rx.recv(), if !self.ctl_closed => match cmd {
                     None => self.ctl_closed = true,
                     Some(CtlCmd::Resize(c, r)) => self.last_size = Some((c, r)),
-                    Some(CtlCmd::Terminate) => self.terminate_requested = true,
                     Some(CtlCmd::Close(done)) => {
                         self.closing = Some(done);
                         self.end(SessionEvent::Closed { reason: Some("closed by the client".into()) });

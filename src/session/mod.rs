@@ -382,7 +382,6 @@ pub(crate) enum InputCmd {
 #[derive(Debug)]
 pub(crate) enum CtlCmd {
     Resize(u16, u16),
-    Terminate,
     Close(oneshot::Sender<()>),
 }
 
@@ -452,9 +451,8 @@ impl SessionWriter {
     /// session then closes from the remote side; shell sessions ignore it.
     pub async fn terminate(&self) -> Result<(), SessionError> {
         self.flush().await?;
-        self.ctl
-            .send(CtlCmd::Terminate)
-            .map_err(|_| SessionError::Closed)
+        self.send_flag(ssm_channel::payload::Flag::TERMINATE_SESSION.0)
+            .await
     }
 
     /// Closes the session now and waits for the driver to stop.
