@@ -135,6 +135,13 @@ impl Frame {
     pub fn encode(&self, out: &mut Vec<u8>) {
         encode_frame(self.command, self.stream_id, &self.data, out);
     }
+
+    /// The encoded frame in a buffer of its own (panics like [`encode`](Self::encode)).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LENGTH + self.data.len());
+        self.encode(&mut out);
+        out
+    }
 }
 
 /// Header and data of one frame; `data` is at most [`MAX_DATA`] bytes.
@@ -229,6 +236,11 @@ mod tests {
         out.clear();
         Frame::fin(5).encode(&mut out);
         assert_eq!(out, [1, 1, 0, 0, 5, 0, 0, 0]);
+        assert_eq!(Frame::fin(5).to_vec(), out);
+        assert_eq!(
+            Frame::psh(0x0403_0201, &b"xy"[..]).to_vec(),
+            [1, 2, 2, 0, 1, 2, 3, 4, b'x', b'y']
+        );
     }
 
     #[test]

@@ -203,7 +203,7 @@ async fn run_mux(
                 };
                 let id = next_id;
                 next_id = next_id.wrapping_add(2);
-                writer.send_input(&encoded(&Frame::syn(id))).await?;
+                writer.send_input(&Frame::syn(id).to_vec()).await?;
                 notice(ForwardNotice::Accepted(peer));
                 streams.open(id, wr);
                 tokio::spawn(local_to_agent(id, rd, writer.clone()));
@@ -364,12 +364,6 @@ impl Streams {
     }
 }
 
-fn encoded(frame: &Frame) -> Vec<u8> {
-    let mut out = Vec::with_capacity(smux::HEADER_LENGTH + frame.data.len());
-    frame.encode(&mut out);
-    out
-}
-
 /// Local connection → `PSH` frames, then `FIN`. Each frame goes into the
 /// session's input queue whole, so frames of different streams never mix.
 async fn local_to_agent(id: u32, mut rd: BoxRead, writer: SessionWriter) {
@@ -387,7 +381,7 @@ async fn local_to_agent(id: u32, mut rd: BoxRead, writer: SessionWriter) {
             }
         }
     }
-    let _ = writer.send_input(&encoded(&Frame::fin(id))).await;
+    let _ = writer.send_input(&Frame::fin(id).to_vec()).await;
 }
 
 /// Data from the agent → the local connection; its end shuts down the

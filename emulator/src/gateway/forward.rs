@@ -49,9 +49,7 @@ impl FrameWriter {
     }
 
     async fn write_frame(&self, frame: &Frame) {
-        let mut out = Vec::with_capacity(smux::HEADER_LENGTH + frame.data.len());
-        frame.encode(&mut out);
-        self.write(&out).await;
+        self.write(&frame.to_vec()).await;
     }
 }
 
