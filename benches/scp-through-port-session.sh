@@ -112,6 +112,11 @@ start_forwarder() {
   fwd_pid=$!
   for _ in $(seq 200); do grep -q '^Port [0-9]* opened' "$dir/forward.out" 2>/dev/null && break; sleep 0.02; done
   local_port=$(sed -n 's/^Port \([0-9]*\) opened.*/\1/p' "$dir/forward.out")
+  if [ -z "$local_port" ]; then
+    echo "the forwarder announced no port within 4 s; its stdout and log:" >&2
+    cat "$dir/forward.out" >&2; tail -20 "$dir/plugin.log" >&2
+    exit 1
+  fi
 }
 stop_forwarder() { kill -INT "$fwd_pid"; wait "$fwd_pid"; end_session; }
 for i in $(seq "$runs"); do
