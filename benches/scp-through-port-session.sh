@@ -106,15 +106,22 @@ for i in $(seq "$runs"); do
 done
 # Local port forwarding to the sshd: the binary listens, scp connects to it.
 start_emulator "forward:$ssh_port" forward
+# Each forwarder writes to a file of its own: the shell truncates a file named
+# in a background command's redirection in the child, so a file shared with
+# the previous forwarder could still show that one's port when first read.
+forwarders=0
 start_forwarder() {
   new_session
-  "$bin" session-manager-plugin "$(cat "$dir/session.json")" "$AWS_REGION" StartSession "" '{}' "$endpoint" > "$dir/forward.out" 2>>"$dir/plugin.log" &
+  forwarders=$((forwarders + 1))
+  local out="$dir/forward-$forwarders.out"
+  "$bin" session-manager-plugin "$(cat "$dir/session.json")" "$AWS_REGION" StartSession "" '{}' "$endpoint" > "$out" 2>>"$dir/plugin.log" &
   fwd_pid=$!
-  for _ in $(seq 200); do grep -q '^Port [0-9]* opened' "$dir/forward.out" 2>/dev/null && break; sleep 0.02; done
-  local_port=$(sed -n 's/^Port \([0-9]*\) opened.*/\1/p' "$dir/forward.out")
+  pids+=("$fwd_pid")
+  for _ in $(seq 200); do grep -q '^Port [0-9]* opened' "$out" 2>/dev/null && break; sleep 0.02; done
+  local_port=$(sed -n 's/^Port \([0-9]*\) opened.*/\1/p' "$out")
   if [ -z "$local_port" ]; then
     echo "the forwarder announced no port within 4 s; its stdout and log:" >&2
-    cat "$dir/forward.out" >&2; tail -20 "$dir/plugin.log" >&2
+    cat "$out" >&2; tail -20 "$dir/plugin.log" >&2
     exit 1
   fi
 }
