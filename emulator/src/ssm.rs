@@ -1,8 +1,10 @@
-//! The one Systems Manager operation a Session Manager client calls:
-//! `ResumeSession` (awsJson1.1, `X-Amz-Target: AmazonSSM.ResumeSession`,
-//! signed for the `ssm` service). It gives a session of this emulator a new
-//! token (the old one opens nothing any more) and a stream URL, as SSM does
-//! for a client whose connection dropped.
+//! The Systems Manager operations a Session Manager client calls (awsJson1.1,
+//! `X-Amz-Target: AmazonSSM.<Operation>`, signed for the `ssm` service):
+//! `ResumeSession` gives a session of this emulator a new token (the old one
+//! opens nothing any more) and a stream URL, as SSM does for a client whose
+//! connection dropped; `TerminateSession` ends a session as DeleteSession
+//! does (its data channel gets `channel_closed`), as SSM does for a client
+//! whose agent ignores the `TerminateSession` flag.
 
 use axum::body::to_bytes;
 use axum::extract::Request;
@@ -13,13 +15,20 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::faults::RecordedRequest;
 use crate::kms::json_response;
-use crate::state::{SessionToken, StoreError};
+use crate::state::{SessionToken, StateEvent, StoreError};
 
 const MAX_BODY: usize = 64 * 1024;
 
+/// The input of `ResumeSession` and of `TerminateSession`.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ResumeSessionRequest {
+struct SessionIdRequest {
+    session_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TerminateSessionResponse {
     session_id: String,
 }
 
@@ -66,21 +75,55 @@ fn respond(
     let owner = app
         .verify_signature(parts, bytes, "ssm")
         .map_err(|e| (StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    if target != "AmazonSSM.ResumeSession" {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            "UnknownOperationException",
-            format!("Unknown operation {target}"),
-        ));
-    }
-    let request: ResumeSessionRequest = serde_json::from_slice(bytes).map_err(|e| {
+    let terminate_op = match target {
+        "AmazonSSM.ResumeSession" => false,
+        "AmazonSSM.TerminateSession" => true,
+        _ => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                format!("Unknown operation {target}"),
+            ));
+        }
+    };
+    let request: SessionIdRequest = serde_json::from_slice(bytes).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,
             "ValidationException",
             format!("1 validation error detected: SessionId: {e}"),
         )
     })?;
-    let session_id = request.session_id;
+    let response = if terminate_op {
+        serde_json::to_vec(&terminate(app, &owner, request.session_id)?)
+    } else {
+        serde_json::to_vec(&resume(app, &owner, request.session_id)?)
+    };
+    response.map_err(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            e.to_string(),
+        )
+    })
+}
+
+fn store_error(e: StoreError<SsmError>) -> SsmError {
+    match e {
+        StoreError::Rejected(e) => e,
+        StoreError::Persist(io) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            format!("The emulator could not save its state: {io}"),
+        ),
+    }
+}
+
+/// `ResumeSession`: a new token for a session of `owner`'s.
+fn resume(
+    app: &AppState,
+    owner: &str,
+    session_id: String,
+) -> Result<ResumeSessionResponse, SsmError> {
     let token = crate::rest::new_token();
     app.store
         .write(app.config.clock.now(), |s, _, _| {
@@ -99,24 +142,37 @@ fn respond(
             s.sessions[i].token = SessionToken::new(token.clone());
             Ok(())
         })
-        .map_err(|e| match e {
-            StoreError::Rejected(e) => e,
-            StoreError::Persist(io) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                format!("The emulator could not save its state: {io}"),
-            ),
-        })?;
-    let response = ResumeSessionResponse {
+        .map_err(store_error)?;
+    Ok(ResumeSessionResponse {
         stream_url: crate::rest::stream_url(app, &session_id),
         session_id,
         token_value: token,
-    };
-    serde_json::to_vec(&response).map_err(|e| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            e.to_string(),
-        )
     })
+}
+
+/// `TerminateSession`: the session of `owner`'s ends as at DeleteSession.
+/// Like SSM, a session that is already gone (or never was) is not an error.
+fn terminate(
+    app: &AppState,
+    owner: &str,
+    session_id: String,
+) -> Result<TerminateSessionResponse, SsmError> {
+    app.store
+        .write(app.config.clock.now(), |s, _, events| {
+            let owned = |env_id: &str| s.env(env_id).is_some_and(|e| e.owner == owner);
+            let found = s
+                .sessions
+                .iter()
+                .position(|r| r.session_id == session_id && owned(&r.environment_id));
+            if let Some(i) = found {
+                let r = s.sessions.remove(i);
+                events.push(StateEvent::SessionClosed {
+                    session_id: r.session_id,
+                    environment_id: r.environment_id,
+                });
+            }
+            Ok(())
+        })
+        .map_err(store_error)?;
+    Ok(TerminateSessionResponse { session_id })
 }

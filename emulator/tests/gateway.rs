@@ -326,9 +326,9 @@ async fn forward_mode_reports_a_refused_connection_with_flag_3() {
     assert!(c.closed.is_none(), "the session outlives the stream");
 }
 
-#[tokio::test]
-async fn forward_basic_mode_connects_again_after_disconnect_to_port() {
-    // Greets its Nth connection with "hello N\n", then echoes.
+/// A server on 127.0.0.1 that greets its Nth connection with "hello N\n",
+/// then echoes. Returns its port.
+async fn greeter() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -344,6 +344,12 @@ async fn forward_basic_mode_connects_again_after_disconnect_to_port() {
             });
         }
     });
+    port
+}
+
+#[tokio::test]
+async fn forward_basic_mode_connects_again_after_disconnect_to_port() {
+    let port = greeter().await;
     let mode: SessionMode = format!("forward-basic:{port}").parse().unwrap();
     let t = TestGateway::with_defaults(SessionOptions {
         mode,
@@ -377,6 +383,73 @@ async fn forward_basic_mode_connects_again_after_disconnect_to_port() {
     c.ch.send_flag(std::time::Instant::now(), Flag::TERMINATE_SESSION.0)
         .unwrap();
     c.wait_closed().await;
+}
+
+#[tokio::test]
+async fn an_agent_up_to_2_3_722_0_ignores_the_terminate_session_flag() {
+    let port = greeter().await;
+    let t = TestGateway::with_defaults(
+        SessionOptions {
+            mode: SessionMode::ForwardBasic { port },
+            ..SessionOptions::default()
+        }
+        .with_agent_version("2.3.722.0"),
+    )
+    .await;
+    let (_id, mut c) = t.client("env-fwd-old-agent", None).await;
+    c.run_until("the greeting", |c| c.output == b"hello 1\n")
+        .await;
+    assert_eq!(c.ch.agent_version(), Some("2.3.722.0"));
+    c.ch.send_flag(std::time::Instant::now(), Flag::TERMINATE_SESSION.0)
+        .unwrap();
+    // The session goes on: the destination still echoes.
+    c.send_input(b"still here");
+    c.run_until("the echo", |c| c.output.ends_with(b"still here"))
+        .await;
+    assert!(c.closed.is_none());
+}
+
+#[test]
+fn the_agent_version_must_agree_with_the_forwarding_mode() {
+    let forward = SessionOptions {
+        mode: SessionMode::Forward { port: 1 },
+        ..SessionOptions::default()
+    };
+    let basic = SessionOptions {
+        mode: SessionMode::ForwardBasic { port: 1 },
+        ..SessionOptions::default()
+    };
+    assert_eq!(forward.agent_version(), "3.3.1142.0");
+    assert_eq!(basic.agent_version(), "3.0.196.0");
+    assert!(forward.check().is_ok() && basic.check().is_ok());
+    assert!(
+        forward
+            .clone()
+            .with_agent_version("3.0.196.0")
+            .check()
+            .is_err()
+    );
+    assert!(
+        basic
+            .clone()
+            .with_agent_version("3.0.197.0")
+            .check()
+            .is_err()
+    );
+    assert!(
+        basic
+            .clone()
+            .with_agent_version("2.3.722.0")
+            .check()
+            .is_ok()
+    );
+    assert!(
+        !basic
+            .clone()
+            .with_agent_version("2.3.722.0")
+            .takes_terminate_flag()
+    );
+    assert!(basic.takes_terminate_flag());
 }
 
 #[tokio::test]

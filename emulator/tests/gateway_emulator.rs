@@ -361,6 +361,64 @@ async fn kms_session_with_a_key_for_another_session_fails() {
 }
 
 #[tokio::test]
+async fn terminate_session_closes_the_channel_and_the_session_is_gone() {
+    let t = TestEmulator::start(Timings::instant()).await;
+    let env = running_env(&t).await;
+    let (id, url, token) = create_session(&t, &env, None).await;
+    let mut c = gateway_support::Client::connect(&url, &token).await;
+    c.run_until("ready", |c| c.ready).await;
+    let (status, v) = aws_json_call(
+        &t,
+        "ssm",
+        "AmazonSSM.TerminateSession",
+        json!({"SessionId": id}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["SessionId"], id.as_str());
+    // The client's channel is closed, and the session cannot be resumed.
+    c.wait_closed().await;
+    let (status, v) = aws_json_call(
+        &t,
+        "ssm",
+        "AmazonSSM.ResumeSession",
+        json!({"SessionId": id}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("DoesNotExistException"))
+    );
+    // Ending a session that is gone is not an error (as in SSM); a body
+    // without a SessionId and other operations are.
+    let (status, _) = aws_json_call(
+        &t,
+        "ssm",
+        "AmazonSSM.TerminateSession",
+        json!({"SessionId": id}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, v) = aws_json_call(&t, "ssm", "AmazonSSM.TerminateSession", json!({})).await;
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("ValidationException"))
+    );
+    let (status, v) = aws_json_call(
+        &t,
+        "ssm",
+        "AmazonSSM.StartSession",
+        json!({"Target": "i-0"}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some("UnknownOperationException"))
+    );
+    t.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn resume_session_gives_a_new_token_and_the_old_one_opens_nothing() {
     let t = TestEmulator::start(Timings::instant()).await;
     let env = running_env(&t).await;

@@ -7,6 +7,7 @@
 //! - [`payload`]: typed payloads (open-data-channel frame, acks, handshake, size, flag,
 //!   exit code, `channel_closed`).
 //! - [`smux`]: smux v1 framing for multiplexed port forwarding.
+//! - [`version`]: agent versions and the behaviours that depend on them.
 //! - [`Channel`]: the state machine for both roles: sequencing, acknowledgements,
 //!   in-order exactly-once delivery, retransmission with a Jacobson/Karels RTO,
 //!   handshake, KMS encryption, publication pause/resume, bounded send window.
@@ -102,6 +103,7 @@ pub mod message;
 pub mod payload;
 pub mod rtt;
 pub mod smux;
+pub mod version;
 
 /// Re-exported so callers use the same `Bytes` and `Uuid` types.
 pub use bytes::Bytes;

@@ -455,6 +455,12 @@ pub struct EmulatorArgs {
     /// Largest output payload per message (the agent's default is 1024).
     #[arg(long, value_name = "BYTES")]
     pub chunk_size: Option<usize>,
+    /// The SSM agent version sessions report in their handshake (default
+    /// 3.3.1142.0; 3.0.196.0 with forward-basic). Port sessions of agents up
+    /// to 2.3.722.0 ignore the TerminateSession flag, as those agents do: a
+    /// client ends them with `ssm:TerminateSession`.
+    #[arg(long, value_name = "VERSION")]
+    pub agent_version: Option<String>,
 }
 
 /// Arguments of `session-manager-plugin`: passed through unchanged.

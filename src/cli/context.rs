@@ -225,6 +225,12 @@ pub async fn run_emulator(global: &GlobalArgs, args: &super::args::EmulatorArgs)
         }
         options = options.with_chunk_size(size);
     }
+    if let Some(version) = &args.agent_version {
+        options = options.with_agent_version(version.trim());
+    }
+    options
+        .check()
+        .map_err(|e| CliError::with_code(format!("--agent-version: {e}"), 2))?;
     let (handle, own, region) =
         start_emulator(global, args.port, None, args.realistic, Some(options)).await?;
     let endpoint = handle.endpoint();

@@ -253,7 +253,7 @@ async fn session(args: PluginArgs) -> ExitCode {
         client: tokio::sync::OnceCell::new(),
     });
     options.data_key_provider = Some(Arc::new(PluginKms(aws.clone())));
-    options = options.resumer(resumer(aws));
+    options = options.resumer(resumer(aws.clone()));
     if args.endpoint.as_deref().is_some_and(is_custom_endpoint) {
         options = options.allow_any_host();
         options.expected_region = None;
@@ -274,7 +274,7 @@ async fn session(args: PluginArgs) -> ExitCode {
             .and_then(|t| t.as_str())
             == Some("LocalPortForwarding");
         if local {
-            return forward_local(session, &session_id).await;
+            return forward_local(session, &session_id, &aws).await;
         }
         // AWS-StartSSHSession and the like (an SSH ProxyCommand): the
         // session's bytes on stdin/stdout, untouched; stdin EOF ends it.
@@ -324,8 +324,10 @@ async fn session(args: PluginArgs) -> ExitCode {
 /// each connection one smux stream, or one connection at a time with agents
 /// that do not multiplex. The messages are the official plugin's, on stdout,
 /// where scripts wait for "Waiting for connections...". Ctrl-C, Ctrl-\ and
-/// Ctrl-Z (SIGINT, SIGQUIT, SIGTSTP) end the session (TerminateSession).
-async fn forward_local(session: Session, session_id: &str) -> ExitCode {
+/// Ctrl-Z (SIGINT, SIGQUIT, SIGTSTP) end the session: the `TerminateSession`
+/// flag, or for agents up to 2.3.722.0 (which ignore it) the
+/// `ssm:TerminateSession` API, as the plugin does.
+async fn forward_local(session: Session, session_id: &str, aws: &PluginAws) -> ExitCode {
     use cloudshell_rs::session::forward::{self, ForwardNotice, LocalListener};
     let props = session.session_properties();
     let prop = |k: &str| {
@@ -383,6 +385,9 @@ async fn forward_local(session: Session, session_id: &str) -> ExitCode {
     if multiplexed {
         println!("Waiting for connections...");
     }
+    let takes_flag = session
+        .agent_version()
+        .is_none_or(forward::agent_takes_terminate_flag);
     let writer = session.writer();
     let mut announced = false;
     let run = forward::run(session, listener, |n| match n {
@@ -400,29 +405,62 @@ async fn forward_local(session: Session, session_id: &str) -> ExitCode {
         }
         _ => {}
     });
+    tokio::pin!(run);
     let result = tokio::select! {
-        r = run => r,
+        r = &mut run => r.map_err(|e| super::chain(&e)),
         () = terminate_signal() => {
-            // As the plugin does: ask the agent to end the session, without
-            // waiting long for it.
             println!("Terminate signal received, exiting.");
-            let _ = tokio::time::timeout(terminal::TERMINATE_GRACE, writer.terminate()).await;
-            let _ = writer.close().await;
-            Ok(())
+            if takes_flag {
+                // Ask the agent to end the session, without waiting long for
+                // it; the plugin says so on stderr.
+                let _ = tokio::time::timeout(terminal::TERMINATE_GRACE, writer.terminate()).await;
+                let _ = writer.close().await;
+                remove_socket(unix_path.as_deref());
+                eprintln!("\n\nExiting session with sessionId: {session_id}.\n");
+                return ExitCode::SUCCESS;
+            }
+            // An agent that ignores the flag: SSM ends the session, whose
+            // channel then closes (the usual end, below).
+            match terminate_through_ssm(aws, session_id).await {
+                Ok(()) => match tokio::time::timeout(TERMINATED_CLOSE_WAIT, &mut run).await {
+                    Ok(r) => r.map_err(|e| super::chain(&e)),
+                    Err(_) => Ok(()),
+                },
+                Err(e) => Err(format!("cannot end the session with ssm:TerminateSession: {e}")),
+            }
         }
     };
-    if let Some(path) = &unix_path {
-        let _ = std::fs::remove_file(path);
-    }
+    let _ = writer.close().await;
+    remove_socket(unix_path.as_deref());
     match result {
         Ok(()) => {
             println!("\n\nExiting session with sessionId: {session_id}.\n");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("session-manager-plugin: {}", super::chain(&e));
+            eprintln!("session-manager-plugin: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// How long the session may take to close after `ssm:TerminateSession`
+/// succeeded before the binary stops waiting for it.
+const TERMINATED_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `ssm:TerminateSession` for `session_id`, with the profile's credentials.
+async fn terminate_through_ssm(aws: &PluginAws, session_id: &str) -> Result<(), String> {
+    let client = aws.client().await.map_err(|e| super::chain(&e))?;
+    SsmClient::for_client(client, aws.ssm_endpoint.clone())
+        .terminate_session(session_id)
+        .await
+        .map_err(|e| super::chain(&e))
+}
+
+/// Removes the Unix socket a forwarder listened on, if it did.
+fn remove_socket(path: Option<&str>) {
+    if let Some(path) = path {
+        let _ = std::fs::remove_file(path);
     }
 }
 

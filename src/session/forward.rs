@@ -40,6 +40,7 @@
 use super::{Session, SessionError, SessionEvent, SessionReader, SessionWriter};
 use bytes::Bytes;
 use ssm_channel::smux::{self, Command, Decoder, Frame};
+use ssm_channel::version::{MULTIPLEX_AFTER, TERMINATE_FLAG_AFTER, agent_version_after};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -50,10 +51,6 @@ pub const CONNECT_TO_PORT_ERROR: u32 = 3;
 
 /// The flag the client sends in basic mode when its local connection closed.
 pub const DISCONNECT_TO_PORT: u32 = 1;
-
-/// The last agent version that does not multiplex (the plugin's
-/// `MuxSupportedAfterThisAgentVersion`).
-const MUX_AFTER_AGENT_VERSION: &str = "3.0.196.0";
 
 /// Bytes read from a local connection at a time (one smux frame each).
 const READ_CHUNK: usize = 16 * 1024;
@@ -124,11 +121,15 @@ pub enum ForwardError {
 /// Whether an agent of this version multiplexes: strictly after 3.0.196.0,
 /// compared part by part as numbers (a version that does not parse does).
 pub fn agent_multiplexes(agent_version: &str) -> bool {
-    let parse = |v: &str| -> Option<Vec<u64>> { v.split('.').map(|p| p.parse().ok()).collect() };
-    match (parse(agent_version), parse(MUX_AFTER_AGENT_VERSION)) {
-        (Some(a), Some(b)) if a.len() == b.len() => a > b,
-        _ => true,
-    }
+    agent_version_after(agent_version, MULTIPLEX_AFTER).unwrap_or(true)
+}
+
+/// Whether an agent of this version ends a session at the `TerminateSession`
+/// flag: strictly after 2.3.722.0 (a version that does not parse does).
+/// Older agents ignore it; the official plugin then calls the
+/// `ssm:TerminateSession` API instead.
+pub fn agent_takes_terminate_flag(agent_version: &str) -> bool {
+    agent_version_after(agent_version, TERMINATE_FLAG_AFTER).unwrap_or(true)
 }
 
 /// Whether `session` forwards with smux: its agent is after 3.0.196.0 (or
@@ -481,5 +482,14 @@ mod tests {
         // Not comparable: the plugin then assumes a current agent.
         assert!(agent_multiplexes("3.1"));
         assert!(agent_multiplexes("latest"));
+    }
+
+    #[test]
+    fn the_terminate_flag_is_taken_after_2_3_722_0() {
+        assert!(!agent_takes_terminate_flag("2.3.722.0"));
+        assert!(!agent_takes_terminate_flag("2.3.68.0"));
+        assert!(agent_takes_terminate_flag("2.3.723.0"));
+        assert!(agent_takes_terminate_flag("3.0.196.0"));
+        assert!(agent_takes_terminate_flag("latest"));
     }
 }

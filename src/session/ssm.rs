@@ -1,6 +1,8 @@
 //! Systems Manager `ResumeSession`: a fresh token and stream URL for a session
 //! whose connection dropped, as the official plugin asks for before it dials
-//! again. One awsJson1.1 POST (`X-Amz-Target: AmazonSSM.ResumeSession`).
+//! again; and `TerminateSession`, with which the plugin ends a session whose
+//! agent ignores the `TerminateSession` flag. Each one awsJson1.1 POST
+//! (`X-Amz-Target: AmazonSSM.ResumeSession`, `AmazonSSM.TerminateSession`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,18 +59,23 @@ pub fn default_ssm_endpoint(region: &str) -> String {
     }
 }
 
-/// A minimal Systems Manager client: `ResumeSession` only. As a
+/// A minimal Systems Manager client: `ResumeSession` and `TerminateSession`. As a
 /// [`Reconnector`] it is a [`SessionOptions::resumer`](super::SessionOptions::resumer).
 #[derive(Clone, Debug)]
 pub struct SsmClient {
     inner: AwsJson,
 }
 
+/// The input of `ResumeSession` and of `TerminateSession`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct ResumeSessionInput<'a> {
+struct SessionIdInput<'a> {
     session_id: &'a str,
 }
+
+/// The output of `TerminateSession` (its `SessionId` is not needed).
+#[derive(Deserialize)]
+struct TerminateSessionOutput {}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -102,13 +109,21 @@ impl SsmClient {
     pub async fn resume_session(&self, session_id: &str) -> Result<SessionTarget, SsmError> {
         let out = self
             .inner
-            .call_json(
-                "AmazonSSM.ResumeSession",
-                &ResumeSessionInput { session_id },
-            )
+            .call_json("AmazonSSM.ResumeSession", &SessionIdInput { session_id })
             .await
             .map_err(|e| SsmError::from_call(e, &self.inner.endpoint))?;
         resumed_target(out, session_id)
+    }
+
+    /// Calls `TerminateSession`: the service ends the session (its data
+    /// channel gets `channel_closed`) and the agent stops what it runs for it.
+    pub async fn terminate_session(&self, session_id: &str) -> Result<(), SsmError> {
+        let _: TerminateSessionOutput = self
+            .inner
+            .call_json("AmazonSSM.TerminateSession", &SessionIdInput { session_id })
+            .await
+            .map_err(|e| SsmError::from_call(e, &self.inner.endpoint))?;
+        Ok(())
     }
 }
 

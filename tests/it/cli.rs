@@ -727,6 +727,21 @@ async fn usage_errors_exit_2_and_completions_work() {
         vec!["emulator", "--session-mode", "nope"],
         vec!["emulator", "--handshake", "maybe"],
         vec!["emulator", "--chunk-size", "0"],
+        // forward needs an agent that multiplexes, forward-basic one that does not
+        vec![
+            "emulator",
+            "--session-mode",
+            "forward:22",
+            "--agent-version",
+            "3.0.196.0",
+        ],
+        vec![
+            "emulator",
+            "--session-mode",
+            "forward-basic:22",
+            "--agent-version",
+            "3.1.0.0",
+        ],
     ] {
         let out = isolated(home.path())
             .args(&bad)

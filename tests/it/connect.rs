@@ -555,9 +555,10 @@ async fn tcp_echo_many() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
 /// lines, the local port it announced and the session id.
 async fn start_port_forwarding(
     env: &session_support::Env,
-    mode: cloudshell_emulator::gateway::SessionMode,
+    options: GwOptions,
     local_host: Option<&str>,
     home: &std::path::Path,
+    credentials: bool,
 ) -> (
     tokio::process::Child,
     tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
@@ -567,13 +568,12 @@ async fn start_port_forwarding(
     use tokio::io::AsyncBufReadExt as _;
     let tab = session_support::new_tab();
     let multiplexed = !matches!(
-        mode,
+        options.mode,
         cloudshell_emulator::gateway::SessionMode::ForwardBasic { .. }
     );
-    env.emulator
-        .configure_tab(tab.clone(), GwOptions::default().with_mode(mode));
+    env.emulator.configure_tab(tab.clone(), options);
     let target = env.create(&tab).await;
-    let mut cmd = plugin_command(env, &target, "{}", home, false);
+    let mut cmd = plugin_command(env, &target, "{}", home, credentials);
     if let Some(host) = local_host {
         cmd.env("SSM_PLUGIN_LOCAL_HOST", host);
     }
@@ -607,7 +607,13 @@ async fn interrupt(
     mut child: tokio::process::Child,
     mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
     signal: &str,
-) -> (Option<i32>, String) {
+) -> (Option<i32>, String, String) {
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.unwrap();
+        text
+    });
     let pid = child.id().unwrap().to_string();
     let st = Command::new("kill")
         .args([&format!("-{signal}"), &pid])
@@ -620,7 +626,8 @@ async fn interrupt(
         rest.push('\n');
     }
     let status = within(30, child.wait()).await.unwrap();
-    (status.code(), rest)
+    let errors = within(30, errors).await.unwrap();
+    (status.code(), rest, errors)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,9 +637,11 @@ async fn plugin_mode_forwards_local_connections_through_multiplexed_streams() {
     let (dest, served) = tcp_echo_many().await;
     let (child, lines, local, session_id) = start_port_forwarding(
         &env,
-        cloudshell_emulator::gateway::SessionMode::Forward { port: dest },
+        GwOptions::default()
+            .with_mode(cloudshell_emulator::gateway::SessionMode::Forward { port: dest }),
         None,
         home.path(),
+        false,
     )
     .await;
     // Three connections at once, each with its own bytes, half-closed after
@@ -665,16 +674,22 @@ async fn plugin_mode_forwards_local_connections_through_multiplexed_streams() {
         within(30, c).await.unwrap();
     }
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
-    let (code, rest) = interrupt(child, lines, "INT").await;
-    assert_eq!(code, Some(0), "{rest}");
+    let (code, rest, errors) = interrupt(child, lines, "INT").await;
+    assert_eq!(code, Some(0), "{rest}{errors}");
     // The official plugin's lines: the first connection announced once, then
-    // the signal and the end.
+    // the signal; the end on stderr.
     assert_eq!(
         rest,
         format!(
             "\nConnection accepted for session [{session_id}]\nTerminate signal received, \
-             exiting.\n\n\nExiting session with sessionId: {session_id}.\n\n"
+             exiting.\n"
         )
+    );
+    assert!(
+        errors.ends_with(&format!(
+            "\n\nExiting session with sessionId: {session_id}.\n\n"
+        )),
+        "{errors}"
     );
 }
 
@@ -713,9 +728,11 @@ async fn plugin_mode_forwards_one_connection_at_a_time_for_an_agent_that_does_no
     // An agent of version 3.0.196.0; the listener on SSM_PLUGIN_LOCAL_HOST.
     let (child, mut lines, local, session_id) = start_port_forwarding(
         &env,
-        cloudshell_emulator::gateway::SessionMode::ForwardBasic { port: dest },
+        GwOptions::default()
+            .with_mode(cloudshell_emulator::gateway::SessionMode::ForwardBasic { port: dest }),
         Some("127.0.0.2"),
         home.path(),
+        false,
     )
     .await;
     // The agent connected at the session's start: the greeting waited for
@@ -739,14 +756,81 @@ async fn plugin_mode_forwards_one_connection_at_a_time_for_an_agent_that_does_no
     second.write_all(b"ping 2").await.unwrap();
     assert_eq!(read_text(&mut second, 14).await, "hello 2\nping 2");
     drop(second);
-    let (code, rest) = interrupt(child, lines, "QUIT").await;
-    assert_eq!(code, Some(0), "{rest}");
+    let (code, rest, errors) = interrupt(child, lines, "QUIT").await;
+    assert_eq!(code, Some(0), "{rest}{errors}");
+    assert_eq!(rest, "Terminate signal received, exiting.\n");
+    assert!(
+        errors.ends_with(&format!(
+            "\n\nExiting session with sessionId: {session_id}.\n\n"
+        )),
+        "{errors}"
+    );
+    // The agent took the flag: no ssm:TerminateSession.
+    assert!(
+        !env.emulator
+            .requests()
+            .iter()
+            .any(|r| r.operation == "AmazonSSM.TerminateSession")
+    );
+}
+
+/// Starts a basic-mode forwarder whose agent (2.3.722.0) ignores the
+/// TerminateSession flag, makes one connection through it, and interrupts it.
+async fn interrupt_forwarding_with_an_old_agent(
+    env: &session_support::Env,
+    credentials: bool,
+) -> (Option<i32>, String, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let dest = tcp_greeter().await;
+    let options = GwOptions::default()
+        .with_mode(cloudshell_emulator::gateway::SessionMode::ForwardBasic { port: dest })
+        .with_agent_version("2.3.722.0");
+    let (child, mut lines, local, session_id) =
+        start_port_forwarding(env, options, None, home.path(), credentials).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", local))
+        .await
+        .unwrap();
+    assert_eq!(read_text(&mut tcp, 8).await, "hello 1\n");
+    within(30, lines.next_line()).await.unwrap().unwrap();
+    let (code, rest, errors) = interrupt(child, lines, "INT").await;
+    (code, rest, errors, session_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_mode_ends_a_session_whose_agent_ignores_the_flag_through_ssm_terminate_session() {
+    let env = session_support::start().await;
+    let (code, rest, errors, session_id) = interrupt_forwarding_with_an_old_agent(&env, true).await;
+    assert_eq!(code, Some(0), "{rest}{errors}");
+    // As the plugin: ssm:TerminateSession, then the session's channel closes
+    // (the emulator ignored the flag), with the exit line on stdout.
     assert_eq!(
         rest,
         format!(
             "Terminate signal received, exiting.\n\n\nExiting session with sessionId: \
              {session_id}.\n\n"
         )
+    );
+    let terminated: Vec<_> = env
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation == "AmazonSSM.TerminateSession")
+        .collect();
+    assert_eq!(terminated.len(), 1, "{terminated:?}");
+    assert_eq!(terminated[0].status, 200);
+    assert_eq!(terminated[0].body["SessionId"], session_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_mode_says_when_ssm_terminate_session_cannot_be_called() {
+    let env = session_support::start().await;
+    // No credentials in the environment: the call cannot be signed.
+    let (code, rest, errors, _) = interrupt_forwarding_with_an_old_agent(&env, false).await;
+    assert_eq!(code, Some(1), "{rest}{errors}");
+    assert_eq!(rest, "Terminate signal received, exiting.\n");
+    assert!(
+        errors.contains("session-manager-plugin: cannot end the session with ssm:TerminateSession"),
+        "{errors}"
     );
 }
 
@@ -761,9 +845,11 @@ async fn plugin_mode_reports_an_unreachable_destination_and_goes_on() {
     };
     let (child, mut lines, local, _) = start_port_forwarding(
         &env,
-        cloudshell_emulator::gateway::SessionMode::Forward { port: closed },
+        GwOptions::default()
+            .with_mode(cloudshell_emulator::gateway::SessionMode::Forward { port: closed }),
         None,
         home.path(),
+        false,
     )
     .await;
     for _ in 0..2 {
@@ -784,8 +870,8 @@ async fn plugin_mode_reports_an_unreachable_destination_and_goes_on() {
         }
     }
     // Ctrl-Z ends a port-forwarding session too, as in the official plugin.
-    let (code, rest) = interrupt(child, lines, "TSTP").await;
-    assert_eq!(code, Some(0), "{rest}");
+    let (code, rest, errors) = interrupt(child, lines, "TSTP").await;
+    assert_eq!(code, Some(0), "{rest}{errors}");
     assert!(
         rest.contains("Terminate signal received, exiting."),
         "{rest}"

@@ -14,6 +14,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ssm_channel::version::{MULTIPLEX_AFTER, TERMINATE_FLAG_AFTER, agent_version_after};
+
 /// Default largest output payload per message: the agent's `StreamDataPayloadSize`.
 pub const DEFAULT_CHUNK_SIZE: usize = 1024;
 
@@ -523,6 +525,9 @@ pub struct SessionOptions {
     pub chunk_size: usize,
     /// WebSocket ping period of the agent side (default 54 s; `None`: no pings).
     pub ping_interval: Option<Duration>,
+    /// The agent version sessions report in their handshake (`None`: the
+    /// mode's own, see [`SessionOptions::agent_version`]).
+    pub agent_version: Option<String>,
 }
 
 impl Default for SessionOptions {
@@ -533,6 +538,7 @@ impl Default for SessionOptions {
             faults: FaultSpec::default(),
             chunk_size: DEFAULT_CHUNK_SIZE,
             ping_interval: Some(Duration::from_secs(54)),
+            agent_version: None,
         }
     }
 }
@@ -560,6 +566,52 @@ impl SessionOptions {
     pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
         self.chunk_size = chunk_size.max(1);
         self
+    }
+
+    /// Builder-style: the agent version sessions report (see
+    /// [`SessionOptions::check`] for the versions a mode accepts).
+    pub fn with_agent_version(mut self, version: impl Into<String>) -> Self {
+        self.agent_version = Some(version.into());
+        self
+    }
+
+    /// The agent version sessions report: the one set, else 3.0.196.0 in
+    /// `forward-basic` (the last agent that does not multiplex), else
+    /// 3.3.1142.0. Sessions act as agents of that version do: up to 2.3.722.0,
+    /// a port session ignores the client's `TerminateSession` flag.
+    pub fn agent_version(&self) -> &str {
+        match (&self.agent_version, &self.mode) {
+            (Some(v), _) => v,
+            (None, SessionMode::ForwardBasic { .. }) => {
+                super::session::BASIC_FORWARDING_AGENT_VERSION
+            }
+            (None, _) => super::session::EMULATED_AGENT_VERSION,
+        }
+    }
+
+    /// Whether sessions end at the client's `TerminateSession` flag (agents
+    /// after 2.3.722.0, or a version that does not parse).
+    pub fn takes_terminate_flag(&self) -> bool {
+        agent_version_after(self.agent_version(), TERMINATE_FLAG_AFTER).unwrap_or(true)
+    }
+
+    /// Checks that the agent version agrees with the mode: `forward` needs an
+    /// agent that multiplexes (after 3.0.196.0), `forward-basic` one that
+    /// does not, as a client decides the forwarding mode from the version.
+    pub fn check(&self) -> Result<(), String> {
+        let multiplexes =
+            agent_version_after(self.agent_version(), MULTIPLEX_AFTER).unwrap_or(true);
+        match (&self.mode, multiplexes) {
+            (SessionMode::Forward { .. }, false) => Err(format!(
+                "agent version {} does not multiplex port forwarding (3.0.196.0 and earlier): use forward-basic:PORT",
+                self.agent_version()
+            )),
+            (SessionMode::ForwardBasic { .. }, true) => Err(format!(
+                "agent version {} multiplexes port forwarding (after 3.0.196.0): use forward:PORT",
+                self.agent_version()
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The chunk size output is cut into, taking `stream:…:CHUNK` into account.

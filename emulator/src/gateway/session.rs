@@ -307,10 +307,11 @@ impl SessionTask {
                     // A fatal error: nothing more can be sent on this channel.
                     self.ending = Ending::Stop { keep_program: true };
                 }
-                // A port session ends at the client's TerminateSession; shell
-                // sessions ignore flags, like the agent.
+                // A port session ends at the client's TerminateSession (agents
+                // after 2.3.722.0); shell sessions ignore flags, like the agent.
                 Event::Flag(flag)
                     if flag == Flag::TERMINATE_SESSION.0
+                        && self.options.takes_terminate_flag()
                         && matches!(
                             self.options.mode,
                             SessionMode::Port { .. }
@@ -407,11 +408,7 @@ impl SessionTask {
             }
         };
         let request = HandshakeRequest {
-            agent_version: match self.options.mode {
-                SessionMode::ForwardBasic { .. } => BASIC_FORWARDING_AGENT_VERSION,
-                _ => EMULATED_AGENT_VERSION,
-            }
-            .into(),
+            agent_version: self.options.agent_version().into(),
             requested_client_actions: actions,
         };
         match self.channel.start_handshake(now, request) {
