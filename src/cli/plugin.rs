@@ -421,7 +421,13 @@ async fn forward_local(session: Session, session_id: &str, aws: &PluginAws) -> E
             }
             // An agent that ignores the flag: SSM ends the session, whose
             // channel then closes (the usual end, below).
-            match terminate_through_ssm(aws, session_id).await {
+            // Bounded, and a second signal gives up on it.
+            let call = tokio::time::timeout(TERMINATE_CALL_WAIT, terminate_through_ssm(aws, session_id));
+            let called = tokio::select! {
+                r = call => r.unwrap_or_else(|_| Err("no answer".into())),
+                () = terminate_signal() => Err("interrupted".into()),
+            };
+            match called {
                 Ok(()) => match tokio::time::timeout(TERMINATED_CLOSE_WAIT, &mut run).await {
                     Ok(r) => r.map_err(|e| super::chain(&e)),
                     Err(_) => Ok(()),
@@ -443,6 +449,9 @@ async fn forward_local(session: Session, session_id: &str, aws: &PluginAws) -> E
         }
     }
 }
+
+/// How long `ssm:TerminateSession` may take to answer.
+const TERMINATE_CALL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long the session may take to close after `ssm:TerminateSession`
 /// succeeded before the binary stops waiting for it.
