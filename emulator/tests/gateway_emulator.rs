@@ -225,6 +225,17 @@ async fn kms_call(t: &TestEmulator, target: &str, body: Value) -> (u16, Value) {
 }
 
 /// Signed awsJson1.1 call for `service` (`kms`, `ssm`) to the emulator.
+/// Calls the SSM operation `target` and checks that it fails with HTTP 400
+/// and the error `code`.
+async fn assert_ssm_refuses(t: &TestEmulator, target: &str, body: Value, code: &str) {
+    let (status, v) = aws_json_call(t, "ssm", target, body).await;
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (400, Some(code)),
+        "{target}: {v}"
+    );
+}
+
 async fn aws_json_call(t: &TestEmulator, service: &str, target: &str, body: Value) -> (u16, Value) {
     let body = serde_json::to_vec(&body).unwrap();
     let mut headers = vec![
@@ -378,17 +389,13 @@ async fn terminate_session_closes_the_channel_and_the_session_is_gone() {
     assert_eq!(v["SessionId"], id.as_str());
     // The client's channel is closed, and the session cannot be resumed.
     c.wait_closed().await;
-    let (status, v) = aws_json_call(
+    assert_ssm_refuses(
         &t,
-        "ssm",
         "AmazonSSM.ResumeSession",
         json!({"SessionId": id}),
+        "DoesNotExistException",
     )
     .await;
-    assert_eq!(
-        (status, v["__type"].as_str()),
-        (400, Some("DoesNotExistException"))
-    );
     // Ending a session that is gone is not an error (as in SSM); a body
     // without a SessionId and other operations are.
     let (status, _) = aws_json_call(
@@ -399,22 +406,20 @@ async fn terminate_session_closes_the_channel_and_the_session_is_gone() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, v) = aws_json_call(&t, "ssm", "AmazonSSM.TerminateSession", json!({})).await;
-    assert_eq!(
-        (status, v["__type"].as_str()),
-        (400, Some("ValidationException"))
-    );
-    let (status, v) = aws_json_call(
+    assert_ssm_refuses(
         &t,
-        "ssm",
-        "AmazonSSM.StartSession",
-        json!({"Target": "i-0"}),
+        "AmazonSSM.TerminateSession",
+        json!({}),
+        "ValidationException",
     )
     .await;
-    assert_eq!(
-        (status, v["__type"].as_str()),
-        (400, Some("UnknownOperationException"))
-    );
+    assert_ssm_refuses(
+        &t,
+        "AmazonSSM.StartSession",
+        json!({"Target": "i-0"}),
+        "UnknownOperationException",
+    )
+    .await;
     t.handle.shutdown().await;
 }
 
@@ -446,17 +451,13 @@ async fn resume_session_gives_a_new_token_and_the_old_one_opens_nothing() {
     c.wait_for_output("resumed-42").await;
 
     // Unknown sessions, other services' signatures and bad bodies are refused.
-    let (status, v) = aws_json_call(
+    assert_ssm_refuses(
         &t,
-        "ssm",
         "AmazonSSM.ResumeSession",
         json!({"SessionId": "1795956722298812732-0000000000000000a"}),
+        "DoesNotExistException",
     )
     .await;
-    assert_eq!(
-        (status, v["__type"].as_str()),
-        (400, Some("DoesNotExistException"))
-    );
     let (status, v) = aws_json_call(
         &t,
         "kms",
@@ -465,11 +466,13 @@ async fn resume_session_gives_a_new_token_and_the_old_one_opens_nothing() {
     )
     .await;
     assert_eq!(status, 400, "{v}");
-    let (status, v) = aws_json_call(&t, "ssm", "AmazonSSM.ResumeSession", json!({})).await;
-    assert_eq!(
-        (status, v["__type"].as_str()),
-        (400, Some("ValidationException"))
-    );
+    assert_ssm_refuses(
+        &t,
+        "AmazonSSM.ResumeSession",
+        json!({}),
+        "ValidationException",
+    )
+    .await;
     let ops: Vec<_> = t
         .handle
         .requests()
