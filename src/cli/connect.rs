@@ -266,8 +266,41 @@ pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> C
     finish(result)
 }
 
-/// Maps the end of a pumped session to the CLI's outcome.
+/// Maps the end of a pumped session to the CLI's outcome. Why the service
+/// closed the session, when it says (the environment was stopped, the
+/// session was terminated...), is shown on stderr.
 pub(super) fn finish(result: Result<PumpExit, cloudshell_rs::session::SessionError>) -> CliResult {
+    if let Some(reason) = closed_reason(&result) {
+        terminal::status(&format!("[cloudshell-rs] the session was closed: {reason}"));
+    }
+    outcome(result)
+}
+
+/// The service's reason for closing the session, if it gave one, with any
+/// control characters escaped (it is printed to a terminal).
+pub(super) fn closed_reason(
+    result: &Result<PumpExit, cloudshell_rs::session::SessionError>,
+) -> Option<String> {
+    let Ok(PumpExit::Closed {
+        reason: Some(r), ..
+    }) = result
+    else {
+        return None;
+    };
+    let mut shown = String::with_capacity(r.len());
+    for c in r.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    Some(shown)
+}
+
+/// The CLI's outcome of a pumped session's end: the remote exit code, the
+/// signal's, or the error.
+pub(super) fn outcome(result: Result<PumpExit, cloudshell_rs::session::SessionError>) -> CliResult {
     match result {
         Ok(PumpExit::Closed {
             exit_code: Some(c), ..
@@ -297,5 +330,34 @@ async fn delete_session(client: &Client, env: &str, session_id: &str) {
         .await
     {
         tracing::debug!(error = %chain(&e), "DeleteSession failed");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn closed(reason: Option<&str>) -> Result<PumpExit, cloudshell_rs::session::SessionError> {
+        Ok(PumpExit::Closed {
+            reason: reason.map(str::to_owned),
+            exit_code: None,
+        })
+    }
+
+    #[test]
+    fn the_service_reason_is_shown_with_control_characters_escaped() {
+        assert_eq!(
+            closed_reason(&closed(Some("The environment was stopped."))).as_deref(),
+            Some("The environment was stopped.")
+        );
+        // A reason cannot move the cursor or retitle the terminal.
+        assert_eq!(
+            closed_reason(&closed(Some("bye\u{1b}]0;owned\u{7}\r\nnow é"))).as_deref(),
+            Some("bye\\u{1b}]0;owned\\u{7}\\r\\nnow é")
+        );
+        assert_eq!(closed_reason(&closed(None)), None);
+        assert_eq!(closed_reason(&Ok(PumpExit::StdoutClosed)), None);
+        assert!(outcome(closed(Some("x"))).is_ok());
     }
 }

@@ -495,9 +495,14 @@ fn finish(
     result: Result<terminal::PumpExit, cloudshell_rs::session::SessionError>,
     session_id: &str,
 ) -> ExitCode {
-    match super::connect::finish(result) {
+    // The plugin's notice: the service's reason when it gave one.
+    let reason = super::connect::closed_reason(&result);
+    match super::connect::outcome(result) {
         Ok(()) => {
-            eprintln!("\n\nExiting session with sessionId: {session_id}.\n");
+            match reason {
+                Some(r) => eprintln!("\n\nSessionId: {session_id} : {r}\n"),
+                None => eprintln!("\n\nExiting session with sessionId: {session_id}.\n"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

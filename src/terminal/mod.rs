@@ -295,7 +295,7 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
                 }
             },
             _ = async { match give_up { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
-                break Ok(PumpExit::Closed { reason: Some("terminated".into()), exit_code });
+                break Ok(PumpExit::Closed { reason: None, exit_code });
             },
             _ = tokio::time::sleep_until(last_output + quiet), if eot_due => {
                 last_output = tokio::time::Instant::now();

@@ -210,6 +210,43 @@ async fn connect_with_pipes_sends_heartbeats_and_cleans_up() {
 }
 
 #[tokio::test]
+async fn connect_says_why_the_service_closed_the_session() {
+    use tokio::io::AsyncBufReadExt as _;
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = piped_connect(&env, home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"echo up-$((1+1))\n").await.unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(l) = within(60, lines.next_line()).await.unwrap() {
+        if l.contains("up-2") {
+            break;
+        }
+    }
+    // The environment is stopped under the connected shell.
+    env.client
+        .stop_environment()
+        .environment_id(env.env_id.clone())
+        .send()
+        .await
+        .unwrap();
+    let out = within(60, child.wait_with_output()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stderr.contains("[cloudshell-rs] the session was closed: The environment was stopped."),
+        "{stderr:?}"
+    );
+    drop(stdin);
+}
+
+#[tokio::test]
 async fn connect_survives_a_cut_with_one_status_line_and_no_doubled_input() {
     // Every session's connection drops right after the client's 3rd input
     // message reached the shell: its acknowledgement is lost.
