@@ -300,6 +300,10 @@ pub enum ExecError {
     /// The session ended before the command's exit status arrived.
     #[error("the session closed before the command finished")]
     SessionClosed,
+    /// The service closed the session before the command's exit status
+    /// arrived, and said why (e.g. the environment was stopped).
+    #[error("the service closed the session before the command finished: {0}")]
+    ClosedByService(String),
     /// The frames coming back were damaged or incomplete.
     #[error("unexpected output from the remote side")]
     Frame(#[source] FrameError),

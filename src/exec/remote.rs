@@ -42,10 +42,18 @@ pub(crate) fn session_options_for(client: &Client) -> SessionOptions {
     }
 }
 
+/// How a session's event stream ended, when it says more than "closed".
+enum Ended {
+    /// The session failed.
+    Failed(crate::session::SessionError),
+    /// The service closed it, with this reason.
+    Closed(String),
+}
+
 /// A session created for one run, deleted when done.
 pub(crate) struct ExecSession {
     pub(crate) link: TerminalLink,
-    failure: Arc<Mutex<Option<crate::session::SessionError>>>,
+    ended: Arc<Mutex<Option<Ended>>>,
     writer: crate::session::SessionWriter,
     client: Client,
     environment_id: String,
@@ -93,7 +101,7 @@ impl ExecSession {
         let (writer, mut reader) = session.into_split();
         let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(64);
         let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
-        let failure: Arc<Mutex<Option<crate::session::SessionError>>> = Arc::default();
+        let ended: Arc<Mutex<Option<Ended>>> = Arc::default();
         let w = writer.clone();
         tokio::spawn(async move {
             while let Some(b) = in_rx.recv().await {
@@ -102,7 +110,7 @@ impl ExecSession {
                 }
             }
         });
-        let fail = failure.clone();
+        let end = ended.clone();
         let tap = options.tap.clone();
         tokio::spawn(async move {
             while let Some(ev) = reader.next_event().await {
@@ -115,10 +123,15 @@ impl ExecSession {
                             break;
                         }
                     }
-                    SessionEvent::Closed { .. } => break,
+                    SessionEvent::Closed { reason } => {
+                        if let (Some(r), Ok(mut f)) = (reason, end.lock()) {
+                            *f = Some(Ended::Closed(r));
+                        }
+                        break;
+                    }
                     SessionEvent::Failed(e) => {
-                        if let Ok(mut f) = fail.lock() {
-                            *f = Some(e);
+                        if let Ok(mut f) = end.lock() {
+                            *f = Some(Ended::Failed(e));
                         }
                         break;
                     }
@@ -131,7 +144,7 @@ impl ExecSession {
                 input: in_tx,
                 output: out_rx,
             },
-            failure,
+            ended,
             writer,
             client: client.clone(),
             environment_id: environment_id.to_string(),
@@ -139,11 +152,13 @@ impl ExecSession {
         })
     }
 
-    /// Replaces a bare "session closed" by the session's own failure, if any.
+    /// Replaces a bare "session closed" by the session's own failure, or the
+    /// service's reason for closing it, if any.
     pub(crate) fn explain(&self, e: ExecError) -> ExecError {
         match e {
-            ExecError::SessionClosed => match self.failure.lock().ok().and_then(|mut f| f.take()) {
-                Some(f) => ExecError::Session(Box::new(f)),
+            ExecError::SessionClosed => match self.ended.lock().ok().and_then(|mut f| f.take()) {
+                Some(Ended::Failed(f)) => ExecError::Session(Box::new(f)),
+                Some(Ended::Closed(reason)) => ExecError::ClosedByService(reason),
                 None => ExecError::SessionClosed,
             },
             e => e,

@@ -155,9 +155,9 @@ async fn enter_tilde_dot_disconnects_and_restores_the_terminal() {
     reader_task.abort();
 }
 
-/// `cloudshell-rs --endpoint-url EMULATOR connect` with a clean environment
-/// holding only the emulator's credentials.
-fn piped_connect(env: &session_support::Env, home: &std::path::Path) -> tokio::process::Command {
+/// `cloudshell-rs --endpoint-url EMULATOR` with a clean environment holding
+/// only the emulator's credentials.
+fn piped_cli(env: &session_support::Env, home: &std::path::Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -166,7 +166,14 @@ fn piped_connect(env: &session_support::Env, home: &std::path::Path) -> tokio::p
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", session_support::AK)
         .env("AWS_SECRET_ACCESS_KEY", session_support::SK)
-        .args(["--endpoint-url", &env.emulator.endpoint(), "connect"]);
+        .args(["--endpoint-url", &env.emulator.endpoint()]);
+    cmd
+}
+
+/// `cloudshell-rs --endpoint-url EMULATOR connect`, as [`piped_cli`].
+fn piped_connect(env: &session_support::Env, home: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = piped_cli(env, home);
+    cmd.arg("connect");
     cmd
 }
 
@@ -209,12 +216,17 @@ async fn connect_with_pipes_sends_heartbeats_and_cleans_up() {
     assert!(deleted > created);
 }
 
-#[tokio::test]
-async fn connect_says_why_the_service_closed_the_session() {
+/// Runs `cmd` (stdin, stdout and stderr piped), types `input`, waits for
+/// `marker` on its stdout, stops the environment under it, and returns how
+/// it ended.
+async fn stop_environment_under(
+    env: &session_support::Env,
+    mut cmd: tokio::process::Command,
+    input: &[u8],
+    marker: &str,
+) -> std::process::Output {
     use tokio::io::AsyncBufReadExt as _;
-    let env = session_support::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut child = piped_connect(&env, home.path())
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -222,14 +234,13 @@ async fn connect_says_why_the_service_closed_the_session() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"echo up-$((1+1))\n").await.unwrap();
+    stdin.write_all(input).await.unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     while let Some(l) = within(60, lines.next_line()).await.unwrap() {
-        if l.contains("up-2") {
+        if l.contains(marker) {
             break;
         }
     }
-    // The environment is stopped under the connected shell.
     env.client
         .stop_environment()
         .environment_id(env.env_id.clone())
@@ -237,13 +248,40 @@ async fn connect_says_why_the_service_closed_the_session() {
         .await
         .unwrap();
     let out = within(60, child.wait_with_output()).await.unwrap();
+    drop(stdin);
+    out
+}
+
+#[tokio::test]
+async fn connect_says_why_the_service_closed_the_session() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let cmd = piped_connect(&env, home.path());
+    let out = stop_environment_under(&env, cmd, b"echo up-$((1+1))\n", "up-2").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{out:?}");
     assert!(
         stderr.contains("[cloudshell-rs] the session was closed: The environment was stopped."),
         "{stderr:?}"
     );
-    drop(stdin);
+}
+
+#[tokio::test]
+async fn exec_says_why_the_service_closed_the_session() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = piped_cli(&env, home.path());
+    cmd.args(["exec", "--", "sh", "-c", "echo up-$((1+1)); sleep 30"]);
+    let out = stop_environment_under(&env, cmd, b"", "up-2").await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains(
+            "the service closed the session before the command finished: The environment \
+             was stopped."
+        ),
+        "{stderr:?}"
+    );
 }
 
 #[tokio::test]
