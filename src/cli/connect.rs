@@ -281,21 +281,12 @@ pub(super) fn finish(result: Result<PumpExit, cloudshell_rs::session::SessionErr
 pub(super) fn closed_reason(
     result: &Result<PumpExit, cloudshell_rs::session::SessionError>,
 ) -> Option<String> {
-    let Ok(PumpExit::Closed {
-        reason: Some(r), ..
-    }) = result
-    else {
-        return None;
-    };
-    let mut shown = String::with_capacity(r.len());
-    for c in r.chars() {
-        if c.is_control() {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
-        }
+    match result {
+        Ok(PumpExit::Closed {
+            reason: Some(r), ..
+        }) => Some(super::output::printable(r)),
+        _ => None,
     }
-    Some(shown)
 }
 
 /// The CLI's outcome of a pumped session's end: the remote exit code, the

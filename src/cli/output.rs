@@ -136,6 +136,20 @@ pub fn status_line(s: &str) {
     let _ = writeln!(io::stderr(), "{s}");
 }
 
+/// Text from the service for a terminal, with control characters escaped
+/// (`\u{1b}`...), so that it cannot move the cursor or retitle the window.
+pub fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

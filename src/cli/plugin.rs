@@ -390,6 +390,7 @@ async fn forward_local(session: Session, session_id: &str, aws: &PluginAws) -> E
         .is_none_or(forward::agent_takes_terminate_flag);
     let writer = session.writer();
     let mut announced = false;
+    let closed_by_service = std::sync::Mutex::new(None);
     let run = forward::run(session, listener, |n| match n {
         // Once, as the plugin prints it.
         ForwardNotice::Accepted(_) if !announced => {
@@ -402,6 +403,11 @@ async fn forward_local(session: Session, session_id: &str, aws: &PluginAws) -> E
         }
         ForwardNotice::DestinationUnreachable => {
             println!("\nConnection to destination port failed, check SSM Agent logs.")
+        }
+        ForwardNotice::Closed(r) => {
+            if let Ok(mut c) = closed_by_service.lock() {
+                *c = Some(r);
+            }
         }
         _ => {}
     });
@@ -440,7 +446,13 @@ async fn forward_local(session: Session, session_id: &str, aws: &PluginAws) -> E
     remove_socket(unix_path.as_deref());
     match result {
         Ok(()) => {
-            println!("\n\nExiting session with sessionId: {session_id}.\n");
+            match closed_by_service.lock().ok().and_then(|mut c| c.take()) {
+                Some(r) => println!(
+                    "\n\nSessionId: {session_id} : {}\n",
+                    super::output::printable(&r)
+                ),
+                None => println!("\n\nExiting session with sessionId: {session_id}.\n"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -101,6 +101,9 @@ pub enum ForwardNotice {
     /// (flag `ConnectToPortError`); that connection is closed, the session
     /// goes on.
     DestinationUnreachable,
+    /// The service closed the session, saying why (forwarding then ends
+    /// with `Ok`).
+    Closed(String),
 }
 
 /// Why forwarding stopped.
@@ -178,7 +181,13 @@ fn step(event: Option<SessionEvent>, notice: &mut impl FnMut(ForwardNotice)) -> 
             notice(ForwardNotice::DestinationUnreachable);
             Step::Nothing
         }
-        Some(SessionEvent::Closed { .. }) | None => Step::End(Ok(())),
+        Some(SessionEvent::Closed { reason }) => {
+            if let Some(r) = reason {
+                notice(ForwardNotice::Closed(r));
+            }
+            Step::End(Ok(()))
+        }
+        None => Step::End(Ok(())),
         Some(SessionEvent::Failed(e)) => Step::End(Err(e.into())),
         Some(_) => Step::Nothing,
     }

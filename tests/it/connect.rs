@@ -910,6 +910,35 @@ async fn plugin_mode_says_when_ssm_terminate_session_cannot_be_called() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_mode_forwarding_shows_why_the_service_closed_the_session() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let dest = tcp_greeter().await;
+    let options = GwOptions::default()
+        .with_mode(cloudshell_emulator::gateway::SessionMode::Forward { port: dest });
+    let (mut child, mut lines, _, session_id) =
+        start_port_forwarding(&env, options, None, home.path(), false).await;
+    env.client
+        .stop_environment()
+        .environment_id(env.env_id.clone())
+        .send()
+        .await
+        .unwrap();
+    let mut rest = String::new();
+    while let Some(l) = within(30, lines.next_line()).await.unwrap() {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    let status = within(30, child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    // The plugin's line for a channel closed with a reason.
+    assert_eq!(
+        rest,
+        format!("\n\nSessionId: {session_id} : The environment was stopped.\n\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_mode_reports_an_unreachable_destination_and_goes_on() {
     let env = session_support::start().await;
     let home = tempfile::tempdir().unwrap();

@@ -681,6 +681,12 @@ impl SessionTask {
             return;
         }
         if self.program_done && self.ws.is_some() {
+            // A program stopped by a close request (the environment was
+            // stopped) ends with that request's reason, not as if it exited.
+            if let Ok(reason) = self.close.try_recv() {
+                self.on_close_request(now, reason);
+                return;
+            }
             let waited = self
                 .program_done_at
                 .is_some_and(|t| now >= t + self.config.close_ack_wait);
