@@ -79,10 +79,25 @@ struct StartSessionParameters {
 }
 
 /// Parses the plugin's positional arguments.
-fn parse(args: &[String]) -> Result<PluginArgs, String> {
-    let json = args
+/// The prefix of the name of the environment variable in which the AWS CLI
+/// passes the StartSession response (the name then takes its place among the
+/// arguments), as the official plugin accepts it.
+const RESPONSE_VARIABLE_PREFIX: &str = "AWS_SSM_START_SESSION_RESPONSE";
+
+/// Reads the plugin's arguments; `env` looks up an environment variable.
+fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<PluginArgs, String> {
+    let first = args
         .first()
         .ok_or("missing the StartSession response JSON")?;
+    let from_env;
+    let json = if first.starts_with(RESPONSE_VARIABLE_PREFIX) {
+        from_env = env(first).ok_or_else(|| {
+            format!("the environment variable {first} (the StartSession response) is not set")
+        })?;
+        &from_env
+    } else {
+        first
+    };
     let region = args.get(1).ok_or("missing the region argument")?;
     let op = args
         .get(2)
@@ -145,7 +160,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.len() == 1 && (args[0] == "--version" || args[0] == "version") {
-        println!("{}", env!("CARGO_PKG_VERSION"));
+        // The plugin version whose protocol this binary speaks: the AWS CLI
+        // reads it, and from 1.2.497.0 on passes the session in an
+        // environment variable instead of on the command line.
+        println!("{}", cloudshell_rs::session::CLIENT_VERSION);
         return ExitCode::SUCCESS;
     }
     // No flags reach plugin mode (the AWS CLI chooses the arguments): its
@@ -153,7 +171,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     if std::env::var_os("CLOUDSHELL_RS_LOG").is_some() {
         super::init_tracing();
     }
-    let parsed = match parse(&args) {
+    let parsed = match parse(&args, |name| std::env::var(name).ok()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("session-manager-plugin: {e}");
@@ -531,6 +549,11 @@ fn finish(
 mod tests {
     use super::*;
 
+    /// `parse` with no environment variables.
+    fn parse_args(args: &[String]) -> Result<PluginArgs, String> {
+        parse(args, |_| None)
+    }
+
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
     }
@@ -575,7 +598,7 @@ mod tests {
     #[test]
     fn parses_the_aws_cli_arguments() {
         let json = r#"{"SessionId":"u-0123","TokenValue":"tok-secret","StreamUrl":"wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/u-0123?role=publish_subscribe","ResponseMetadata":{}}"#;
-        let p = parse(&s(&[
+        let p = parse_args(&s(&[
             json,
             "us-east-1",
             "StartSession",
@@ -590,18 +613,54 @@ mod tests {
         assert_eq!(p.profile.as_deref(), Some("default"));
         assert_eq!(p.target_id.as_deref(), Some("i-1"));
         assert!(!is_custom_endpoint(p.endpoint.as_deref().unwrap()));
-        let p = parse(&s(&[json, "us-east-1", "StartSession"])).unwrap();
+        let p = parse_args(&s(&[json, "us-east-1", "StartSession"])).unwrap();
         assert!(p.endpoint.is_none());
         assert!(p.profile.is_none() && p.target_id.is_none());
         // An empty profile is the default chain; parameters that are not the
         // CLI's JSON name no target.
-        let p = parse(&s(&[json, "us-east-1", "StartSession", " ", "[1,2]"])).unwrap();
+        let p = parse_args(&s(&[json, "us-east-1", "StartSession", " ", "[1,2]"])).unwrap();
         assert!(p.profile.is_none() && p.target_id.is_none());
     }
 
     #[test]
+    fn the_response_can_come_in_the_environment_variable_the_aws_cli_names() {
+        let json = r#"{"SessionId":"u-0123","TokenValue":"tok-secret","StreamUrl":"wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/u-0123?role=publish_subscribe"}"#;
+        let env =
+            |name: &str| (name == "AWS_SSM_START_SESSION_RESPONSE_7").then(|| json.to_string());
+        let p = parse(
+            &s(&[
+                "AWS_SSM_START_SESSION_RESPONSE_7",
+                "us-east-1",
+                "StartSession",
+                "",
+                "{}",
+            ]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(p.target.session_id, "u-0123");
+        assert_eq!(p.target.token.expose(), "tok-secret");
+        // Not set: said clearly.
+        let e = parse(
+            &s(&[
+                "AWS_SSM_START_SESSION_RESPONSE",
+                "us-east-1",
+                "StartSession",
+            ]),
+            env,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            e,
+            "the environment variable AWS_SSM_START_SESSION_RESPONSE (the StartSession response) \
+             is not set"
+        );
+    }
+
+    #[test]
     fn bad_arguments_give_clear_errors_without_the_token() {
-        let e = parse(&s(&[
+        let e = parse_args(&s(&[
             "{\"TokenValue\":\"tok-secret\"}",
             "us-east-1",
             "StartSession",
@@ -611,13 +670,13 @@ mod tests {
         assert!(e.contains("StartSession response"), "{e}");
         assert!(!e.contains("tok-secret"));
         assert!(
-            parse(&s(&["{}", "us-east-1", "ResumeSession"]))
+            parse_args(&s(&["{}", "us-east-1", "ResumeSession"]))
                 .err()
                 .unwrap()
                 .contains("StartSession")
         );
-        assert!(parse(&s(&["{}"])).is_err());
-        assert!(parse(&s(&["not json", "r", "StartSession"])).is_err());
+        assert!(parse_args(&s(&["{}"])).is_err());
+        assert!(parse_args(&s(&["not json", "r", "StartSession"])).is_err());
     }
 
     #[test]

@@ -20,8 +20,12 @@ use super::{
     SessionTarget, url,
 };
 
-/// Version reported to the agent (four dotted numbers, see the protocol reference).
-pub(crate) const CLIENT_VERSION: &str = "1.2.677.0";
+/// The Session Manager client version this implementation speaks: reported
+/// to the agent in the open-data-channel frame (four dotted numbers, see the
+/// protocol reference), and by `session-manager-plugin --version`, where the
+/// AWS CLI reads it to decide how to pass the session (after 1.2.497.0: in
+/// an environment variable, so that the token is not on the command line).
+pub const CLIENT_VERSION: &str = "1.2.677.0";
 
 /// Most frames read in one go before transmits (acknowledgements) are written.
 const READ_BATCH: usize = 128;

@@ -61,6 +61,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+pub use driver::CLIENT_VERSION;
 pub use kms::{
     DATA_KEY_BYTES, DataKey, DataKeyProvider, DataKeyRequest, KmsClient, KmsError,
     default_kms_endpoint, kms_endpoint_from_env,

@@ -401,6 +401,62 @@ async fn plugin_mode_opens_an_emulator_session() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
 }
 
+/// Today's AWS CLI asks `session-manager-plugin --version`, and when the
+/// answer is after 1.2.497.0 passes the StartSession response in the
+/// environment variable it names as the first argument, so that the token is
+/// not on the command line.
+#[tokio::test]
+async fn plugin_mode_takes_the_response_from_the_variable_the_aws_cli_names() {
+    let version = Command::new(BIN)
+        .args(["session-manager-plugin", "--version"])
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert_eq!(version, cloudshell_rs::session::CLIENT_VERSION);
+    let parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    assert!(parts > vec![1, 2, 497, 0], "{version}");
+
+    let env = session_support::start().await;
+    let target = env.create(&session_support::new_tab()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = plugin_command_with(
+        &env,
+        "AWS_SSM_START_SESSION_RESPONSE",
+        "{}",
+        home.path(),
+        false,
+    );
+    cmd.env(
+        "AWS_SSM_START_SESSION_RESPONSE",
+        start_session_response(&target),
+    );
+    let out = run_with_input(cmd, b"echo from-env-$((6*7))\n").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("from-env-42"), "{stdout}");
+
+    // The variable named but not set: a clear error.
+    let out = run_with_input(
+        plugin_command_with(
+            &env,
+            "AWS_SSM_START_SESSION_RESPONSE",
+            "{}",
+            home.path(),
+            false,
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "the environment variable AWS_SSM_START_SESSION_RESPONSE (the StartSession response) \
+             is not set"
+        ),
+        "{out:?}"
+    );
+}
+
 /// Plugin mode takes no flags (the AWS CLI builds its arguments), so its
 /// debug log is switched on by `CLOUDSHELL_RS_LOG`; it never holds the token.
 #[tokio::test]
@@ -480,6 +536,16 @@ async fn run_with_input(mut cmd: Command, input: &[u8]) -> std::process::Output 
         .unwrap()
 }
 
+/// The StartSession response the AWS CLI gives the plugin for `target`.
+fn start_session_response(target: &cloudshell_rs::session::SessionTarget) -> String {
+    serde_json::json!({
+        "SessionId": target.session_id,
+        "TokenValue": target.token.expose(),
+        "StreamUrl": target.stream_url,
+    })
+    .to_string()
+}
+
 /// The binary in plugin mode for `target`, with a clean environment: no AWS
 /// configuration files, no instance metadata, KMS at the emulator, and the
 /// emulator's credentials only when `credentials` is set.
@@ -490,17 +556,24 @@ fn plugin_command(
     home: &std::path::Path,
     credentials: bool,
 ) -> Command {
-    let json = serde_json::json!({
-        "SessionId": target.session_id,
-        "TokenValue": target.token.expose(),
-        "StreamUrl": target.stream_url,
-    })
-    .to_string();
+    let json = start_session_response(target);
+    plugin_command_with(env, &json, parameters, home, credentials)
+}
+
+/// [`plugin_command`] with `response` as the first argument: the response
+/// itself, or the name of the variable that holds it.
+fn plugin_command_with(
+    env: &session_support::Env,
+    response: &str,
+    parameters: &str,
+    home: &std::path::Path,
+    credentials: bool,
+) -> Command {
     let endpoint = env.emulator.endpoint();
     let mut cmd = Command::new(BIN);
     cmd.args([
         "session-manager-plugin",
-        &json,
+        response,
         "us-east-1",
         "StartSession",
         "",
