@@ -525,21 +525,55 @@ fn finish(
     result: Result<terminal::PumpExit, cloudshell_rs::session::SessionError>,
     session_id: &str,
 ) -> ExitCode {
-    // The plugin's notice: the service's reason when it gave one.
+    let code = report_end(
+        result,
+        session_id,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    ExitCode::from(code)
+}
+
+/// Reports the end of a pumped session as the plugin does and returns the
+/// exit code: a session the service closed ends with 0, whatever the status
+/// of a remote command, which goes to `out` as the agent sent it
+/// (`EXIT_CODE: n`, NonInteractiveCommands with separate output streams), as
+/// the plugin prints every payload it gets; the closing notice goes to `err`.
+/// (The AWS CLI treats any other code as its own failure.)
+fn report_end(
+    result: Result<terminal::PumpExit, cloudshell_rs::session::SessionError>,
+    session_id: &str,
+    out: &mut impl std::io::Write,
+    err: &mut impl std::io::Write,
+) -> u8 {
     let reason = super::connect::closed_reason(&result);
+    let result = match result {
+        Ok(terminal::PumpExit::Closed {
+            reason,
+            exit_code: Some(c),
+        }) => {
+            let _ = out.write_all(&ssm_channel::payload::ExitCode(c).to_bytes());
+            let _ = out.flush();
+            Ok(terminal::PumpExit::Closed {
+                reason,
+                exit_code: None,
+            })
+        }
+        other => other,
+    };
     match super::connect::outcome(result) {
         Ok(()) => {
-            match reason {
-                Some(r) => eprintln!("\n\nSessionId: {session_id} : {r}\n"),
-                None => eprintln!("\n\nExiting session with sessionId: {session_id}.\n"),
-            }
-            ExitCode::SUCCESS
+            let _ = match reason {
+                Some(r) => writeln!(err, "\n\nSessionId: {session_id} : {r}\n"),
+                None => writeln!(err, "\n\nExiting session with sessionId: {session_id}.\n"),
+            };
+            0
         }
         Err(e) => {
             if !e.message.is_empty() {
-                eprintln!("session-manager-plugin: {}", e.message);
+                let _ = writeln!(err, "session-manager-plugin: {}", e.message);
             }
-            ExitCode::from(e.code)
+            e.code
         }
     }
 }
@@ -677,6 +711,53 @@ mod tests {
         );
         assert!(parse_args(&s(&["{}"])).is_err());
         assert!(parse_args(&s(&["not json", "r", "StartSession"])).is_err());
+    }
+
+    #[test]
+    fn a_closed_session_ends_with_0_and_its_exit_code_on_stdout_as_the_plugin_prints_it() {
+        let end = |exit_code, reason: Option<&str>| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = report_end(
+                Ok(terminal::PumpExit::Closed {
+                    reason: reason.map(str::to_owned),
+                    exit_code,
+                }),
+                "s-1",
+                &mut out,
+                &mut err,
+            );
+            (
+                code,
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(err).unwrap(),
+            )
+        };
+        assert_eq!(
+            end(Some(3), None),
+            (
+                0,
+                "EXIT_CODE: 3".into(),
+                "\n\nExiting session with sessionId: s-1.\n\n".into()
+            )
+        );
+        assert_eq!(
+            end(None, Some("Session timed out.")),
+            (
+                0,
+                String::new(),
+                "\n\nSessionId: s-1 : Session timed out.\n\n".into()
+            )
+        );
+        // Other ends keep their codes (a signal: 128 + its number).
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = report_end(
+            Ok(terminal::PumpExit::Signal(15)),
+            "s-1",
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(code, 143);
+        assert!(out.is_empty());
     }
 
     #[test]
