@@ -156,10 +156,15 @@ async fn enter_tilde_dot_disconnects_and_restores_the_terminal() {
 }
 
 /// `cloudshell-rs --endpoint-url EMULATOR` with a clean environment holding
-/// only the emulator's credentials.
+/// only the emulator's credentials, its standard streams piped, killed when
+/// dropped.
 fn piped_cli(env: &session_support::Env, home: &std::path::Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.env_clear()
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -183,10 +188,6 @@ async fn connect_with_pipes_sends_heartbeats_and_cleans_up() {
     let home = tempfile::tempdir().unwrap();
     let mut child = piped_connect(&env, home.path())
         .args(["--heartbeat-secs", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
@@ -226,13 +227,7 @@ async fn stop_environment_under(
     marker: &str,
 ) -> std::process::Output {
     use tokio::io::AsyncBufReadExt as _;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input).await.unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -294,13 +289,7 @@ async fn connect_survives_a_cut_with_one_status_line_and_no_doubled_input() {
     )
     .await;
     let home = tempfile::tempdir().unwrap();
-    let child = piped_connect(&env, home.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = piped_connect(&env, home.path()).spawn().unwrap();
     let out = type_lines_each_echoed_once(child, &["A", "B", "C", "D", "E"], 11).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let status: Vec<&str> = stderr
@@ -327,10 +316,6 @@ async fn no_reconnect_ends_on_a_cut_with_a_clear_error() {
     let home = tempfile::tempdir().unwrap();
     let mut child = piped_connect(&env, home.path())
         .arg("--no-reconnect")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
