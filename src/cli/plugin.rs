@@ -84,7 +84,20 @@ struct StartSessionParameters {
 /// arguments), as the official plugin accepts it.
 const RESPONSE_VARIABLE_PREFIX: &str = "AWS_SSM_START_SESSION_RESPONSE";
 
-/// Reads the plugin's arguments; `env` looks up an environment variable.
+/// Reads the environment variable `name` and removes it from the process's
+/// environment, so that no process started later (a profile's
+/// `credential_process`) gets it: it holds the session token.
+#[allow(unsafe_code)]
+fn take_env_var(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    // SAFETY: called from `run`, before the async runtime or any other
+    // thread is started, so nothing reads the environment concurrently.
+    unsafe { std::env::remove_var(name) };
+    Some(value)
+}
+
+/// Reads the plugin's arguments; `env` looks up (and takes) an environment
+/// variable.
 fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<PluginArgs, String> {
     let first = args
         .first()
@@ -148,7 +161,8 @@ fn is_custom_endpoint(endpoint: &str) -> bool {
     !(host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
 }
 
-/// Runs plugin mode with the arguments after the program name.
+/// Runs plugin mode with the arguments after the program name. Called from
+/// `main` before any other thread exists (it may change the environment).
 pub fn run(args: Vec<OsString>) -> ExitCode {
     let args: Vec<String> = args
         .into_iter()
@@ -171,7 +185,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     if std::env::var_os("CLOUDSHELL_RS_LOG").is_some() {
         super::init_tracing();
     }
-    let parsed = match parse(&args, |name| std::env::var(name).ok()) {
+    let parsed = match parse(&args, take_env_var) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("session-manager-plugin: {e}");

@@ -442,6 +442,66 @@ async fn plugin_mode_takes_the_response_from_the_variable_the_aws_cli_names() {
     );
 }
 
+/// The variable holding the StartSession response is removed before any
+/// process is started, as the official plugin removes it: a profile's
+/// `credential_process` (run here for the data key of a KMS session) does not
+/// get the token.
+#[tokio::test]
+async fn plugin_mode_keeps_the_response_variable_from_the_processes_it_starts() {
+    let env =
+        session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Kms {
+            key_id: "alias/plugin-key".into(),
+        }))
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let dump = home.path().join("credential-process-env");
+    let script = home.path().join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > '{}'\nprintf '{{\"Version\": 1, \"AccessKeyId\": \"{}\", \"SecretAccessKey\": \"{}\"}}'\n",
+            dump.display(),
+            session_support::AK,
+            session_support::SK
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let config = home.path().join("config");
+    std::fs::write(
+        &config,
+        format!("[profile cp]\ncredential_process = {}\n", script.display()),
+    )
+    .unwrap();
+    let target = env.create(&session_support::new_tab()).await;
+    let mut cmd = plugin_command_with(
+        &env,
+        "AWS_SSM_START_SESSION_RESPONSE",
+        r#"{"Target":"i-0123456789abcdef0"}"#,
+        home.path(),
+        false,
+    );
+    cmd.env(
+        "AWS_SSM_START_SESSION_RESPONSE",
+        start_session_response(&target),
+    )
+    .env("AWS_CONFIG_FILE", &config)
+    .env("AWS_PROFILE", "cp");
+    let out = run_with_input(cmd, b"echo kms-cp-$((6*7))\n").await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kms-cp-42"),
+        "{out:?}"
+    );
+    let seen = std::fs::read_to_string(&dump).unwrap();
+    assert!(seen.contains("AWS_PROFILE=cp"), "{seen}");
+    assert!(!seen.contains("AWS_SSM_START_SESSION_RESPONSE"), "{seen}");
+    assert!(!seen.contains(target.token.expose()));
+}
+
 /// Plugin mode takes no flags (the AWS CLI builds its arguments), so its
 /// debug log is switched on by `CLOUDSHELL_RS_LOG`; it never holds the token.
 #[tokio::test]
