@@ -442,17 +442,21 @@ async fn plugin_mode_takes_the_response_from_the_variable_the_aws_cli_names() {
     );
 }
 
+/// An emulator whose sessions are KMS-encrypted (key `alias/plugin-key`).
+async fn kms_emulator() -> session_support::Env {
+    session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Kms {
+        key_id: "alias/plugin-key".into(),
+    }))
+    .await
+}
+
 /// The variable holding the StartSession response is removed before any
 /// process is started, as the official plugin removes it: a profile's
 /// `credential_process` (run here for the data key of a KMS session) does not
 /// get the token.
 #[tokio::test]
 async fn plugin_mode_keeps_the_response_variable_from_the_processes_it_starts() {
-    let env =
-        session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Kms {
-            key_id: "alias/plugin-key".into(),
-        }))
-        .await;
+    let env = kms_emulator().await;
     let home = tempfile::tempdir().unwrap();
     let dump = home.path().join("credential-process-env");
     let script = home.path().join("creds.sh");
@@ -644,11 +648,7 @@ fn plugin_command_with(
 
 #[tokio::test]
 async fn plugin_mode_gets_the_data_key_of_a_kms_session_with_the_cli_credentials() {
-    let env =
-        session_support::start_with(GwOptions::default().with_handshake(HandshakeMode::Kms {
-            key_id: "alias/plugin-key".into(),
-        }))
-        .await;
+    let env = kms_emulator().await;
     let home = tempfile::tempdir().unwrap();
     let instance = "i-0123456789abcdef0";
     let parameters = format!(r#"{{"Target":"{instance}"}}"#);
