@@ -220,8 +220,11 @@ Examples:
         after_long_help = "\
 Takes the arguments the AWS CLI passes to session-manager-plugin:
   <StartSession response JSON> <region> StartSession [profile] [parameters JSON] [endpoint]
-and opens the session natively. Without arguments it prints the plugin's
-installation message. Installing (or linking) this binary under the name
+and opens the session natively. The response may instead be in an
+environment variable whose name (AWS_SSM_START_SESSION_RESPONSE...) is the
+first argument, as today's AWS CLI passes it. Without arguments it prints the
+plugin's installation message; with --version, the plugin version whose
+protocol it speaks. Installing (or linking) this binary under the name
 session-manager-plugin has the same effect.
 
 Example:
