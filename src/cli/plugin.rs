@@ -103,13 +103,13 @@ fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Plugin
         .first()
         .ok_or("missing the StartSession response JSON")?;
     let from_env;
-    let json = if first.starts_with(RESPONSE_VARIABLE_PREFIX) {
+    let (json, source) = if first.starts_with(RESPONSE_VARIABLE_PREFIX) {
         from_env = env(first).ok_or_else(|| {
             format!("the environment variable {first} (the StartSession response) is not set")
         })?;
-        &from_env
+        (&from_env, format!("the environment variable {first}"))
     } else {
-        first
+        (first, "the first argument".to_string())
     };
     let region = args.get(1).ok_or("missing the region argument")?;
     let op = args
@@ -122,7 +122,7 @@ fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Plugin
     }
     let resp: StartSessionResponse = serde_json::from_str(json).map_err(|e| {
         // serde's message names the missing field or the position, never the token.
-        format!("the first argument is not a StartSession response: {e}")
+        format!("{source} is not a StartSession response: {e}")
     })?;
     if resp.token_value.is_empty() || resp.stream_url.is_empty() {
         return Err("the StartSession response has an empty TokenValue or StreamUrl".into());
@@ -688,6 +688,26 @@ mod tests {
         .unwrap();
         assert_eq!(p.target.session_id, "u-0123");
         assert_eq!(p.target.token.expose(), "tok-secret");
+        // Not a response: said, without the token.
+        let bad = |_: &str| Some(r#"{"TokenValue":"tok-secret""#.to_string());
+        let e = parse(
+            &s(&[
+                "AWS_SSM_START_SESSION_RESPONSE",
+                "us-east-1",
+                "StartSession",
+            ]),
+            bad,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.starts_with(
+                "the environment variable AWS_SSM_START_SESSION_RESPONSE is not a StartSession \
+                 response: "
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("tok-secret"), "{e}");
         // Not set: said clearly.
         let e = parse(
             &s(&[
