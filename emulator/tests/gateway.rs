@@ -453,6 +453,28 @@ fn the_agent_version_must_agree_with_the_forwarding_mode() {
 }
 
 #[tokio::test]
+async fn command_mode_sends_stdout_stderr_and_the_exit_code_then_closes() {
+    let t = TestGateway::with_defaults(SessionOptions {
+        mode: "command:echo out-$((1+1)); echo err-3 >&2; printf tail; exit 7"
+            .parse()
+            .unwrap(),
+        ..SessionOptions::default()
+    })
+    .await;
+    let (_id, mut c) = t.client("env-command", None).await;
+    c.wait_closed().await;
+    // As AWS-StartNonInteractiveCommand with separate output streams.
+    assert_eq!(c.ch.session_type(), Some("NonInteractiveCommands"));
+    assert_eq!(
+        c.ch.session_properties()["separateOutputStream"],
+        serde_json::json!(true)
+    );
+    assert_eq!(c.output, b"out-2\ntail");
+    assert_eq!(c.stderr, b"err-3\n");
+    assert_eq!(c.exit_code, Some(7));
+}
+
+#[tokio::test]
 async fn forward_basic_mode_ends_the_session_when_the_destination_refuses() {
     let port = closed_port().await;
     let t = TestGateway::with_defaults(SessionOptions {

@@ -438,9 +438,11 @@ pub struct EmulatorArgs {
     /// `port:PORT` (a port session relayed to 127.0.0.1:PORT, as
     /// AWS-StartSSHSession makes one), `forward:PORT` (local port
     /// forwarding to 127.0.0.1:PORT, one smux stream per connection, as
-    /// AWS-StartPortForwardingSession makes one), or `forward-basic:PORT`
+    /// AWS-StartPortForwardingSession makes one), `forward-basic:PORT`
     /// (the same from an agent that does not multiplex: one connection at a
-    /// time).
+    /// time), or `command:COMMAND` (`sh -c COMMAND` with no terminal, its
+    /// stdout, stderr and exit code sent apart, as
+    /// AWS-StartNonInteractiveCommand runs one).
     #[arg(long, value_name = "MODE", default_value = "shell")]
     pub session_mode: cloudshell_emulator::gateway::SessionMode,
     /// Handshake of new sessions: `none` (plain shell, like CloudShell),

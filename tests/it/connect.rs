@@ -506,6 +506,31 @@ async fn plugin_mode_keeps_the_response_variable_from_the_processes_it_starts() 
     assert!(!seen.contains(target.token.expose()));
 }
 
+/// `AWS-StartNonInteractiveCommand` with separate output streams: as the
+/// plugin, every payload on stdout (the command's stderr and its
+/// `EXIT_CODE: n` included) and exit code 0.
+#[tokio::test]
+async fn plugin_mode_runs_a_non_interactive_command_as_the_plugin_does() {
+    let env = session_support::start().await;
+    let tab = session_support::new_tab();
+    env.emulator.configure_tab(
+        tab.clone(),
+        GwOptions::default().with_mode(
+            "command:echo out-$((1+1)); echo err-3 >&2; exit 7"
+                .parse()
+                .unwrap(),
+        ),
+    );
+    let target = env.create(&tab).await;
+    let home = tempfile::tempdir().unwrap();
+    let out = run_with_input(plugin_command(&env, &target, "{}", home.path(), false), b"").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout.contains("out-2\n"), "{stdout:?}");
+    assert!(stdout.contains("err-3\n"), "{stdout:?}");
+    assert!(stdout.ends_with("EXIT_CODE: 7"), "{stdout:?}");
+}
+
 /// Plugin mode takes no flags (the AWS CLI builds its arguments), so its
 /// debug log is switched on by `CLOUDSHELL_RS_LOG`; it never holds the token.
 #[tokio::test]

@@ -338,6 +338,9 @@ pub struct Backend {
     exit: watch::Receiver<Option<ExitStatusInfo>>,
     /// Process id, for shells.
     pub pid: Option<u32>,
+    /// Where the program's stderr goes, for programs whose stderr is sent on
+    /// its own (`StdErr` messages): [`SessionMode::Command`].
+    pub errors: Option<Arc<OutputPipe>>,
 }
 
 /// How a program ended.
@@ -357,6 +360,9 @@ impl From<ExitStatus> for ExitStatusInfo {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
+    /// The command could not be started.
+    #[error("cannot start the command")]
+    Command(#[source] std::io::Error),
     /// The home directory could not be created.
     #[error("cannot create home directory {path}")]
     Home {
@@ -386,15 +392,100 @@ impl Backend {
             SessionMode::Port { port } => Ok(Self::port(*port, pipe_capacity)),
             SessionMode::Forward { port } => Ok(Self::forward(*port, pipe_capacity)),
             SessionMode::ForwardBasic { port } => Ok(Self::forward_basic(*port, pipe_capacity)),
-            SessionMode::Shell => {
+            SessionMode::Shell | SessionMode::Command { .. } => {
                 let spec = shell.cloned().unwrap_or_else(|| ShellSpec {
                     home: std::env::temp_dir(),
                     region: "us-east-1".into(),
                     size: (80, 24),
                 });
-                Self::shell(&spec, pipe_capacity)
+                match mode {
+                    SessionMode::Command { command } => {
+                        Self::command(command, &spec, pipe_capacity)
+                    }
+                    _ => Self::shell(&spec, pipe_capacity),
+                }
             }
         }
+    }
+
+    /// A command as the agent runs one for `NonInteractiveCommands` with
+    /// separate output streams: `sh -c command` in the home directory, with
+    /// no terminal and no input, its stdout into `output` and its stderr into
+    /// `errors`. Its exit status is known before the pipes close (once it
+    /// has exited and both are drained).
+    pub fn command(
+        command: &str,
+        spec: &ShellSpec,
+        pipe_capacity: usize,
+    ) -> Result<Backend, BackendError> {
+        std::fs::create_dir_all(&spec.home).map_err(|source| BackendError::Home {
+            path: spec.home.clone(),
+            source,
+        })?;
+        let (output, flags, input, in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+        // Input is not read (the command has none).
+        drop(in_rx);
+        let errors = Arc::new(OutputPipe::new(pipe_capacity));
+        let path = std::env::var("PATH")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        // A clean environment, as for shells: nothing of the emulator's.
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .env_clear()
+            .env("HOME", &spec.home)
+            .env("USER", "cloudshell-user")
+            .env("PATH", path)
+            .env("LANG", "C.UTF-8")
+            .env("AWS_REGION", &spec.region)
+            .env("AWS_DEFAULT_REGION", &spec.region)
+            .env("AWS_EXECUTION_ENV", "CloudShell")
+            .current_dir(&spec.home)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(BackendError::Command)?;
+        let pid = child.id();
+        let stdout = child
+            .stdout
+            .take()
+            .map(|o| tokio::spawn(drain_into(o, output.clone())));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(drain_into(e, errors.clone())));
+        let (out_pipe, err_pipe) = (output.clone(), errors.clone());
+        let mut killed = kill.subscribe();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                s = child.wait() => s.ok(),
+                _ = killed.changed() => {
+                    let _ = child.start_kill();
+                    child.wait().await.ok()
+                }
+            };
+            for reader in [stdout, stderr].into_iter().flatten() {
+                let _ = reader.await;
+            }
+            let _ = exit_tx.send(Some(
+                status.map_or(ExitStatusInfo { code: None }, Into::into),
+            ));
+            out_pipe.close();
+            err_pipe.close();
+        });
+        Ok(Backend {
+            output,
+            flags,
+            input,
+            kill,
+            exit,
+            pid,
+            errors: Some(errors),
+        })
     }
 
     fn parts(pipe_capacity: usize) -> Parts {
@@ -433,6 +524,7 @@ impl Backend {
             kill,
             exit,
             pid: None,
+            errors: None,
         }
     }
 
@@ -649,6 +741,7 @@ impl Backend {
             kill,
             exit,
             pid,
+            errors: None,
         })
     }
 
@@ -682,6 +775,17 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Copies `from` into `to` until end of file or an error.
+async fn drain_into(mut from: impl tokio::io::AsyncRead + Unpin, to: Arc<OutputPipe>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => to.write_all(&buf[..n]).await,
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub enum OptionsParseError {
     /// Unknown session mode, or bad numbers in `stream:…`, `port:…` or
     /// `forward:…`.
     #[error(
-        "invalid session mode {0:?}: expected `shell`, `echo`, `stream:TOTAL_BYTES[:CHUNK_SIZE]`, `port:PORT`, `forward:PORT` or `forward-basic:PORT`"
+        "invalid session mode {0:?}: expected `shell`, `echo`, `stream:TOTAL_BYTES[:CHUNK_SIZE]`, `port:PORT`, `forward:PORT`, `forward-basic:PORT` or `command:COMMAND`"
     )]
     Mode(String),
     /// Unknown handshake mode.
@@ -104,6 +104,17 @@ pub enum SessionMode {
         /// The TCP port on 127.0.0.1 the agent connects to.
         port: u16,
     },
+    /// A command as `AWS-StartNonInteractiveCommand` runs one, with separate
+    /// output streams: the handshake announces `SessionType`
+    /// `NonInteractiveCommands` with `{"commands": COMMAND,
+    /// "separateOutputStream": true}`, the agent runs `sh -c COMMAND` with no
+    /// terminal and no input, sends its stdout as output (payload type 1) and
+    /// its stderr as `StdErr` (11) as they come, then `EXIT_CODE: n` (12), then
+    /// `channel_closed`.
+    Command {
+        /// The command line, run by `sh -c`.
+        command: String,
+    },
 }
 
 impl fmt::Display for SessionMode {
@@ -114,6 +125,7 @@ impl fmt::Display for SessionMode {
             SessionMode::Port { port } => write!(f, "port:{port}"),
             SessionMode::Forward { port } => write!(f, "forward:{port}"),
             SessionMode::ForwardBasic { port } => write!(f, "forward-basic:{port}"),
+            SessionMode::Command { command } => write!(f, "command:{command}"),
             SessionMode::Stream {
                 total_bytes,
                 chunk_size: None,
@@ -136,6 +148,16 @@ impl FromStr for SessionMode {
             "shell" => return Ok(SessionMode::Shell),
             "echo" => return Ok(SessionMode::Echo),
             _ => {}
+        }
+        if let Some((kind, command)) = t.split_once(':')
+            && kind.eq_ignore_ascii_case("command")
+        {
+            return match command.trim() {
+                "" => Err(err()),
+                c => Ok(SessionMode::Command {
+                    command: c.to_string(),
+                }),
+            };
         }
         if let Some((kind, port)) = t.split_once(':') {
             let port = || match port.trim().parse::<u16>() {
@@ -682,12 +704,21 @@ mod tests {
             "port:22",
             "forward:22",
             "forward-basic:22",
+            "command:echo a:b; exit 3",
         ] {
             assert_eq!(
                 s.parse::<SessionMode>().map(|m| m.to_string()).as_deref(),
                 Ok(s)
             );
         }
+        assert_eq!(
+            "Command: ls -l ".parse::<SessionMode>(),
+            Ok(SessionMode::Command {
+                command: "ls -l".into()
+            })
+        );
+        assert!("command:".parse::<SessionMode>().is_err());
+        assert!("command: ".parse::<SessionMode>().is_err());
     }
 
     #[test]

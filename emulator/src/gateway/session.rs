@@ -143,6 +143,8 @@ pub(crate) struct SessionTask {
     handshake_deadline: Option<Instant>,
     program_done: bool,
     program_done_at: Option<Instant>,
+    /// A command's `EXIT_CODE` message has been sent.
+    exit_code_sent: bool,
     detached_at: Option<Instant>,
     next_ping: Option<Instant>,
     ping_outstanding: Option<Instant>,
@@ -177,6 +179,7 @@ impl SessionTask {
             handshake_deadline: None,
             program_done: false,
             program_done_at: None,
+            exit_code_sent: false,
             detached_at: None,
             next_ping: None,
             ping_outstanding: None,
@@ -365,6 +368,14 @@ impl SessionTask {
                     "localPortNumber": "0",
                 }),
             ),
+            // AWS-StartNonInteractiveCommand's, with separate output streams.
+            (SessionMode::Command { command }, _) => (
+                "NonInteractiveCommands",
+                serde_json::json!({
+                    "commands": command,
+                    "separateOutputStream": true,
+                }),
+            ),
             _ => ("Standard_Stream", serde_json::Value::Null),
         };
         let session_type = RequestedClientAction {
@@ -380,6 +391,7 @@ impl SessionTask {
                 | SessionMode::Port { .. }
                 | SessionMode::Forward { .. }
                 | SessionMode::ForwardBasic { .. }
+                | SessionMode::Command { .. }
         );
         if handshake == HandshakeMode::None && always_handshake {
             // Echo: nothing would tell the client the session type before its
@@ -439,36 +451,43 @@ impl SessionTask {
                     .insert(seq, Bytes::from_static(&REATTACH_NUDGE[..n]));
             }
         }
+        let output = self.backend().output.clone();
+        let errors = self.backend().errors.clone();
         loop {
             let room = self.channel.send_window_room();
             if room == 0 {
                 return;
             }
-            let data = match self.backend().output.read(chunk.min(room)) {
-                PipeRead::Data(d) => d,
-                PipeRead::Empty => return,
-                PipeRead::Eof => {
-                    if !self.program_done {
-                        self.program_done = true;
-                        self.program_done_at = Some(now);
+            // stdout first, then stderr (sent as StdErr messages); the program
+            // is done when both have ended.
+            let (data, payload_type, pipe) = match output.read(chunk.min(room)) {
+                PipeRead::Data(d) => (d, PayloadType::Output, &output),
+                out => match errors.as_ref().map(|e| (e.read(chunk.min(room)), e)) {
+                    Some((PipeRead::Data(d), e)) => (d, PayloadType::StdErr, e),
+                    Some((PipeRead::Empty, _)) => return,
+                    None | Some((PipeRead::Eof, _)) => {
+                        if matches!(out, PipeRead::Eof) && !self.program_done {
+                            self.program_done = true;
+                            self.program_done_at = Some(now);
+                        }
+                        return;
                     }
-                    return;
-                }
+                },
             };
             let seq = self.channel.next_sequence_number();
-            match self.channel.send_output(now, PayloadType::Output, &data) {
+            match self.channel.send_output(now, payload_type, &data) {
                 Ok(n) => {
                     LiveMetrics::add(&self.metrics.output_bytes, n as u64);
                     if n < data.len() {
                         // Not expected (the window had room): keep the rest.
-                        self.backend().output.unread(&data[n..]);
+                        pipe.unread(&data[n..]);
                     }
-                    if n > 0 {
+                    if n > 0 && payload_type == PayloadType::Output {
                         self.inflight.insert(seq, data.slice(..n));
                     }
                 }
                 Err(e) => {
-                    self.backend().output.unread(&data);
+                    pipe.unread(&data);
                     tracing::debug!(session_id = %self.session_id, "output not accepted: {e}");
                     return;
                 }
@@ -687,6 +706,25 @@ impl SessionTask {
                 self.on_close_request(now, reason);
                 return;
             }
+            // A command's status, after all its output (as the agent sends it
+            // with separate output streams); then the close waits for its ack.
+            if matches!(self.options.mode, SessionMode::Command { .. }) && !self.exit_code_sent {
+                let code = self
+                    .backend()
+                    .exit_status()
+                    .and_then(|s| s.code)
+                    .unwrap_or(-1);
+                match self.channel.send_exit_code(now, code) {
+                    Ok(()) => {
+                        self.exit_code_sent = true;
+                        self.program_done_at = Some(now);
+                    }
+                    Err(e) => {
+                        tracing::debug!(session_id = %self.session_id, "exit code not accepted yet: {e}");
+                    }
+                }
+                return;
+            }
             let waited = self
                 .program_done_at
                 .is_some_and(|t| now >= t + self.config.close_ack_wait);
@@ -763,6 +801,13 @@ impl SessionTask {
             && !self.program_done
             && self.channel.send_window_room() > 0;
         let pipe = self.program.backend.output.clone();
+        let errors = self.program.backend.errors.clone();
+        let errors_readable = async {
+            match &errors {
+                Some(e) => e.readable().await,
+                None => std::future::pending().await,
+            }
+        };
         let want_flags = self.flags_enabled();
         let flags = self.program.backend.flags.clone();
         let sleep = async {
@@ -796,6 +841,7 @@ impl SessionTask {
                 self.on_ws_message(Instant::now(), msg);
             }
             _ = pipe.readable(), if want_output => {}
+            _ = errors_readable, if want_output => {}
             _ = flags.pending(), if want_flags => {}
             _ = sleep => {
                 let now = Instant::now();

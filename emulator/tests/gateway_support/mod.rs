@@ -130,6 +130,10 @@ pub struct Client {
     token: String,
     client_id: Uuid,
     pub output: Vec<u8>,
+    /// `StdErr` payloads (a command with separate output streams).
+    pub stderr: Vec<u8>,
+    /// The `EXIT_CODE` a command reported.
+    pub exit_code: Option<i32>,
     pub closed: Option<Option<String>>,
     /// Flags received from the agent side, in order.
     pub flags: Vec<u32>,
@@ -155,6 +159,8 @@ impl Client {
             token: token.into(),
             client_id: Uuid::new_v4(),
             output: Vec::new(),
+            stderr: Vec::new(),
+            exit_code: None,
             closed: None,
             flags: Vec::new(),
             ready: false,
@@ -225,6 +231,8 @@ impl Client {
             match e {
                 Event::Ready { .. } => self.ready = true,
                 Event::Output(b) => self.output.extend_from_slice(&b),
+                Event::StdErr(b) => self.stderr.extend_from_slice(&b),
+                Event::ExitCode(c) => self.exit_code = Some(c),
                 Event::Closed { reason } => self.closed = Some(reason),
                 Event::Flag(f) => self.flags.push(f),
                 Event::KmsDataKeyRequired { key_id, challenge } => {
