@@ -236,12 +236,7 @@ async fn stop_environment_under(
             break;
         }
     }
-    env.client
-        .stop_environment()
-        .environment_id(env.env_id.clone())
-        .send()
-        .await
-        .unwrap();
+    env.stop().await;
     let out = within(60, child.wait_with_output()).await.unwrap();
     drop(stdin);
     out
@@ -1061,12 +1056,7 @@ async fn plugin_mode_forwarding_shows_why_the_service_closed_the_session() {
         .with_mode(cloudshell_emulator::gateway::SessionMode::Forward { port: dest });
     let (mut child, mut lines, _, session_id) =
         start_port_forwarding(&env, options, None, home.path(), false).await;
-    env.client
-        .stop_environment()
-        .environment_id(env.env_id.clone())
-        .send()
-        .await
-        .unwrap();
+    env.stop().await;
     let mut rest = String::new();
     while let Some(l) = within(30, lines.next_line()).await.unwrap() {
         rest.push_str(&l);

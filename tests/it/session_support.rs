@@ -89,6 +89,16 @@ impl Env {
         self.create(&tab).await
     }
 
+    /// StopEnvironment: the service closes its sessions, saying why.
+    pub async fn stop(&self) {
+        self.client
+            .stop_environment()
+            .environment_id(self.env_id.clone())
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn connect(&self, tab: &str) -> Session {
         let target = self.create(tab).await;
         Session::connect(target, local_options()).await.unwrap()
