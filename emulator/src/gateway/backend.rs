@@ -314,6 +314,37 @@ pub struct ShellSpec {
     pub size: (u16, u16),
 }
 
+impl ShellSpec {
+    /// Creates the home directory if it is missing.
+    fn create_home(&self) -> Result<(), BackendError> {
+        std::fs::create_dir_all(&self.home).map_err(|source| BackendError::Home {
+            path: self.home.clone(),
+            source,
+        })
+    }
+
+    /// The whole environment of a program started for a session (a shell or
+    /// a command): the emulator's own variables (credentials included) never
+    /// reach it, as on the real service.
+    fn environment(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let inherited = |name: &str, default: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.into())
+        };
+        vec![
+            ("HOME", self.home.clone().into_os_string()),
+            ("USER", "cloudshell-user".into()),
+            ("LOGNAME", "cloudshell-user".into()),
+            ("PATH", inherited("PATH", "/usr/local/bin:/usr/bin:/bin")),
+            ("LANG", inherited("LANG", "C.UTF-8")),
+            ("AWS_REGION", self.region.clone().into()),
+            ("AWS_DEFAULT_REGION", self.region.clone().into()),
+            ("AWS_EXECUTION_ENV", "CloudShell".into()),
+        ]
+    }
+}
+
 /// The plumbing every program starts with: output pipe, flags, input channel,
 /// kill switch and exit status.
 type Parts = (
@@ -418,30 +449,16 @@ impl Backend {
         spec: &ShellSpec,
         pipe_capacity: usize,
     ) -> Result<Backend, BackendError> {
-        std::fs::create_dir_all(&spec.home).map_err(|source| BackendError::Home {
-            path: spec.home.clone(),
-            source,
-        })?;
+        spec.create_home()?;
         let (output, flags, input, in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
         // Input is not read (the command has none).
         drop(in_rx);
         let errors = Arc::new(OutputPipe::new(pipe_capacity));
-        let path = std::env::var("PATH")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        // A clean environment, as for shells: nothing of the emulator's.
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(command)
             .env_clear()
-            .env("HOME", &spec.home)
-            .env("USER", "cloudshell-user")
-            .env("PATH", path)
-            .env("LANG", "C.UTF-8")
-            .env("AWS_REGION", &spec.region)
-            .env("AWS_DEFAULT_REGION", &spec.region)
-            .env("AWS_EXECUTION_ENV", "CloudShell")
+            .envs(spec.environment())
             .current_dir(&spec.home)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -627,38 +644,18 @@ impl Backend {
 
     /// A login shell on a pty.
     pub fn shell(spec: &ShellSpec, pipe_capacity: usize) -> Result<Backend, BackendError> {
-        std::fs::create_dir_all(&spec.home).map_err(|source| BackendError::Home {
-            path: spec.home.clone(),
-            source,
-        })?;
+        spec.create_home()?;
         let (pty, pts) = pty_process::open().map_err(BackendError::Pty)?;
         let (cols, rows) = spec.size;
         pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))
             .map_err(BackendError::Pty)?;
         let program = find_shell();
-        let path = std::env::var("PATH")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        let lang = std::env::var("LANG")
-            .ok()
-            .filter(|l| !l.is_empty())
-            .unwrap_or_else(|| "C.UTF-8".into());
-        // A clean environment: the emulator's own variables (credentials included)
-        // never reach the shell, as on the real service.
         let cmd = pty_process::Command::new(&program)
             .arg("-l")
             .env_clear()
-            .env("HOME", &spec.home)
-            .env("USER", "cloudshell-user")
-            .env("LOGNAME", "cloudshell-user")
+            .envs(spec.environment())
             .env("SHELL", &program)
-            .env("PATH", path)
             .env("TERM", "xterm-256color")
-            .env("LANG", lang)
-            .env("AWS_REGION", &spec.region)
-            .env("AWS_DEFAULT_REGION", &spec.region)
-            .env("AWS_EXECUTION_ENV", "CloudShell")
             .current_dir(&spec.home)
             .kill_on_drop(true);
         let cmd = crate::default_signals(cmd);
