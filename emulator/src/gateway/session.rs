@@ -451,8 +451,9 @@ impl SessionTask {
                     .insert(seq, Bytes::from_static(&REATTACH_NUDGE[..n]));
             }
         }
-        let output = self.backend().output.clone();
-        let errors = self.backend().errors.clone();
+        // Borrowed field by field (the channel is written to meanwhile).
+        let output = &self.program.backend.output;
+        let errors = self.program.backend.errors.as_deref();
         loop {
             let room = self.channel.send_window_room();
             if room == 0 {
@@ -461,8 +462,8 @@ impl SessionTask {
             // stdout first, then stderr (sent as StdErr messages); the program
             // is done when both have ended.
             let (data, payload_type, pipe) = match output.read(chunk.min(room)) {
-                PipeRead::Data(d) => (d, PayloadType::Output, &output),
-                out => match errors.as_ref().map(|e| (e.read(chunk.min(room)), e)) {
+                PipeRead::Data(d) => (d, PayloadType::Output, &**output),
+                out => match errors.map(|e| (e.read(chunk.min(room)), e)) {
                     Some((PipeRead::Data(d), e)) => (d, PayloadType::StdErr, e),
                     Some((PipeRead::Empty, _)) => return,
                     None | Some((PipeRead::Eof, _)) => {
