@@ -278,7 +278,7 @@ pub(super) fn finish(result: Result<PumpExit, cloudshell_rs::session::SessionErr
 
 /// The service's reason for closing the session, if it gave one, with any
 /// control characters escaped (it is printed to a terminal).
-pub(super) fn closed_reason(
+fn closed_reason(
     result: &Result<PumpExit, cloudshell_rs::session::SessionError>,
 ) -> Option<String> {
     match result {

@@ -417,60 +417,58 @@ async fn forward_local(session: Session, session_id: &str, aws: &PluginAws) -> E
     if multiplexed {
         println!("Waiting for connections...");
     }
-    let takes_flag = session
-        .agent_version()
-        .is_none_or(forward::agent_takes_terminate_flag);
+    let takes_flag = forward::takes_terminate_flag(&session);
     let writer = session.writer();
     let mut announced = false;
-    let closed_by_service = std::sync::Mutex::new(None);
-    let run = forward::run(session, listener, |n| match n {
-        // Once, as the plugin prints it.
-        ForwardNotice::Accepted(_) if !announced => {
-            announced = true;
-            if multiplexed {
-                println!("\nConnection accepted for session [{session_id}]");
-            } else {
-                println!("Connection accepted for session {session_id}.");
+    let mut closed_by_service = None;
+    // In a block of its own: the forwarding (and the notices' borrows) end
+    // with it.
+    let result = {
+        let run = forward::run(session, listener, |n| match n {
+            // Once, as the plugin prints it.
+            ForwardNotice::Accepted(_) if !announced => {
+                announced = true;
+                if multiplexed {
+                    println!("\nConnection accepted for session [{session_id}]");
+                } else {
+                    println!("Connection accepted for session {session_id}.");
+                }
             }
-        }
-        ForwardNotice::DestinationUnreachable => {
-            println!("\nConnection to destination port failed, check SSM Agent logs.")
-        }
-        ForwardNotice::Closed(r) => {
-            if let Ok(mut c) = closed_by_service.lock() {
-                *c = Some(r);
+            ForwardNotice::DestinationUnreachable => {
+                println!("\nConnection to destination port failed, check SSM Agent logs.")
             }
-        }
-        _ => {}
-    });
-    tokio::pin!(run);
-    let result = tokio::select! {
-        r = &mut run => r.map_err(|e| super::chain(&e)),
-        () = terminate_signal() => {
-            println!("Terminate signal received, exiting.");
-            if takes_flag {
-                // Ask the agent to end the session, without waiting long for
-                // it; the plugin says so on stderr.
-                let _ = tokio::time::timeout(terminal::TERMINATE_GRACE, writer.terminate()).await;
-                let _ = writer.close().await;
-                remove_socket(unix_path.as_deref());
-                eprintln!("\n\nExiting session with sessionId: {session_id}.\n");
-                return ExitCode::SUCCESS;
-            }
-            // An agent that ignores the flag: SSM ends the session, whose
-            // channel then closes (the usual end, below).
-            // Bounded, and a second signal gives up on it.
-            let call = tokio::time::timeout(TERMINATE_CALL_WAIT, terminate_through_ssm(aws, session_id));
-            let called = tokio::select! {
-                r = call => r.unwrap_or_else(|_| Err("no answer".into())),
-                () = terminate_signal() => Err("interrupted".into()),
-            };
-            match called {
-                Ok(()) => match tokio::time::timeout(TERMINATED_CLOSE_WAIT, &mut run).await {
-                    Ok(r) => r.map_err(|e| super::chain(&e)),
-                    Err(_) => Ok(()),
-                },
-                Err(e) => Err(format!("cannot end the session with ssm:TerminateSession: {e}")),
+            ForwardNotice::Closed(r) => closed_by_service = Some(r),
+            _ => {}
+        });
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => r.map_err(|e| super::chain(&e)),
+            () = terminate_signal() => {
+                println!("Terminate signal received, exiting.");
+                if takes_flag {
+                    // Ask the agent to end the session, without waiting long for
+                    // it; the plugin says so on stderr.
+                    let _ = tokio::time::timeout(terminal::TERMINATE_GRACE, writer.terminate()).await;
+                    let _ = writer.close().await;
+                    remove_socket(unix_path.as_deref());
+                    eprintln!("{}", end_notice(session_id, None));
+                    return ExitCode::SUCCESS;
+                }
+                // An agent that ignores the flag: SSM ends the session, whose
+                // channel then closes (the usual end, below).
+                // Bounded, and a second signal gives up on it.
+                let call = tokio::time::timeout(TERMINATE_CALL_WAIT, terminate_through_ssm(aws, session_id));
+                let called = tokio::select! {
+                    r = call => r.unwrap_or_else(|_| Err("no answer".into())),
+                    () = terminate_signal() => Err("interrupted".into()),
+                };
+                match called {
+                    Ok(()) => match tokio::time::timeout(TERMINATED_CLOSE_WAIT, &mut run).await {
+                        Ok(r) => r.map_err(|e| super::chain(&e)),
+                        Err(_) => Ok(()),
+                    },
+                    Err(e) => Err(format!("cannot end the session with ssm:TerminateSession: {e}")),
+                }
             }
         }
     };
@@ -478,13 +476,7 @@ async fn forward_local(session: Session, session_id: &str, aws: &PluginAws) -> E
     remove_socket(unix_path.as_deref());
     match result {
         Ok(()) => {
-            match closed_by_service.lock().ok().and_then(|mut c| c.take()) {
-                Some(r) => println!(
-                    "\n\nSessionId: {session_id} : {}\n",
-                    super::output::printable(&r)
-                ),
-                None => println!("\n\nExiting session with sessionId: {session_id}.\n"),
-            }
+            println!("{}", end_notice(session_id, closed_by_service.as_deref()));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -514,6 +506,19 @@ async fn terminate_through_ssm(aws: &PluginAws, session_id: &str) -> Result<(), 
 fn remove_socket(path: Option<&str>) {
     if let Some(path) = path {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The plugin's line at the end of a session (printed with a newline after
+/// it): the service's reason for closing it when it gave one, control
+/// characters escaped.
+fn end_notice(session_id: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(r) => format!(
+            "\n\nSessionId: {session_id} : {}\n",
+            super::output::printable(r)
+        ),
+        None => format!("\n\nExiting session with sessionId: {session_id}.\n"),
     }
 }
 
@@ -560,7 +565,10 @@ fn report_end(
     out: &mut impl std::io::Write,
     err: &mut impl std::io::Write,
 ) -> u8 {
-    let reason = super::connect::closed_reason(&result);
+    let reason = match &result {
+        Ok(terminal::PumpExit::Closed { reason, .. }) => reason.clone(),
+        _ => None,
+    };
     let result = match result {
         Ok(terminal::PumpExit::Closed {
             reason,
@@ -577,10 +585,7 @@ fn report_end(
     };
     match super::connect::outcome(result) {
         Ok(()) => {
-            let _ = match reason {
-                Some(r) => writeln!(err, "\n\nSessionId: {session_id} : {r}\n"),
-                None => writeln!(err, "\n\nExiting session with sessionId: {session_id}.\n"),
-            };
+            let _ = writeln!(err, "{}", end_notice(session_id, reason.as_deref()));
             0
         }
         Err(e) => {

@@ -135,6 +135,14 @@ pub fn agent_takes_terminate_flag(agent_version: &str) -> bool {
     agent_version_after(agent_version, TERMINATE_FLAG_AFTER).unwrap_or(true)
 }
 
+/// Whether the agent of `session` ends it at the `TerminateSession` flag
+/// (after 2.3.722.0, or it did not say).
+pub fn takes_terminate_flag(session: &Session) -> bool {
+    session
+        .agent_version()
+        .is_none_or(agent_takes_terminate_flag)
+}
+
 /// Whether `session` forwards with smux: its agent is after 3.0.196.0 (or
 /// did not say). Otherwise [`run`] uses basic mode.
 pub fn multiplexed(session: &Session) -> bool {
