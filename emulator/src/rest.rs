@@ -650,16 +650,8 @@ impl Ctx<'_> {
             .store
             .write(self.now, |s, _, events| {
                 owned_env(s, self.owner, &id)?;
-                s.sessions.retain(|r| {
-                    if r.session_id == session_id && r.environment_id == id {
-                        events.push(StateEvent::SessionClosed {
-                            session_id: r.session_id.clone(),
-                            environment_id: r.environment_id.clone(),
-                        });
-                        false
-                    } else {
-                        true
-                    }
+                s.close_sessions(events, |r| {
+                    r.session_id == session_id && r.environment_id == id
                 });
                 Ok(())
             })

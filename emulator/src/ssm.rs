@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::faults::RecordedRequest;
 use crate::kms::json_response;
-use crate::state::{SessionToken, StateEvent, StoreError};
+use crate::state::{SessionToken, StoreError};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -159,17 +159,12 @@ fn terminate(
 ) -> Result<TerminateSessionResponse, SsmError> {
     app.store
         .write(app.config.clock.now(), |s, _, events| {
-            let owned = |env_id: &str| s.env(env_id).is_some_and(|e| e.owner == owner);
-            let found = s
-                .sessions
-                .iter()
-                .position(|r| r.session_id == session_id && owned(&r.environment_id));
-            if let Some(i) = found {
-                let r = s.sessions.remove(i);
-                events.push(StateEvent::SessionClosed {
-                    session_id: r.session_id,
-                    environment_id: r.environment_id,
-                });
+            let owned = s.sessions.iter().any(|r| {
+                r.session_id == session_id
+                    && s.env(&r.environment_id).is_some_and(|e| e.owner == owner)
+            });
+            if owned {
+                s.close_sessions(events, |r| r.session_id == session_id);
             }
             Ok(())
         })

@@ -306,8 +306,18 @@ impl StateFile {
     }
 
     pub fn close_sessions_of(&mut self, env_id: &str, events: &mut Vec<StateEvent>) {
+        self.close_sessions(events, |s| s.environment_id == env_id);
+    }
+
+    /// Removes the sessions `which` selects, each with a `SessionClosed`
+    /// event (its channel is closed).
+    pub fn close_sessions(
+        &mut self,
+        events: &mut Vec<StateEvent>,
+        which: impl Fn(&SessionRecord) -> bool,
+    ) {
         self.sessions.retain(|s| {
-            if s.environment_id == env_id {
+            if which(s) {
                 events.push(StateEvent::SessionClosed {
                     session_id: s.session_id.clone(),
                     environment_id: s.environment_id.clone(),
