@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::faults::RecordedRequest;
 use crate::kms::json_response;
-use crate::state::{SessionToken, StoreError};
+use crate::state::{SessionToken, StateFile, StoreError};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -118,6 +118,14 @@ fn store_error(e: StoreError<SsmError>) -> SsmError {
     }
 }
 
+/// Where session `session_id` is among the sessions, if it belongs to an
+/// environment of `owner`'s.
+fn owned_session(s: &StateFile, owner: &str, session_id: &str) -> Option<usize> {
+    s.sessions.iter().position(|r| {
+        r.session_id == session_id && s.env(&r.environment_id).is_some_and(|e| e.owner == owner)
+    })
+}
+
 /// `ResumeSession`: a new token for a session of `owner`'s.
 fn resume(
     app: &AppState,
@@ -127,12 +135,7 @@ fn resume(
     let token = crate::rest::new_token();
     app.store
         .write(app.config.clock.now(), |s, _, _| {
-            let owned = |env_id: &str| s.env(env_id).is_some_and(|e| e.owner == owner);
-            let Some(i) = s
-                .sessions
-                .iter()
-                .position(|r| r.session_id == session_id && owned(&r.environment_id))
-            else {
+            let Some(i) = owned_session(s, owner, &session_id) else {
                 return Err((
                     StatusCode::BAD_REQUEST,
                     "DoesNotExistException",
@@ -159,11 +162,7 @@ fn terminate(
 ) -> Result<TerminateSessionResponse, SsmError> {
     app.store
         .write(app.config.clock.now(), |s, _, events| {
-            let owned = s.sessions.iter().any(|r| {
-                r.session_id == session_id
-                    && s.env(&r.environment_id).is_some_and(|e| e.owner == owner)
-            });
-            if owned {
+            if owned_session(s, owner, &session_id).is_some() {
                 s.close_sessions(events, |r| r.session_id == session_id);
             }
             Ok(())
