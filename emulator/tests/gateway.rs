@@ -120,12 +120,9 @@ async fn bad_token_closes_without_starting_anything() {
 #[tokio::test]
 async fn stream_mode_delivers_exactly_n_bytes_then_closes() {
     let total = 300_000usize;
-    let t = TestGateway::with_defaults(SessionOptions {
-        mode: SessionMode::Stream {
-            total_bytes: total as u64,
-            chunk_size: Some(1000),
-        },
-        ..SessionOptions::default()
+    let t = TestGateway::with_mode(SessionMode::Stream {
+        total_bytes: total as u64,
+        chunk_size: Some(1000),
     })
     .await;
     let (id, mut c) = t.client("env-s", None).await;
@@ -167,11 +164,7 @@ async fn config_defaults_are_sane() {
 
 #[tokio::test]
 async fn an_ended_session_cannot_be_opened_again() {
-    let t = TestGateway::with_defaults(SessionOptions {
-        mode: SessionMode::Echo,
-        ..SessionOptions::default()
-    })
-    .await;
+    let t = TestGateway::with_mode(SessionMode::Echo).await;
     let (id, token) = t.add_session("env-end", None);
     let mut c = Client::connect(&t.url(&id), &token).await;
     c.run_until("ready", |c| c.ready).await;
@@ -258,11 +251,7 @@ async fn forward_mode_relays_smux_streams_until_terminate() {
         }
     });
     let mode: SessionMode = format!("forward:{port}").parse().unwrap();
-    let t = TestGateway::with_defaults(SessionOptions {
-        mode,
-        ..SessionOptions::default()
-    })
-    .await;
+    let t = TestGateway::with_mode(mode).await;
     let (_id, mut c) = t.client("env-fwd", None).await;
     c.run_until("ready", |c| c.ready).await;
     assert_eq!(c.ch.session_type(), Some("Port"));
@@ -310,11 +299,7 @@ async fn forward_mode_relays_smux_streams_until_terminate() {
 #[tokio::test]
 async fn forward_mode_reports_a_refused_connection_with_flag_3() {
     let port = closed_port().await;
-    let t = TestGateway::with_defaults(SessionOptions {
-        mode: SessionMode::Forward { port },
-        ..SessionOptions::default()
-    })
-    .await;
+    let t = TestGateway::with_mode(SessionMode::Forward { port }).await;
     let (_id, mut c) = t.client("env-fwd-refused", None).await;
     c.run_until("ready", |c| c.ready).await;
     c.send_input(&smux_wire(&[SmuxFrame::syn(7)]));
@@ -351,11 +336,7 @@ async fn greeter() -> u16 {
 async fn forward_basic_mode_connects_again_after_disconnect_to_port() {
     let port = greeter().await;
     let mode: SessionMode = format!("forward-basic:{port}").parse().unwrap();
-    let t = TestGateway::with_defaults(SessionOptions {
-        mode,
-        ..SessionOptions::default()
-    })
-    .await;
+    let t = TestGateway::with_mode(mode).await;
     let (_id, mut c) = t.client("env-fwd-basic", None).await;
     c.run_until("ready", |c| c.ready).await;
     // An agent that does not multiplex, with the same properties.
@@ -454,12 +435,11 @@ fn the_agent_version_must_agree_with_the_forwarding_mode() {
 
 #[tokio::test]
 async fn command_mode_sends_stdout_stderr_and_the_exit_code_then_closes() {
-    let t = TestGateway::with_defaults(SessionOptions {
-        mode: "command:echo out-$((1+1)); echo err-3 >&2; printf tail; exit 7"
+    let t = TestGateway::with_mode(
+        "command:echo out-$((1+1)); echo err-3 >&2; printf tail; exit 7"
             .parse()
             .unwrap(),
-        ..SessionOptions::default()
-    })
+    )
     .await;
     let (_id, mut c) = t.client("env-command", None).await;
     c.wait_closed().await;
@@ -477,11 +457,7 @@ async fn command_mode_sends_stdout_stderr_and_the_exit_code_then_closes() {
 #[tokio::test]
 async fn forward_basic_mode_ends_the_session_when_the_destination_refuses() {
     let port = closed_port().await;
-    let t = TestGateway::with_defaults(SessionOptions {
-        mode: SessionMode::ForwardBasic { port },
-        ..SessionOptions::default()
-    })
-    .await;
+    let t = TestGateway::with_mode(SessionMode::ForwardBasic { port }).await;
     let (_id, mut c) = t.client("env-fwd-basic-refused", None).await;
     c.wait_closed().await;
     assert!(c.output.is_empty());

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cloudshell_emulator::gateway::{
-    Gateway, GatewayConfig, SessionDirectory, SessionGrant, SessionOptions,
+    Gateway, GatewayConfig, SessionDirectory, SessionGrant, SessionMode, SessionOptions,
 };
 use cloudshell_emulator::kms::FakeKms;
 use futures_util::{SinkExt, StreamExt};
@@ -76,6 +76,15 @@ impl TestGateway {
             addr,
             state,
         }
+    }
+
+    /// A gateway whose sessions run `mode` (the other options default).
+    pub async fn with_mode(mode: SessionMode) -> TestGateway {
+        Self::with_defaults(SessionOptions {
+            mode,
+            ..SessionOptions::default()
+        })
+        .await
     }
 
     pub async fn with_defaults(options: SessionOptions) -> TestGateway {
