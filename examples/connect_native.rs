@@ -2,7 +2,7 @@
 //! natively and pump the terminal.
 //!
 //! ```text
-//! cargo run --example connect_native -- [--profile PROFILE] [--region REGION] [--endpoint-url URL] [--env ENV_ID]
+//! cargo run --example connect_native -- [--profile PROFILE] [--region REGION] [--endpoint-url URL] [--env ENV_ID] [--inject-credentials [true|false]]
 //! ```
 //!
 //! Credentials come from the standard AWS chain (environment variables,
@@ -13,12 +13,18 @@
 //! cargo run --example connect_native -- --endpoint-url http://127.0.0.1:4566
 //! ```
 //!
+//! `--inject-credentials` (or `--inject-credentials true`) makes the local
+//! credentials available in the remote shell without showing them: see
+//! `cloudshell_rs::credentials`.
+//!
 //! Type `exit` (or Enter `~.`) to leave.
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use cloudshell_rs::Client;
+use cloudshell_rs::credentials::{InjectOptions, Injection};
+use cloudshell_rs::exec::ExecOptions;
 use cloudshell_rs::session::{Session, SessionOptions, SessionTarget};
 use cloudshell_rs::terminal::{self, AtEof, PumpOptions, RawModeGuard};
 
@@ -29,8 +35,19 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// `--inject-credentials`, alone or followed by `true` (`false` turns it off).
+fn inject_credentials() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--inject-credentials") {
+        Some(i) => args.get(i + 1).map(String::as_str) != Some("false"),
+        None => false,
+    }
+}
+
+// `pub(crate)` so that `connect_via_ssm.rs` can run this example under the
+// earlier project's example name.
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = arg("--endpoint-url");
     let mut builder = Client::builder();
     if let Some(p) = arg("--profile") {
@@ -69,7 +86,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         options = options.allow_any_host();
         options.expected_region = None;
     }
-    let session = Session::connect(target, options).await?;
+    let session = Session::connect(target, options.clone()).await?;
+    let injection = if inject_credentials() {
+        // A separate, hidden run writes the values into a private file in the
+        // environment; the shell is only told to load that file.
+        let injection = Injection::start(
+            &client,
+            &env,
+            InjectOptions::new().exec_options(ExecOptions::new().session_options(options)),
+        )
+        .await?;
+        session.send_input(&injection.shell_line()).await?;
+        Some(injection)
+    } else {
+        None
+    };
 
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let guard = if interactive {
@@ -87,6 +118,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await;
     drop(guard);
+    if let Some(injection) = injection {
+        injection.finish().await?;
+    }
     client
         .delete_session()
         .environment_id(env)
