@@ -411,3 +411,259 @@ fn heavy_loss_still_delivers() {
         assert!(st.out_of_order > 0, "{st:?}");
     }
 }
+
+// ------------------------------------------------------------ hostile peer
+
+/// A sequence number relative to the receiving channel's state when the
+/// frame arrives, so that frames reach the in-order paths, not only the
+/// rejection of far-off numbers.
+#[derive(Debug, Clone, Copy)]
+enum Seq {
+    /// The next number the channel expects, plus this.
+    Expected(i64),
+    /// One of the numbers the channel itself sent last (for acknowledgements):
+    /// its next number minus 1, minus this.
+    Sent(i64),
+    Raw(i64),
+}
+
+fn seq() -> impl Strategy<Value = Seq> {
+    prop_oneof![
+        6 => Just(Seq::Expected(0)),
+        2 => (-2i64..4).prop_map(Seq::Expected),
+        3 => (0i64..4).prop_map(Seq::Sent),
+        1 => prop_oneof![Just(i64::MAX), Just(i64::MIN), Just(-1i64), any::<i64>()].prop_map(Seq::Raw),
+    ]
+}
+
+impl Seq {
+    fn resolve(self, ch: &Channel) -> i64 {
+        match self {
+            Seq::Expected(d) => ch.expected_sequence_number().saturating_add(d),
+            Seq::Sent(d) => ch
+                .next_sequence_number()
+                .saturating_sub(1)
+                .saturating_sub(d),
+            Seq::Raw(n) => n,
+        }
+    }
+}
+
+/// Payload of a hostile frame; acknowledgements name a sequence number
+/// resolved like the frame's own.
+#[derive(Debug, Clone)]
+enum Payload {
+    Bytes(Vec<u8>),
+    Ack { seq: Seq, message_type: String },
+    Json(serde_json::Value),
+}
+
+fn hostile_payload() -> impl Strategy<Value = Payload> {
+    prop_oneof![
+        2 => proptest::collection::vec(any::<u8>(), 0..48).prop_map(Payload::Bytes),
+        3 => (seq(), prop_oneof![
+            Just("input_stream_data".to_string()),
+            Just("output_stream_data".to_string()),
+            "[a-z_]{0,20}",
+        ])
+        .prop_map(|(seq, message_type)| Payload::Ack { seq, message_type }),
+        1 => ("[A-Za-z]{0,16}", "[ -~]{0,24}", any::<u8>()).prop_map(|(action, key, n)| {
+            let action = match n % 4 {
+                0 => "SessionType".to_string(),
+                1 => "KMSEncryption".to_string(),
+                _ => action,
+            };
+            let params = match n % 3 {
+                0 => serde_json::json!({ "SessionType": key, "Properties": null }),
+                1 => serde_json::json!({ "KMSKeyId": key, "Challenge": key }),
+                _ => serde_json::json!([1, "x", null]),
+            };
+            Payload::Json(serde_json::json!({
+                "AgentVersion": key,
+                "RequestedClientActions": [{ "ActionType": action, "ActionParameters": params }],
+            }))
+        }),
+        1 => ("[ -~]{0,32}", any::<i64>()).prop_map(|(s, n)| {
+            Payload::Json(serde_json::json!({
+                "HandshakeTimeToComplete": n,
+                "CustomerMessage": s,
+                "Challenge": s,
+                "Output": s,
+                "SessionId": s,
+                "SchemaVersion": n,
+            }))
+        }),
+        1 => prop_oneof![
+            Just(serde_json::json!({})),
+            Just(serde_json::Value::Null),
+            Just(serde_json::json!([])),
+            Just(serde_json::json!({ "cols": 4294967295u32, "rows": 0 })),
+        ]
+        .prop_map(Payload::Json),
+    ]
+}
+
+/// A frame with a valid digest, so that it gets past decoding to the state
+/// machine: mostly the types a peer sends, sometimes any other; any flags
+/// and payload type.
+#[derive(Debug, Clone)]
+struct Hostile {
+    message_type: MessageType,
+    seq: Seq,
+    flags: u64,
+    payload_type: PayloadType,
+    payload: Payload,
+}
+
+fn hostile_message() -> impl Strategy<Value = Hostile> {
+    (
+        prop_oneof![
+            4 => Just(MessageType::OutputStreamData),
+            2 => Just(MessageType::InputStreamData),
+            3 => Just(MessageType::Acknowledge),
+            2 => message_type(),
+        ],
+        seq(),
+        prop_oneof![Just(0u64), Just(1u64), Just(2u64), Just(3u64), any::<u64>()],
+        prop_oneof![3 => 1u32..13, 1 => any::<u32>()].prop_map(PayloadType::from_u32),
+        hostile_payload(),
+    )
+        .prop_map(
+            |(message_type, seq, flags, payload_type, payload)| Hostile {
+                message_type,
+                seq,
+                flags,
+                payload_type,
+                payload,
+            },
+        )
+}
+
+impl Hostile {
+    fn encode(&self, ch: &Channel, id: u128) -> Bytes {
+        let payload = match &self.payload {
+            Payload::Bytes(b) => b.clone(),
+            Payload::Ack { seq, message_type } => serde_json::json!({
+                "AcknowledgedMessageType": message_type,
+                "AcknowledgedMessageId": Uuid::from_u128(id).to_string(),
+                "AcknowledgedMessageSequenceNumber": seq.resolve(ch),
+                "IsSequentialMessage": true,
+            })
+            .to_string()
+            .into_bytes(),
+            Payload::Json(v) => v.to_string().into_bytes(),
+        };
+        Message {
+            message_type: self.message_type.clone(),
+            header_length: 116,
+            schema_version: 1,
+            created_date: 1,
+            sequence_number: self.seq.resolve(ch),
+            flags: self.flags,
+            message_id: Uuid::from_u128(id),
+            payload_type: self.payload_type,
+            payload: Bytes::from(payload),
+        }
+        .encode()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Receive(Hostile),
+    Wait(u64),
+    Input(Vec<u8>),
+    Resize(u32, u32),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => hostile_message().prop_map(Step::Receive),
+        2 => (0u64..5_000).prop_map(Step::Wait),
+        2 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Step::Input),
+        1 => (any::<u32>(), any::<u32>()).prop_map(|(c, r)| Step::Resize(c, r)),
+    ]
+}
+
+/// Sends and events after each step are bounded: a hostile peer can make the
+/// channel fail, never loop or pile up output.
+const MAX_PER_STEP: usize = 10_000;
+
+fn drive(ch: &mut Channel, now: Instant) -> Result<(), TestCaseError> {
+    if ch.poll_timeout().is_some_and(|t| t <= now) {
+        ch.handle_timeout(now);
+    }
+    let mut n = 0;
+    while ch.poll_transmit(now).is_some() {
+        n += 1;
+        prop_assert!(n < MAX_PER_STEP, "transmits without end");
+    }
+    let mut n = 0;
+    while ch.poll_event().is_some() {
+        n += 1;
+        prop_assert!(n < MAX_PER_STEP, "events without end");
+    }
+    Ok(())
+}
+
+fn play(ch: &mut Channel, base: Instant, steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut now = base;
+    drive(ch, now)?;
+    for (i, s) in steps.iter().enumerate() {
+        match s {
+            Step::Receive(h) => {
+                // Errors are the expected answer to much of this; panics are not.
+                let frame = h.encode(ch, i as u128 + 1);
+                let _ = ch.handle_incoming_bytes(now, frame);
+            }
+            Step::Wait(ms) => now += Duration::from_millis(*ms),
+            Step::Input(b) => {
+                if ch.role() == ssm_channel::Role::Client {
+                    let _ = ch.send_input(now, b);
+                } else {
+                    let _ = ch.send_output(now, PayloadType::Output, b);
+                }
+            }
+            Step::Resize(c, r) => {
+                if ch.role() == ssm_channel::Role::Client {
+                    let _ = ch.send_resize(now, *c, *r);
+                } else {
+                    let _ = ch.send_exit_code(now, *c as i32);
+                }
+            }
+        }
+        drive(ch, now)?;
+        prop_assert!(ch.unacked_messages() <= MAX_PER_STEP);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A client that has just opened the channel (before any handshake or
+    /// output), a client whose shell is ready, and an agent, each fed frames
+    /// with valid digests but hostile contents and order (sequence numbers
+    /// mostly the ones it expects, acknowledgements of what it sent), mixed
+    /// with time passing and local input: errors, never a panic, and no
+    /// endless output.
+    #[test]
+    fn hostile_peer_never_panics(steps in proptest::collection::vec(step(), 1..48)) {
+        let base = Instant::now();
+        let mut opened = client(1);
+        opened.open(base, Token::new("t"), Uuid::nil(), Uuid::nil()).unwrap();
+        play(&mut opened, base, &steps)?;
+
+        let mut ready = client(2);
+        let mut a = agent(3);
+        ready.open(base, Token::new("t"), Uuid::nil(), Uuid::nil()).unwrap();
+        pump(&mut ready, &mut a, base);
+        a.send_output(base, PayloadType::Output, b"$ ").unwrap();
+        pump(&mut a, &mut ready, base);
+        prop_assert!(ready.is_ready());
+        play(&mut ready, base, &steps)?;
+
+        let mut agent_side = agent(4);
+        play(&mut agent_side, base, &steps)?;
+    }
+}
