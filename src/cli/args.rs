@@ -32,7 +32,10 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// AWS profile to use (default: AWS_PROFILE, then "default").
-    #[arg(long, global = true, env = "AWS_PROFILE", hide_env_values = true)]
+    // AWS_PROFILE is read by the client itself: a profile it names that is
+    // not defined may be fine (environment credentials come first), a
+    // `--profile` that is not defined is an error.
+    #[arg(long, global = true)]
     pub profile: Option<String>,
 
     /// AWS region (default: AWS_REGION / AWS_DEFAULT_REGION, then the profile's region).

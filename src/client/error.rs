@@ -313,9 +313,30 @@ pub enum ConfigError {
     #[error("no AWS credentials provider is configured")]
     NoCredentialsProvider,
 
+    /// The profile selected (builder or `AWS_PROFILE`) is defined in neither
+    /// the shared config file nor the credentials file.
+    #[error(
+        "the AWS profile {name:?} is not defined in the shared config or credentials file ({})",
+        profile_list(known)
+    )]
+    ProfileNotFound {
+        /// The profile asked for.
+        name: String,
+        /// The profiles the files define, sorted.
+        known: Vec<String>,
+    },
+
     /// The HTTP client could not be built.
     #[error("could not build the HTTP client")]
     HttpClient(#[source] BoxError),
+}
+
+fn profile_list(known: &[String]) -> String {
+    if known.is_empty() {
+        "they define no profiles".to_owned()
+    } else {
+        format!("profiles there: {}", known.join(", "))
+    }
 }
 
 #[cfg(test)]

@@ -444,13 +444,28 @@ impl ClientBuilder {
         // `ProfileFiles` is a deprecated alias of aws-runtime's type, but it is
         // what `ConfigLoader::profile_files` takes.
         #[allow(deprecated)]
-        if let Some(path) = &self.config_file {
+        let files = self.config_file.as_ref().map(|path| {
             use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
-            loader = loader.profile_files(
-                ProfileFiles::builder()
-                    .with_file(ProfileFileKind::Config, path)
-                    .build(),
-            );
+            ProfileFiles::builder()
+                .with_file(ProfileFileKind::Config, path)
+                .build()
+        });
+        if let Some(files) = &files {
+            loader = loader.profile_files(files.clone());
+        }
+        // A profile named to the builder must exist, as in the AWS CLI. One
+        // named by `AWS_PROFILE` must exist when nothing else could supply
+        // credentials (aws-config takes them from the environment first).
+        let process_env = |k: &str| std::env::var(k).ok();
+        let selected = self.profile.clone().or_else(|| {
+            process_env("AWS_PROFILE")
+                .filter(|p| !p.trim().is_empty())
+                .filter(|_| {
+                    self.credentials.is_none() && !config::env_has_credentials(&process_env)
+                })
+        });
+        if let Some(name) = selected {
+            check_profile_defined(&name, files.unwrap_or_default()).await?;
         }
         if let Some(r) = &self.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
@@ -468,6 +483,35 @@ impl ClientBuilder {
             .ok_or(ConfigError::NoCredentialsProvider)?;
         Ok((region, provider, conf.endpoint_url().map(str::to_owned)))
     }
+}
+
+/// Fails with [`ConfigError::ProfileNotFound`] when a profile that was asked
+/// for by name is in neither shared file. aws-config would go on without it
+/// and report a missing region or an empty credential chain instead, which
+/// hides a mistyped name. `default` may be absent (credentials and region
+/// then come from elsewhere), and files that cannot be read or parsed are
+/// left for aws-config to report.
+#[allow(deprecated)] // `ProfileFiles`: see `load_shared_config`
+async fn check_profile_defined(
+    name: &str,
+    files: aws_config::profile::profile_file::ProfileFiles,
+) -> Result<(), ConfigError> {
+    use aws_types::os_shim_internal::{Env, Fs};
+    if name == "default" {
+        return Ok(());
+    }
+    let Ok(set) = aws_config::profile::load(&Fs::real(), &Env::real(), &files, None).await else {
+        return Ok(());
+    };
+    if set.get_profile(name).is_some() {
+        return Ok(());
+    }
+    let mut known: Vec<String> = set.profiles().map(str::to_owned).collect();
+    known.sort();
+    Err(ConfigError::ProfileNotFound {
+        name: name.to_owned(),
+        known,
+    })
 }
 
 #[cfg(test)]

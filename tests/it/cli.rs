@@ -917,6 +917,61 @@ async fn shared_config_is_loaded_only_when_it_can_matter() {
     assert!(log.to_lowercase().contains("credentials"), "{log}");
 }
 
+/// A profile that is not defined is named in the error, with the profiles
+/// that are, instead of aws-config's "no region" or empty credential chain;
+/// `AWS_PROFILE` naming one is no error when the environment holds
+/// credentials (they come first in the chain, as in the AWS SDKs).
+#[tokio::test]
+async fn undefined_profile_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(
+        &aws_config,
+        "[default]\nregion = us-east-1\n\n[profile work]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    let expected = "the AWS profile \"wrok\" is not defined in the shared config or \
+                    credentials file (profiles there: default, work)";
+    for by_variable in [false, true] {
+        let mut c = isolated(dir.path());
+        c.env("AWS_CONFIG_FILE", &aws_config)
+            .env_remove("AWS_REGION");
+        if by_variable {
+            c.env("AWS_PROFILE", "wrok").arg("describe");
+        } else {
+            c.args(["--profile", "wrok", "describe"]);
+        }
+        let out = c.output().await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains("region"), "{err}");
+    }
+
+    // With credentials in the environment, AWS_PROFILE naming an undefined
+    // profile does not stop the command: the request is made (and here
+    // refused by a closed port, which shows it was sent).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut c = isolated(dir.path());
+    c.env("AWS_CONFIG_FILE", &aws_config)
+        .env("AWS_PROFILE", "wrok")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args([
+            "--endpoint-url",
+            &format!("http://127.0.0.1:{port}"),
+            "describe",
+        ]);
+    let out = c.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("DescribeEnvironments: request to"), "{err}");
+    assert!(!err.contains("not defined"), "{err}");
+}
+
 /// Runs `c` with `--debug` and `args`, expects success, returns stdout and stderr.
 async fn run(mut c: tokio::process::Command, args: &[&str]) -> (String, String) {
     let out = c.arg("--debug").args(args).output().await.unwrap();
