@@ -101,10 +101,28 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if !e.message.is_empty() {
                 let _ = writeln!(std::io::stderr(), "cloudshell-rs: {}", e.message);
+                if let Some(hint) = hint_for(&e.message) {
+                    let _ = writeln!(std::io::stderr(), "cloudshell-rs: {hint}");
+                }
             }
             ExitCode::from(e.code)
         }
     }
+}
+
+/// What to do about a failure whose cause is outside this program, when
+/// the message shows one: an IAM Identity Center (SSO) sign-in that is
+/// missing or expired, which only `aws sso login` can renew.
+fn hint_for(message: &str) -> Option<&'static str> {
+    let m = message.to_ascii_lowercase();
+    let credentials = m.contains("could not load aws credentials")
+        || m.contains("cannot resolve local aws credentials");
+    let sso_sign_in = credentials
+        && (m.contains("sso token") || m.contains("/sso/cache/") || m.contains("sso oidc"));
+    sso_sign_in.then_some(
+        "the profile signs in through AWS IAM Identity Center (SSO) and has no valid \
+         sign-in: run `aws sso login` with the same profile, then try again",
+    )
 }
 
 /// Debug logs on stderr; `CLOUDSHELL_RS_LOG` (an `EnvFilter`) chooses what.

@@ -972,6 +972,58 @@ async fn undefined_profile_is_named() {
     assert!(!err.contains("not defined"), "{err}");
 }
 
+/// A profile that signs in through IAM Identity Center with no cached
+/// sign-in fails before any request, with aws-config's reason and what to do
+/// about it (both forms of SSO profile; nothing is sent anywhere).
+#[tokio::test]
+async fn missing_sso_sign_in_says_to_run_aws_sso_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(
+        &aws_config,
+        "[profile corp]\nsso_session = corp-sso\nsso_account_id = 111122223333\n\
+         sso_role_name = ReadOnly\nregion = us-east-1\n\n\
+         [sso-session corp-sso]\nsso_start_url = https://example.awsapps.com/start\n\
+         sso_region = us-east-1\n\n\
+         [profile legacy]\nsso_start_url = https://example.awsapps.com/start\n\
+         sso_region = us-east-1\nsso_account_id = 111122223333\n\
+         sso_role_name = ReadOnly\nregion = us-east-1\n",
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for profile in ["corp", "legacy"] {
+        let mut c = isolated(dir.path());
+        c.env("AWS_CONFIG_FILE", &aws_config).args([
+            "--profile",
+            profile,
+            "--endpoint-url",
+            &endpoint,
+            "describe",
+        ]);
+        let out = c.output().await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("could not load AWS credentials"), "{err}");
+        assert!(
+            err.contains("run `aws sso login` with the same profile"),
+            "{err}"
+        );
+        assert!(!err.contains("request to"), "{err}");
+    }
+    // Other credential failures get no such hint.
+    let out = isolated(dir.path())
+        .args(["--endpoint-url", &endpoint, "describe"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("could not load AWS credentials"), "{err}");
+    assert!(!err.contains("aws sso login"), "{err}");
+}
+
 /// Runs `c` with `--debug` and `args`, expects success, returns stdout and stderr.
 async fn run(mut c: tokio::process::Command, args: &[&str]) -> (String, String) {
     let out = c.arg("--debug").args(args).output().await.unwrap();
