@@ -304,7 +304,7 @@ Examples:
 /// An optional environment id.
 #[derive(Debug, Args)]
 pub struct EnvArg {
-    /// Environment id (default: the default environment).
+    /// Environment id or name (default: the default environment).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
 }
@@ -329,7 +329,7 @@ pub struct CreateArgs {
 /// Arguments of `start`.
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Environment id (default: the default environment).
+    /// Environment id or name (default: the default environment).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
     /// Wait until the environment is RUNNING.
@@ -343,7 +343,7 @@ pub struct StartArgs {
 /// Arguments of `delete`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// Environment id.
+    /// Environment id or name.
     #[arg(value_name = "ENV")]
     pub env: String,
 }
@@ -351,7 +351,7 @@ pub struct DeleteArgs {
 /// Arguments of `session`.
 #[derive(Debug, Args)]
 pub struct SessionArgs {
-    /// Environment id (default: the default environment).
+    /// Environment id or name (default: the default environment).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
     /// Tab id (UUID v4); a new one is generated when absent.
@@ -374,7 +374,7 @@ pub struct DeleteSessionArgs {
     /// Session id, as printed by `session`.
     #[arg(value_name = "SESSION_ID")]
     pub session_id: String,
-    /// Environment id (default: the default environment).
+    /// Environment id or name (default: the default environment).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
 }
@@ -382,7 +382,7 @@ pub struct DeleteSessionArgs {
 /// Arguments of `heartbeat`.
 #[derive(Debug, Args)]
 pub struct HeartbeatArgs {
-    /// Environment id (default: the default environment).
+    /// Environment id or name (default: the default environment).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
     /// Keep sending a heartbeat every SECS seconds until Ctrl-C.
@@ -393,7 +393,7 @@ pub struct HeartbeatArgs {
 /// Arguments of `upload-urls` / `download-urls`.
 #[derive(Debug, Args)]
 pub struct FileUrlArgs {
-    /// Environment id (default: the default environment).
+    /// Environment id or name (default: the default environment).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
     /// Path of the file in the environment (upload: name or destination; download:
@@ -409,7 +409,7 @@ pub struct FileUrlArgs {
 /// Arguments of `put-credentials`.
 #[derive(Debug, Args)]
 pub struct PutCredentialsArgs {
-    /// Environment id (default: the default environment).
+    /// Environment id or name (default: the default environment).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
     /// The KeyBase from the console sign-in.

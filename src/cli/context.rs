@@ -47,11 +47,49 @@ impl Context {
         })
     }
 
-    /// The given environment id, or the default (non-VPC) environment's id.
-    /// Fails with a hint when there is no default environment yet.
+    /// The environment the user named: an environment id (a UUID) is used as
+    /// given, without a request; anything else is looked up among the
+    /// environments, by id and then by name (VPC environments have names).
+    pub async fn resolve_env(&self, env: String) -> CliResult<String> {
+        if uuid::Uuid::try_parse(&env).is_ok() {
+            return Ok(env);
+        }
+        let out = self.client.describe_environments().send().await?;
+        if let Some(found) = out
+            .environments
+            .iter()
+            .find(|e| e.environment_id == env)
+            .or_else(|| {
+                out.environments
+                    .iter()
+                    .find(|e| e.environment_name.as_deref() == Some(env.as_str()))
+            })
+        {
+            return Ok(found.environment_id.clone());
+        }
+        let mut names: Vec<&str> = out
+            .environments
+            .iter()
+            .filter_map(|e| e.environment_name.as_deref())
+            .collect();
+        names.sort_unstable();
+        let known = if names.is_empty() {
+            "no environment has a name".to_owned()
+        } else {
+            format!("names: {}", names.join(", "))
+        };
+        Err(CliError::new(format!(
+            "no environment has the id or name {env:?} in this region ({known}; \
+             `cloudshell-rs describe` lists them)"
+        )))
+    }
+
+    /// The given environment (id or name), or the default (non-VPC)
+    /// environment's id. Fails with a hint when there is no default
+    /// environment yet.
     pub async fn env_or_default(&self, env: Option<String>) -> CliResult<String> {
         if let Some(env) = env {
-            return Ok(env);
+            return self.resolve_env(env).await;
         }
         let out = self.client.describe_environments().send().await?;
         default_environment(&out.environments)
@@ -63,10 +101,11 @@ impl Context {
             })
     }
 
-    /// The given environment id, or the default environment, created if needed.
+    /// The given environment (id or name), or the default environment,
+    /// created if needed.
     pub async fn env_or_create_default(&self, env: Option<String>) -> CliResult<String> {
         match env {
-            Some(env) => Ok(env),
+            Some(env) => self.resolve_env(env).await,
             None => Ok(self.client.find_or_create_default().await?),
         }
     }

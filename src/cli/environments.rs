@@ -214,6 +214,7 @@ pub async fn stop(ctx: &Context, out: &Printer, env: Option<String>) -> CliResul
 
 /// `delete`
 pub async fn delete(ctx: &Context, out: &Printer, env: String) -> CliResult {
+    let env = ctx.resolve_env(env).await?;
     ctx.client
         .delete_environment()
         .environment_id(env.clone())

@@ -187,6 +187,81 @@ async fn create_default_and_vpc_environments() {
     assert_eq!(vpc["VpcConfig"]["VpcId"], json!("vpc-0123456789abcdef0"));
 }
 
+/// ENV is an environment id or a (VPC) environment's name for every command
+/// that takes one; an id is used as given, without listing the environments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environments_are_named_by_id_or_name() {
+    let f = fixture().await;
+    let default_id = f.default_env().await;
+    let v = f
+        .json(&[
+            "create",
+            "--name",
+            "my-vpc-env",
+            "--vpc-id",
+            "vpc-0123456789abcdef0",
+            "--subnet-ids",
+            "subnet-1",
+            "--security-group-ids",
+            "sg-1",
+        ])
+        .await;
+    let vpc_id = v["EnvironmentId"].as_str().unwrap().to_string();
+
+    let s = f.json(&["status", "my-vpc-env"]).await;
+    assert_eq!(s["EnvironmentId"], json!(vpc_id));
+    assert_eq!(
+        f.last_body("GetEnvironmentStatus"),
+        json!({ "EnvironmentId": vpc_id })
+    );
+    let out = f.run(&["heartbeat", "my-vpc-env"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        f.last_body("SendHeartBeat"),
+        json!({ "EnvironmentId": vpc_id })
+    );
+    let out = f.run(&["exec", "my-vpc-env", "--", "echo", "named"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "named\n");
+    assert_eq!(f.last_body("CreateSession")["EnvironmentId"], json!(vpc_id));
+
+    // An id needs no lookup.
+    let listed = f.count("DescribeEnvironments");
+    let s = f.json(&["status", &default_id]).await;
+    assert_eq!(s["EnvironmentId"], json!(default_id));
+    assert_eq!(f.count("DescribeEnvironments"), listed);
+
+    // A name nobody has: a clear error naming the names there are.
+    let asked = f.count("GetEnvironmentStatus");
+    let out = f.run(&["status", "my-vpc-nev"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "no environment has the id or name \"my-vpc-nev\" in this region (names: my-vpc-env;"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        f.count("GetEnvironmentStatus"),
+        asked,
+        "nothing asked for the unknown name"
+    );
+
+    let out = f.run(&["stop", "my-vpc-env"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        f.last_body("StopEnvironment"),
+        json!({ "EnvironmentId": vpc_id })
+    );
+    let out = f.run(&["delete", "my-vpc-env"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        f.last_body("DeleteEnvironment"),
+        json!({ "EnvironmentId": vpc_id })
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_vpc_config_is_refused_before_any_request() {
     let f = fixture().await;
