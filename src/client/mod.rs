@@ -228,6 +228,10 @@ impl ClientBuilder {
     }
 
     /// The profile to read from the shared config files (else `AWS_PROFILE` or `default`).
+    ///
+    /// [`build`](Self::build) fails with [`ConfigError::ProfileNotFound`] when
+    /// neither file defines it (as does a profile named by `AWS_PROFILE` when
+    /// the environment holds no credentials).
     pub fn profile(mut self, profile: impl Into<String>) -> Self {
         self.profile = Some(profile.into());
         self
