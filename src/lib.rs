@@ -1,4 +1,34 @@
-//! AWS CloudShell from Rust: a typed client for the CloudShell control-plane API.
+//! AWS CloudShell from Rust: the control-plane API, the Session Manager data
+//! channel spoken natively (no `session-manager-plugin`), and on top of them
+//! remote commands, file copies and credential injection.
+//!
+//! | module | what it gives |
+//! |---|---|
+//! | [`Client`] ([`client`]) | the twelve API operations, waiting, typed errors, retries |
+//! | [`session`] | a native data-channel session: input, resize, events, `AsyncRead`/`AsyncWrite`, reconnects, KMS |
+//! | [`exec`] | one command like `ssh host cmd`: exact stdout/stderr, exit code, stdin with EOF |
+//! | [`transfer`] | `scp`-like copies both ways, SHA-256 verified, in-band or through S3 |
+//! | [`credentials`] | local credentials made available in remote shells, never shown |
+//! | [`terminal`] | raw mode and the pumps between a terminal and a session |
+//! | [`CloudShellClient`] ([`compat`]) | the earlier `cloudshell-rs` library's interface |
+//!
+//! A command in the default environment, created and started if needed:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use cloudshell_rs::{Client, exec::{self, ExecOptions}};
+//!
+//! let client = Client::builder().region("eu-west-1").build().await?;
+//! let env = client.find_or_create_default().await?;
+//! client.wait_until_running(&env, Duration::from_secs(300), |_| {}).await?;
+//! let out = exec::run(&client, &env, &["uname", "-a"], ExecOptions::new()).await?;
+//! print!("{}", String::from_utf8_lossy(&out.stdout));
+//! assert!(out.status.success());
+//! # Ok(()) }
+//! ```
+//!
+//! # The API
 //!
 //! The API is undocumented; the operations, members and status values follow
 //! what the AWS Console and other public clients send and receive. Twelve
