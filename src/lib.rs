@@ -12,16 +12,15 @@
 //! | [`terminal`] | raw mode and the pumps between a terminal and a session |
 //! | [`CloudShellClient`] ([`compat`]) | the earlier `cloudshell-rs` library's interface |
 //!
-//! A command in the default environment, created and started if needed:
+//! A command in the default environment, created if needed (`exec::run`
+//! starts it and waits until it is running):
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::time::Duration;
 //! use cloudshell_rs::{Client, exec::{self, ExecOptions}};
 //!
 //! let client = Client::builder().region("eu-west-1").build().await?;
 //! let env = client.find_or_create_default().await?;
-//! client.wait_until_running(&env, Duration::from_secs(300), |_| {}).await?;
 //! let out = exec::run(&client, &env, &["uname", "-a"], ExecOptions::new()).await?;
 //! print!("{}", String::from_utf8_lossy(&out.stdout));
 //! assert!(out.status.success());
