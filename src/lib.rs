@@ -97,3 +97,17 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+/// The Rust examples of the README and of `docs/` are compiled as doctests,
+/// so they keep up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cp.md")]
+pub struct CpExamples;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/exec-and-credentials.md")]
+pub struct ExecExamples;
