@@ -16,7 +16,8 @@ Examples:
 Credentials and region come from the standard AWS configuration (environment
 variables, ~/.aws/config and ~/.aws/credentials, SSO, assume-role,
 credential_process, container and instance credentials).
-Where an environment id is optional, the default (non-VPC) environment is used.";
+ENV is an environment id or a VPC environment's name; where it is optional,
+the default (non-VPC) environment is used.";
 
 /// AWS CloudShell from your terminal.
 #[derive(Debug, Parser)]
