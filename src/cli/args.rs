@@ -129,7 +129,7 @@ Examples:
 
     /// Delete an environment and its home directory.
     #[command(after_long_help = "\
-The environment id is required: deleting removes the home directory for good.
+The environment (id or name) is required: deleting removes the home directory for good.
 
 Example:
   cloudshell-rs delete 0b6f2c4e-3f7a-4d1e-9c55-2a9e8e1d7b10")]
@@ -302,7 +302,7 @@ Examples:
     Cp(super::cp::CpArgs),
 }
 
-/// An optional environment id.
+/// An optional environment (id or name).
 #[derive(Debug, Args)]
 pub struct EnvArg {
     /// Environment id or name (default: the default environment).

@@ -16,7 +16,7 @@ use super::{CliError, CliResult, GlobalArgs, chain};
 /// Arguments of `connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// Environment id (default: the default environment, created if needed).
+    /// Environment id or name (default: the default environment, created if needed).
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
     /// Tab id (UUID v4): the same tab id re-attaches to the same shell.

@@ -32,9 +32,10 @@ pub struct ExecArgs {
     #[arg(long)]
     pub inject_credentials: bool,
 
-    /// [ENV] [--] CMD [ARGS...]: an optional environment id (default: the
-    /// default environment), then the command and its arguments, passed
-    /// exactly (no shell: use `bash -c '...'` for pipes and variables).
+    /// [ENV] [--] CMD [ARGS...]: an optional environment id, or a name
+    /// followed by `--` (default: the default environment), then the command
+    /// and its arguments, passed exactly (no shell: use `bash -c '...'` for
+    /// pipes and variables).
     #[arg(
         value_name = "ARGS",
         required = true,
@@ -70,7 +71,7 @@ fn split_words(words: Vec<OsString>) -> CliResult<(Option<String>, Vec<OsString>
         words.remove(0);
         let env = env
             .into_string()
-            .map_err(|_| CliError::with_code("the environment id is not valid UTF-8", 2))?;
+            .map_err(|_| CliError::with_code("the environment is not valid UTF-8", 2))?;
         return non_empty(Some(env), words);
     }
     if words.len() >= 2 && is_environment_id(&words[0]) {
