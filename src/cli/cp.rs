@@ -120,6 +120,30 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
         .interrupt(interrupt.clone())
         .session_options(super::connect::session_options(global, &ctx.client));
 
+    // Several local sources: one session for all of them.
+    if let Location::Remote { path: remote, .. } = &dst
+        && locs.len() > 1
+    {
+        let locals: Vec<PathBuf> = locs
+            .iter()
+            .filter_map(|l| match l {
+                Location::Local(p) => Some(p.clone()),
+                Location::Remote { .. } => None,
+            })
+            .collect();
+        return upload_many(
+            &ctx.client,
+            &env,
+            &locals,
+            remote,
+            base,
+            show,
+            global,
+            &interrupt,
+        )
+        .await;
+    }
+
     for src in &locs {
         let (label, job) = match (src, &dst) {
             (Location::Local(l), Location::Remote { path, .. }) => (
@@ -147,7 +171,7 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
         match result {
             Some(Ok(report)) => {
                 if let Some(bar) = bar {
-                    finish(&bar, &report);
+                    finish(&bar, report.bytes);
                 }
                 if global.output == OutputFormat::Json {
                     print_json(&label, &report)?;
@@ -174,6 +198,63 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
 }
 
 /// One JSON line per copy (with `--output json`).
+/// `cp A B C ENV:DIR`: [`transfer::upload_files`], one bar for the whole
+/// copy, one JSON line per file.
+#[allow(clippy::too_many_arguments)]
+async fn upload_many(
+    client: &cloudshell_rs::Client,
+    env: &str,
+    locals: &[PathBuf],
+    remote: &str,
+    base: TransferOptions,
+    show: bool,
+    global: &GlobalArgs,
+    interrupt: &Interrupt,
+) -> CliResult {
+    let label = format!("{} files", locals.len());
+    let bar = show.then(|| new_bar(&label));
+    let mut opts = base;
+    if let Some(bar) = &bar {
+        let b = bar.clone();
+        opts = opts.progress(Arc::new(move |p: Progress| update(&b, p)));
+    }
+    let Some(results) = with_ctrl_c(
+        interrupt,
+        transfer::upload_files(client, env, locals, remote, &opts),
+    )
+    .await
+    else {
+        if let Some(bar) = bar {
+            bar.abandon();
+        }
+        return Err(CliError::with_code("interrupted", 130));
+    };
+    let mut total = 0;
+    for (local, result) in locals.iter().zip(results) {
+        match result {
+            Ok(report) => {
+                total += report.bytes;
+                if global.output == OutputFormat::Json {
+                    print_json(&local.display().to_string(), &report)?;
+                }
+            }
+            Err(e) => {
+                if let Some(bar) = bar {
+                    bar.abandon();
+                }
+                if matches!(e, TransferError::Interrupted) {
+                    return Err(CliError::with_code("interrupted", 130));
+                }
+                return Err(CliError::new(chain(&e)));
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        finish(&bar, total);
+    }
+    Ok(())
+}
+
 fn print_json(source: &str, r: &TransferReport) -> CliResult {
     let v = serde_json::json!({
         "Source": source,
@@ -251,9 +332,9 @@ fn update(bar: &ProgressBar, p: Progress) {
     bar.set_position(p.bytes);
 }
 
-fn finish(bar: &ProgressBar, report: &TransferReport) {
-    bar.set_length(report.bytes);
-    bar.set_position(report.bytes);
+fn finish(bar: &ProgressBar, bytes: u64) {
+    bar.set_length(bytes);
+    bar.set_position(bytes);
     bar.set_style(
         ProgressStyle::with_template(
             "{wide_msg} {bytes} {binary_bytes_per_sec} {elapsed} verified",

@@ -13,7 +13,7 @@ use tokio::net::unix::pipe;
 use super::error::{Side, TransferError};
 use super::local::{self, Framer, HashWriter, LocalDestination, SourceInfo};
 use super::runner::{RemoteRunner, RunOutcome};
-use super::scripts::{self, Report, UploadArgs, UploadSource};
+use super::scripts::{self, BatchFile, Report, UploadArgs, UploadSource};
 use super::{Reporter, TransferOptions, TransferReport, Transport};
 use crate::exec::ExecError;
 
@@ -254,6 +254,190 @@ pub(crate) async fn upload(
                 (e, _) => Err(TransferError::Exec(e)),
             }
         }
+    }
+}
+
+/// Produces the stream of a batch upload: each file framed, with its
+/// trailer, in turn. Returns the (sha256, bytes) of the files sent, and the
+/// local error that stopped it, if any.
+fn produce_files(
+    srcs: &[SourceInfo],
+    mut out: std::io::PipeWriter,
+    progress: Option<local::ProgressFn>,
+) -> (Vec<(String, u64)>, Option<TransferError>) {
+    let mut sent = Vec::with_capacity(srcs.len());
+    let mut before = 0u64;
+    for src in srcs {
+        let file_progress = progress
+            .clone()
+            .map(|p| -> local::ProgressFn { std::sync::Arc::new(move |b| p(before + b)) });
+        let mut w = HashWriter::new(Framer::new(out), file_progress);
+        if let Err(e) = local::send_file(src, &mut w) {
+            return (sent, Some(e));
+        }
+        let broken = |e| TransferError::local("sending", &src.path, e);
+        if let Err(e) = w.flush() {
+            return (sent, Some(broken(e)));
+        }
+        let (framer, sha256, bytes) = w.finish();
+        out = match framer.finish(&sha256) {
+            Ok(o) => o,
+            Err(e) => return (sent, Some(broken(e))),
+        };
+        before += bytes;
+        sent.push((sha256, bytes));
+    }
+    (sent, None)
+}
+
+/// Uploads the regular files `srcs` into the directory `remote` in one run
+/// (one session): one result per file attempted, in order. The first failure
+/// ends the batch: the files before it are in place, the ones after it are
+/// not attempted.
+pub(crate) async fn upload_files(
+    runner: &dyn RemoteRunner,
+    srcs: &[SourceInfo],
+    remote: &str,
+    options: &TransferOptions,
+) -> Vec<Result<TransferReport, TransferError>> {
+    let nonces: Vec<String> = srcs.iter().map(|_| super::nonce()).collect();
+    let names: Vec<Vec<u8>> = srcs
+        .iter()
+        .map(|s| s.name.as_encoded_bytes().to_vec())
+        .collect();
+    let files: Vec<BatchFile<'_>> = srcs
+        .iter()
+        .zip(&names)
+        .zip(&nonces)
+        .map(|((s, name), nonce)| BatchFile {
+            name,
+            mode: s.mode,
+            times: options.preserve_times.then_some((s.atime, s.mtime)),
+            nonce,
+        })
+        .collect();
+    let argv = scripts::upload_files_argv(remote, &files);
+    let total = srcs.iter().map(|s| s.size).sum();
+    let reporter = Reporter::new(options.progress.clone(), Some(total));
+    let (writer, mut reader) = match pipe_to_async_reader() {
+        Ok(p) => p,
+        Err(e) => return vec![Err(e)],
+    };
+    let srcs2 = srcs.to_vec();
+    let progress = reporter.as_fn();
+    let producer = tokio::task::spawn_blocking(move || produce_files(&srcs2, writer, progress));
+    let mut stdout = Collector::default();
+    let (outcome, report) = run_script(runner, &argv, Some(&mut reader), &mut stdout).await;
+    drop(reader);
+    let (sent, local_error) = match producer.await {
+        Ok(p) => p,
+        Err(e) => (
+            Vec::new(),
+            Some(TransferError::Protocol(format!(
+                "the sending thread failed: {e}"
+            ))),
+        ),
+    };
+    let (session_ids, channel_sent, channel_received) = match &outcome {
+        Ok(o) => (
+            o.session_id.iter().cloned().collect::<Vec<_>>(),
+            o.channel_bytes_sent,
+            o.channel_bytes_received,
+        ),
+        Err(_) => (Vec::new(), 0, 0),
+    };
+    let mut results = Vec::with_capacity(srcs.len());
+    // The files the environment confirmed, checked against what was sent.
+    for (i, (remote_sha, _)) in report.oks.iter().enumerate().take(srcs.len()) {
+        let Some((sha256, bytes)) = sent.get(i) else {
+            results.push(Err(TransferError::Protocol(
+                "the environment confirmed a file that was not sent".into(),
+            )));
+            return results;
+        };
+        if remote_sha != sha256 {
+            results.push(Err(TransferError::ChecksumMismatch {
+                sent: sha256.clone(),
+                received: remote_sha.clone(),
+            }));
+            return results;
+        }
+        results.push(Ok(TransferReport {
+            destination: join_remote(remote, &srcs[i].name.to_string_lossy()),
+            bytes: *bytes,
+            files: 1,
+            tree: false,
+            sha256: sha256.clone(),
+            transport: Transport::InBand,
+            channel_bytes_sent: channel_sent,
+            channel_bytes_received: channel_received,
+            http_bytes: 0,
+            session_ids: session_ids.clone(),
+        }));
+    }
+    let k = results.len();
+    if k == srcs.len() {
+        return match outcome {
+            Ok(o) if o.status.success() => results,
+            Ok(o) => {
+                results.push(Err(remote_error(
+                    &report,
+                    o.status.code(),
+                    "",
+                    Direction::Upload,
+                )));
+                results
+            }
+            Err(e) => {
+                results.push(Err(TransferError::Exec(e)));
+                results
+            }
+        };
+    }
+    // File k failed (or was never confirmed).
+    let error = match outcome {
+        Ok(o) if o.status.success() => TransferError::Protocol(format!(
+            "the environment did not confirm the copy of {}",
+            srcs[k].path.display()
+        )),
+        Ok(o) => {
+            let code = o.status.code();
+            if report.failure.is_none() && matches!(code, 129 | 130 | 143) {
+                TransferError::Interrupted
+            } else {
+                match local_error {
+                    Some(local)
+                        if sent.len() == k
+                            && !is_broken_pipe(&local)
+                            && report.failure.as_ref().is_none_or(|f| f.kind == "short") =>
+                    {
+                        local
+                    }
+                    _ => {
+                        let sha = sent.get(k).map(|(s, _)| s.as_str()).unwrap_or("");
+                        remote_error(&report, code, sha, Direction::Upload)
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            cleanup(runner, remote, &names[k], &nonces[k]).await;
+            match e {
+                ExecError::Interrupted => TransferError::Interrupted,
+                e => TransferError::Exec(e),
+            }
+        }
+    };
+    results.push(Err(error));
+    results
+}
+
+/// `dir/name` for a remote directory as given (`dir`, `dir/`, `~`).
+fn join_remote(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
     }
 }
 

@@ -198,8 +198,10 @@ pub struct TransferReport {
     /// The transport used.
     pub transport: Transport,
     /// Bytes typed into the remote terminal (data-channel input payload).
+    /// For files copied together by [`upload_files`], the whole run's.
     pub channel_bytes_sent: u64,
     /// Bytes printed by the remote terminal (data-channel output payload).
+    /// For files copied together by [`upload_files`], the whole run's.
     pub channel_bytes_received: u64,
     /// Bytes of file data sent to or received from S3 (S3 transport).
     pub http_bytes: u64,
@@ -319,6 +321,94 @@ pub async fn upload(
         Transport::InBand => inband::upload(&runner, &src, remote, options).await,
         Transport::S3 => s3::upload(&runner, &src, remote, options).await,
     }
+}
+
+/// Copies several local sources into the directory `remote` of the
+/// environment, as `cp a b c ENV:dir/` does. One result per source attempted,
+/// in order; the first failure ends the copy (the sources before it are in
+/// place, the ones after it are not attempted).
+///
+/// With the in-band transport and without `recursive`, the files travel one
+/// after the other through a single session and a single remote command,
+/// instead of a session each: against AWS that saves several round trips
+/// per file. Each file is still verified and renamed into place on its own.
+/// Otherwise each source is copied by [`upload`] in turn. For files copied
+/// together, the `channel_bytes_*` and `session_ids` of each report are
+/// those of the whole run.
+pub async fn upload_files(
+    client: &Client,
+    environment_id: &str,
+    locals: &[impl AsRef<Path>],
+    remote: &str,
+    options: &TransferOptions,
+) -> Vec<Result<TransferReport, TransferError>> {
+    let options = options.clone().into_directory(true);
+    if options.recursive || options.transport != Transport::InBand {
+        let mut results = Vec::with_capacity(locals.len());
+        for local in locals {
+            let r = upload(client, environment_id, local.as_ref(), remote, &options).await;
+            let failed = r.is_err();
+            results.push(r);
+            if failed {
+                break;
+            }
+        }
+        return results;
+    }
+    let (srcs, bad) = inspect_files(locals);
+    let results = if srcs.is_empty() {
+        Vec::new()
+    } else {
+        match runner_for(client, environment_id, &options).await {
+            Ok(runner) => inband::upload_files(&runner, &srcs, remote, &options).await,
+            Err(e) => return vec![Err(e)],
+        }
+    };
+    with_inspection_error(results, bad)
+}
+
+/// [`upload_files`] in-band through any [`RemoteRunner`] (files only, one run).
+pub async fn upload_files_with(
+    runner: &dyn RemoteRunner,
+    locals: &[impl AsRef<Path>],
+    remote: &str,
+    options: &TransferOptions,
+) -> Vec<Result<TransferReport, TransferError>> {
+    let options = options.clone().into_directory(true);
+    let (srcs, bad) = inspect_files(locals);
+    let results = if srcs.is_empty() {
+        Vec::new()
+    } else {
+        inband::upload_files(runner, &srcs, remote, &options).await
+    };
+    with_inspection_error(results, bad)
+}
+
+/// The sources up to the first one that cannot be copied as a file, and
+/// that one's error.
+fn inspect_files(locals: &[impl AsRef<Path>]) -> (Vec<local::SourceInfo>, Option<TransferError>) {
+    let mut srcs = Vec::with_capacity(locals.len());
+    for l in locals {
+        match local::inspect_source(l.as_ref(), false) {
+            Ok(s) => srcs.push(s),
+            Err(e) => return (srcs, Some(e)),
+        }
+    }
+    (srcs, None)
+}
+
+/// The batch's results, then the error of the source that stopped the
+/// inspection, unless the batch failed before reaching it.
+fn with_inspection_error(
+    mut results: Vec<Result<TransferReport, TransferError>>,
+    bad: Option<TransferError>,
+) -> Vec<Result<TransferReport, TransferError>> {
+    if let Some(e) = bad
+        && results.iter().all(Result::is_ok)
+    {
+        results.push(Err(e));
+    }
+    results
 }
 
 /// Copies `remote` (a file or, with `recursive`, a directory) from the

@@ -202,6 +202,26 @@ fi
 printf 'CSRS-OK %s %s\n' "$h" "$size" >&2
 "#;
 
+/// Upload of several files into one directory, one after the other in one
+/// run. Arguments: destination directory, count N, then N groups of four:
+/// source name, octal mode, times (`ATIME MTIME` or empty), nonce. stdin
+/// carries each file's framed chunks and trailer in turn. Each file goes
+/// through [`UPLOAD_FILE`] in a subshell of its own (its temporary file, trap
+/// and `CSRS-OK` line); the first failure ends the run with its status, the
+/// files before it staying in place.
+fn upload_files_body() -> String {
+    format!(
+        "csrs_upload_one() {{\n{UPLOAD_FILE}\n}}\n{}",
+        r#"d=$1; n=$2; shift 2
+i=0
+while [ "$i" -lt "$n" ]; do
+  ( csrs_upload_one "$d" "$1" 1 "$2" "$3" "$4" stdin "" ) || exit $?
+  shift 4; i=$((i + 1))
+done
+"#
+    )
+}
+
 /// Removes what an interrupted upload left. Arguments: destination, source
 /// name, nonce (the temporary names contain the nonce, so nothing else can match).
 const CLEANUP: &str = r#"
@@ -278,6 +298,35 @@ pub(crate) fn upload_argv(a: &UploadArgs<'_>) -> Vec<Vec<u8>> {
     )
 }
 
+/// One file of a batch upload ([`upload_files_argv`]).
+#[derive(Debug, Clone)]
+pub(crate) struct BatchFile<'a> {
+    pub name: &'a [u8],
+    pub mode: u32,
+    pub times: Option<(i64, i64)>,
+    pub nonce: &'a str,
+}
+
+/// argv of an upload of several files into the directory `destination`,
+/// their data on stdin in the order given.
+pub(crate) fn upload_files_argv(destination: &str, files: &[BatchFile<'_>]) -> Vec<Vec<u8>> {
+    let count = files.len().to_string();
+    let mut owned: Vec<Vec<u8>> = vec![destination.as_bytes().to_vec(), count.into_bytes()];
+    for f in files {
+        owned.push(f.name.to_vec());
+        owned.push(format!("{:o}", f.mode & 0o7777).into_bytes());
+        owned.push(
+            f.times
+                .map(|(at, mt)| format!("{at} {mt}"))
+                .unwrap_or_default()
+                .into_bytes(),
+        );
+        owned.push(f.nonce.as_bytes().to_vec());
+    }
+    let args: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+    argv(&upload_files_body(), &args)
+}
+
 /// argv of a download; `to_s3` makes the environment POST the data to S3.
 pub(crate) fn download_argv(source: &str, recursive: bool, to_s3: bool) -> Vec<Vec<u8>> {
     argv(
@@ -305,7 +354,10 @@ pub(crate) struct RemoteFailure {
 /// What a script reported on stderr.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Report {
+    /// The last `CSRS-OK` line.
     pub ok: Option<(String, Option<u64>)>,
+    /// Every `CSRS-OK` line, in order (one per file of a batch upload).
+    pub oks: Vec<(String, Option<u64>)>,
     pub meta: Option<Meta>,
     pub failure: Option<RemoteFailure>,
     /// Other stderr lines (tool messages), for error context.
@@ -356,7 +408,9 @@ pub(crate) fn parse_report(stderr: &[u8]) -> Report {
             let hash = it.next().unwrap_or_default();
             let size = it.next().and_then(|s| s.parse().ok());
             if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                r.ok = Some((hash.to_ascii_lowercase(), size));
+                let ok = (hash.to_ascii_lowercase(), size);
+                r.oks.push(ok.clone());
+                r.ok = Some(ok);
             }
         } else if let Some(rest) = line.strip_prefix("CSRS-ERR ") {
             let (kind, detail) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -437,7 +491,13 @@ mod tests {
 
     #[test]
     fn scripts_are_valid_bash() {
-        for body in [UPLOAD_FILE, UPLOAD_TREE, DOWNLOAD, CLEANUP] {
+        for body in [
+            UPLOAD_FILE,
+            UPLOAD_TREE,
+            DOWNLOAD,
+            CLEANUP,
+            &upload_files_body(),
+        ] {
             let out = std::process::Command::new("bash")
                 .arg("-n")
                 .arg("-c")

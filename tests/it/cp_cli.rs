@@ -147,6 +147,33 @@ fn cp_cli_ctrl_c_leaves_nothing() {
     assert!(!home.join("big.bin").exists());
     assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
     assert!(leftovers(&local).is_empty());
+
+    // The same for several files copied through one session: the file
+    // finished before the interrupt stays, the one in progress leaves nothing.
+    std::fs::create_dir(home.join("dir")).unwrap();
+    let child = cli
+        .cmd("cp")
+        .arg(local.join("f0"))
+        .arg(&f)
+        .arg(":dir/")
+        .spawn()
+        .unwrap();
+    wait_for(|| !leftovers(&home).is_empty());
+    let r = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(r.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(home.join("dir/f0")).unwrap(), b"0");
+    assert!(!home.join("dir/big.bin").exists());
+    assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
 }
 
 fn wait_for(cond: impl Fn() -> bool) {

@@ -201,6 +201,102 @@ async fn cp_emu_trees_modes_and_times() {
     assert!(leftovers(&emu.home).is_empty() && leftovers(&emu.local).is_empty());
 }
 
+fn create_sessions(emu: &Emu) -> usize {
+    emu.emulator
+        .requests()
+        .iter()
+        .filter(|r| r.operation == "CreateSession")
+        .count()
+}
+
+/// Several files into one directory go through one session and one remote
+/// command; each is verified and renamed on its own, keeps its mode (and its
+/// times with -p), and replaces a file already there.
+#[tokio::test]
+async fn cp_emu_several_files_share_one_session() {
+    let emu = start(GatewayConfig::default()).await;
+    std::fs::create_dir(emu.home.join("dir")).unwrap();
+    std::fs::write(emu.home.join("dir/b.txt"), b"old").unwrap();
+    let files: Vec<(PathBuf, Vec<u8>, u32)> = vec![
+        (emu.local.join("a.bin"), all_bytes(), 0o750),
+        (emu.local.join("b.txt"), b"new b".to_vec(), 0o600),
+        (emu.local.join("empty"), Vec::new(), 0o644),
+        (emu.local.join("big.bin"), pseudo_random(3 << 20, 5), 0o640),
+    ];
+    for (p, data, mode) in &files {
+        write_file(p, data, *mode);
+        set_times(p, 1_300_000_000);
+    }
+    let paths: Vec<&PathBuf> = files.iter().map(|f| &f.0).collect();
+    let before = create_sessions(&emu);
+    let results = transfer::upload_files(
+        &emu.client,
+        &emu.env,
+        &paths,
+        "dir",
+        &opts(Transport::InBand).preserve_times(true),
+    )
+    .await;
+    assert_eq!(create_sessions(&emu) - before, 1, "one session for all");
+    assert_eq!(results.len(), files.len());
+    let mut session = None;
+    for ((p, data, mode), r) in files.iter().zip(results) {
+        let r = r.unwrap();
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(r.destination, format!("dir/{name}"));
+        assert_eq!(r.sha256, sha256_hex(data));
+        assert_eq!(r.bytes, data.len() as u64);
+        let remote = emu.home.join("dir").join(name);
+        assert_eq!(std::fs::read(&remote).unwrap(), *data, "{name}");
+        assert_eq!(mode_of(&remote), *mode, "{name}");
+        assert_eq!(mtime_of(&remote), 1_300_000_000, "{name}");
+        assert!(session.get_or_insert(r.session_ids.clone()) == &r.session_ids);
+    }
+    assert!(leftovers(&emu.home).is_empty());
+}
+
+/// The first failure ends a batch: the files before it are in place, the
+/// one that failed says why, the ones after it are not attempted, and no
+/// temporary file is left.
+#[tokio::test]
+async fn cp_emu_several_files_stop_at_the_first_failure() {
+    let emu = start(GatewayConfig::default()).await;
+    std::fs::create_dir_all(emu.home.join("dir/two")).unwrap();
+    let names = ["one", "two", "three"];
+    let paths: Vec<PathBuf> = names.iter().map(|n| emu.local.join(n)).collect();
+    for p in &paths {
+        write_file(p, p.to_str().unwrap().as_bytes(), 0o644);
+    }
+    let o = opts(Transport::InBand);
+    let results = transfer::upload_files(&emu.client, &emu.env, &paths, "dir", &o).await;
+    assert_eq!(results.len(), 2);
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(&results[1], Err(TransferError::DestinationIsDirectory { side: Side::Remote, path }) if path.ends_with("dir/two")),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(
+        std::fs::read(emu.home.join("dir/one")).unwrap(),
+        paths[0].to_str().unwrap().as_bytes()
+    );
+    assert!(!emu.home.join("dir/three").exists());
+
+    // A local source that cannot be read stops the batch at that source.
+    let missing = emu.local.join("missing");
+    let again = [paths[2].clone(), missing.clone(), paths[0].clone()];
+    let results = transfer::upload_files(&emu.client, &emu.env, &again, "dir", &o).await;
+    assert_eq!(results.len(), 2);
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(&results[1], Err(TransferError::NotFound { side: Side::Local, path }) if *path == missing),
+        "{:?}",
+        results[1]
+    );
+    assert!(emu.home.join("dir/three").exists());
+    assert!(leftovers(&emu.home).is_empty() && leftovers(&emu.local).is_empty());
+}
+
 #[tokio::test]
 async fn cp_emu_bad_paths_give_clear_errors() {
     let emu = start(GatewayConfig::default()).await;

@@ -499,6 +499,48 @@ async fn cp_local_cut_input_leaves_nothing() {
     }
 }
 
+/// A batch whose input is cut off keeps the files it finished, reports the
+/// one it was in as incomplete, and leaves no temporary file; corrupted
+/// input fails that file's checksum.
+#[tokio::test]
+async fn cp_local_batch_cut_or_corrupted_leaves_only_finished_files() {
+    let f = fixture();
+    std::fs::create_dir(f.home.join("d")).unwrap();
+    let a = f.local.join("a.bin");
+    let b = f.local.join("b.bin");
+    write_file(&a, &pseudo_random(1000, 1), 0o644);
+    write_file(&b, &pseudo_random(3 * 1024 * 1024, 2), 0o644);
+    let srcs = [a.clone(), b.clone()];
+    // a.bin's framing is 5 + 1000 bytes, then "0\n", its hash and "\n": 1072
+    // bytes in all; cuts inside a.bin, right after it, and inside b.bin.
+    for (cut, done) in [(10, 0), (1072, 1), (1072 + 2 * 1024 * 1024, 1)] {
+        let _ = std::fs::remove_file(f.home.join("d/a.bin"));
+        let runner = TruncatingRunner(LocalRunner::new(&f.home), cut);
+        let results =
+            transfer::upload_files_with(&runner, &srcs, "d", &TransferOptions::new()).await;
+        assert_eq!(results.len(), done + 1, "cut at {cut}: {results:?}");
+        assert!(results[..done].iter().all(Result::is_ok), "cut at {cut}");
+        assert!(
+            matches!(results[done], Err(TransferError::Incomplete)),
+            "cut at {cut}: {:?}",
+            results[done]
+        );
+        assert_eq!(f.home.join("d/a.bin").exists(), done == 1, "cut at {cut}");
+        assert!(!f.home.join("d/b.bin").exists(), "cut at {cut}");
+        assert!(leftovers(&f.home).is_empty(), "{:?}", leftovers(&f.home));
+    }
+    let runner = CorruptingRunner(LocalRunner::new(&f.home));
+    let results = transfer::upload_files_with(&runner, &srcs, "d", &TransferOptions::new()).await;
+    assert!(
+        matches!(
+            results.last(),
+            Some(Err(TransferError::ChecksumMismatch { .. }))
+        ),
+        "{results:?}"
+    );
+    assert!(leftovers(&f.home).is_empty(), "{:?}", leftovers(&f.home));
+}
+
 #[tokio::test]
 async fn cp_through_exec_on_a_local_pty() {
     let f = fixture();
