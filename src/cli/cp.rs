@@ -230,10 +230,12 @@ async fn upload_many(
         return Err(CliError::with_code("interrupted", 130));
     };
     let mut total = 0;
+    let mut done = 0;
     for (local, result) in locals.iter().zip(results) {
         match result {
             Ok(report) => {
                 total += report.bytes;
+                done += 1;
                 if global.output == OutputFormat::Json {
                     print_json(&local.display().to_string(), &report)?;
                 }
@@ -248,6 +250,10 @@ async fn upload_many(
                 return Err(CliError::new(chain(&e)));
             }
         }
+    }
+    if done < locals.len() {
+        // Not expected: every source has a result until the first failure.
+        return Err(CliError::new("the copy ended before every file was copied"));
     }
     if let Some(bar) = bar {
         finish(&bar, total);
