@@ -208,22 +208,32 @@ async fn environments_are_named_by_id_or_name() {
         .await;
     let vpc_id = v["EnvironmentId"].as_str().unwrap().to_string();
 
-    let s = f.json(&["status", "my-vpc-env"]).await;
+    // Runs a command naming the environment, which must succeed and send
+    // `operation` for the environment's id.
+    let by_name = async |args: &[&str], operation: &str| {
+        let out = f.run(args).await;
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            f.last_body(operation)["EnvironmentId"],
+            json!(vpc_id),
+            "{args:?}"
+        );
+        out
+    };
+    let out = by_name(
+        &["--output", "json", "status", "my-vpc-env"],
+        "GetEnvironmentStatus",
+    )
+    .await;
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["EnvironmentId"], json!(vpc_id));
-    assert_eq!(
-        f.last_body("GetEnvironmentStatus"),
-        json!({ "EnvironmentId": vpc_id })
-    );
-    let out = f.run(&["heartbeat", "my-vpc-env"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        f.last_body("SendHeartBeat"),
-        json!({ "EnvironmentId": vpc_id })
-    );
-    let out = f.run(&["exec", "my-vpc-env", "--", "echo", "named"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    by_name(&["heartbeat", "my-vpc-env"], "SendHeartBeat").await;
+    let out = by_name(
+        &["exec", "my-vpc-env", "--", "echo", "named"],
+        "CreateSession",
+    )
+    .await;
     assert_eq!(text(&out.stdout), "named\n");
-    assert_eq!(f.last_body("CreateSession")["EnvironmentId"], json!(vpc_id));
 
     // An id needs no lookup.
     let listed = f.count("DescribeEnvironments");
@@ -248,18 +258,8 @@ async fn environments_are_named_by_id_or_name() {
         "nothing asked for the unknown name"
     );
 
-    let out = f.run(&["stop", "my-vpc-env"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        f.last_body("StopEnvironment"),
-        json!({ "EnvironmentId": vpc_id })
-    );
-    let out = f.run(&["delete", "my-vpc-env"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        f.last_body("DeleteEnvironment"),
-        json!({ "EnvironmentId": vpc_id })
-    );
+    by_name(&["stop", "my-vpc-env"], "StopEnvironment").await;
+    by_name(&["delete", "my-vpc-env"], "DeleteEnvironment").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,21 +129,7 @@ fn cp_cli_ctrl_c_leaves_nothing() {
     let (code, err) = run(cli.cmd("cp").arg(local.join("f0")).arg(":f0"));
     assert_eq!(code, 0, "{err}");
     let home = cli.home();
-    let child = cli.cmd("cp").arg(&f).arg(":big.bin").spawn().unwrap();
-    wait_for(|| !leftovers(&home).is_empty());
-    // SIGINT, as Ctrl-C in a terminal would send.
-    let r = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(r.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    interrupt_while_copying(cli.cmd("cp").arg(&f).arg(":big.bin"), &home);
     assert!(!home.join("big.bin").exists());
     assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
     assert!(leftovers(&local).is_empty());
@@ -151,14 +137,20 @@ fn cp_cli_ctrl_c_leaves_nothing() {
     // The same for several files copied through one session: the file
     // finished before the interrupt stays, the one in progress leaves nothing.
     std::fs::create_dir(home.join("dir")).unwrap();
-    let child = cli
-        .cmd("cp")
-        .arg(local.join("f0"))
-        .arg(&f)
-        .arg(":dir/")
-        .spawn()
-        .unwrap();
-    wait_for(|| !leftovers(&home).is_empty());
+    interrupt_while_copying(
+        cli.cmd("cp").arg(local.join("f0")).arg(&f).arg(":dir/"),
+        &home,
+    );
+    assert_eq!(std::fs::read(home.join("dir/f0")).unwrap(), b"0");
+    assert!(!home.join("dir/big.bin").exists());
+    assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
+}
+
+/// Starts the copy, sends SIGINT (as Ctrl-C in a terminal would) once a
+/// temporary file exists under `home`, and expects exit code 130.
+fn interrupt_while_copying(cmd: &mut Command, home: &std::path::Path) {
+    let child = cmd.spawn().unwrap();
+    wait_for(|| !leftovers(home).is_empty());
     let r = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -171,9 +163,6 @@ fn cp_cli_ctrl_c_leaves_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read(home.join("dir/f0")).unwrap(), b"0");
-    assert!(!home.join("dir/big.bin").exists());
-    assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
 }
 
 fn wait_for(cond: impl Fn() -> bool) {
