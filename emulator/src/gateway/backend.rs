@@ -345,17 +345,49 @@ impl ShellSpec {
     }
 }
 
-/// The plumbing every program starts with: output pipe, flags, input channel,
-/// kill switch and exit status.
-type Parts = (
-    Arc<OutputPipe>,
-    Arc<FlagQueue>,
-    mpsc::UnboundedSender<BackendInput>,
+/// The plumbing every program starts with, as its [`Backend`] holds it:
+/// output pipe, flags, input sender, kill switch and exit status.
+struct Plumbing {
+    output: Arc<OutputPipe>,
+    flags: Arc<FlagQueue>,
+    input: mpsc::UnboundedSender<BackendInput>,
+    kill: watch::Sender<bool>,
+    exit: watch::Receiver<Option<ExitStatusInfo>>,
+}
+
+/// The ends of the plumbing the program's own tasks take.
+type ProgramEnds = (
     mpsc::UnboundedReceiver<BackendInput>,
-    watch::Sender<bool>,
     watch::Sender<Option<ExitStatusInfo>>,
-    watch::Receiver<Option<ExitStatusInfo>>,
 );
+
+impl Plumbing {
+    fn new(pipe_capacity: usize) -> (Plumbing, ProgramEnds) {
+        let (input, in_rx) = mpsc::unbounded_channel();
+        let (kill, _) = watch::channel(false);
+        let (exit_tx, exit) = watch::channel(None);
+        let plumbing = Plumbing {
+            output: Arc::new(OutputPipe::new(pipe_capacity)),
+            flags: Arc::new(FlagQueue::new()),
+            input,
+            kill,
+            exit,
+        };
+        (plumbing, (in_rx, exit_tx))
+    }
+
+    fn into_backend(self, pid: Option<u32>, errors: Option<Arc<OutputPipe>>) -> Backend {
+        Backend {
+            output: self.output,
+            flags: self.flags,
+            input: self.input,
+            kill: self.kill,
+            exit: self.exit,
+            pid,
+            errors,
+        }
+    }
+}
 
 /// A running program. Dropping it stops the program.
 #[derive(Debug)]
@@ -450,7 +482,7 @@ impl Backend {
         pipe_capacity: usize,
     ) -> Result<Backend, BackendError> {
         spec.create_home()?;
-        let (output, flags, input, in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+        let (parts, (in_rx, exit_tx)) = Plumbing::new(pipe_capacity);
         // Input is not read (the command has none).
         drop(in_rx);
         let errors = Arc::new(OutputPipe::new(pipe_capacity));
@@ -470,13 +502,13 @@ impl Backend {
         let stdout = child
             .stdout
             .take()
-            .map(|o| tokio::spawn(drain_into(o, output.clone())));
+            .map(|o| tokio::spawn(drain_into(o, parts.output.clone())));
         let stderr = child
             .stderr
             .take()
             .map(|e| tokio::spawn(drain_into(e, errors.clone())));
-        let (out_pipe, err_pipe) = (output.clone(), errors.clone());
-        let mut killed = kill.subscribe();
+        let (out_pipe, err_pipe) = (parts.output.clone(), errors.clone());
+        let mut killed = parts.kill.subscribe();
         tokio::spawn(async move {
             let status = tokio::select! {
                 s = child.wait() => s.ok(),
@@ -494,24 +526,7 @@ impl Backend {
             out_pipe.close();
             err_pipe.close();
         });
-        Ok(Backend {
-            output,
-            flags,
-            input,
-            kill,
-            exit,
-            pid,
-            errors: Some(errors),
-        })
-    }
-
-    fn parts(pipe_capacity: usize) -> Parts {
-        let output = Arc::new(OutputPipe::new(pipe_capacity));
-        let flags = Arc::new(FlagQueue::new());
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let (kill, _) = watch::channel(false);
-        let (exit_tx, exit_rx) = watch::channel(None);
-        (output, flags, in_tx, in_rx, kill, exit_tx, exit_rx)
+        Ok(parts.into_backend(pid, Some(errors)))
     }
 
     /// A program played by a task: `run` gets the output pipe, the flag queue
@@ -522,10 +537,10 @@ impl Backend {
         F: FnOnce(Arc<OutputPipe>, Arc<FlagQueue>, mpsc::UnboundedReceiver<BackendInput>) -> Fut,
         Fut: std::future::Future<Output = i32> + Send + 'static,
     {
-        let (output, flags, input, in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
-        let pipe = output.clone();
-        let work = run(output.clone(), flags.clone(), in_rx);
-        let mut killed = kill.subscribe();
+        let (parts, (in_rx, exit_tx)) = Plumbing::new(pipe_capacity);
+        let pipe = parts.output.clone();
+        let work = run(parts.output.clone(), parts.flags.clone(), in_rx);
+        let mut killed = parts.kill.subscribe();
         tokio::spawn(async move {
             let code = tokio::select! {
                 c = work => c,
@@ -534,15 +549,7 @@ impl Backend {
             pipe.close();
             let _ = exit_tx.send(Some(ExitStatusInfo { code: Some(code) }));
         });
-        Backend {
-            output,
-            flags,
-            input,
-            kill,
-            exit,
-            pid: None,
-            errors: None,
-        }
+        parts.into_backend(None, None)
     }
 
     /// Input comes back as output.
@@ -663,11 +670,11 @@ impl Backend {
         let pid = child.id();
         let (mut reader, mut writer) = pty.into_split();
 
-        let (output, flags, input, mut in_rx, kill, exit_tx, exit) = Self::parts(pipe_capacity);
+        let (parts, (mut in_rx, exit_tx)) = Plumbing::new(pipe_capacity);
 
         // Output: pty → pipe, until EIO (every holder of the terminal has gone).
-        let pipe = output.clone();
-        let mut killed = kill.subscribe();
+        let pipe = parts.output.clone();
+        let mut killed = parts.kill.subscribe();
         let (read_done_tx, mut read_done) = watch::channel(false);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -684,7 +691,7 @@ impl Backend {
         });
 
         // Input: channel → pty; resizes applied to the pty.
-        let mut killed = kill.subscribe();
+        let mut killed = parts.kill.subscribe();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -708,8 +715,8 @@ impl Backend {
         });
 
         // The process: wait for it, then let the last output drain.
-        let pipe = output.clone();
-        let mut killed = kill.subscribe();
+        let pipe = parts.output.clone();
+        let mut killed = parts.kill.subscribe();
         tokio::spawn(async move {
             let status = tokio::select! {
                 s = child.wait() => s.ok(),
@@ -731,15 +738,7 @@ impl Backend {
             ));
         });
 
-        Ok(Backend {
-            output,
-            flags,
-            input,
-            kill,
-            exit,
-            pid,
-            errors: None,
-        })
+        Ok(parts.into_backend(pid, None))
     }
 
     /// Passes input to the program (ignored once it has ended).
