@@ -94,6 +94,22 @@ impl Fixture {
             .count()
     }
 
+    /// `create` of a VPC environment in `vpc-0123456789abcdef0`, its JSON output.
+    async fn create_vpc_env(&self, name: &str, subnets: &str, groups: &str) -> Value {
+        self.json(&[
+            "create",
+            "--name",
+            name,
+            "--vpc-id",
+            "vpc-0123456789abcdef0",
+            "--subnet-ids",
+            subnets,
+            "--security-group-ids",
+            groups,
+        ])
+        .await
+    }
+
     async fn default_env(&self) -> String {
         let v = self.json(&["create"]).await;
         v["EnvironmentId"].as_str().unwrap().to_string()
@@ -152,17 +168,7 @@ async fn create_default_and_vpc_environments() {
     );
 
     let v = f
-        .json(&[
-            "create",
-            "--name",
-            "my-vpc-env",
-            "--vpc-id",
-            "vpc-0123456789abcdef0",
-            "--subnet-ids",
-            "subnet-1,subnet-2",
-            "--security-group-ids",
-            "sg-1,sg-2",
-        ])
+        .create_vpc_env("my-vpc-env", "subnet-1,subnet-2", "sg-1,sg-2")
         .await;
     assert_ne!(v["EnvironmentId"], json!(id));
     assert_eq!(
@@ -193,19 +199,7 @@ async fn create_default_and_vpc_environments() {
 async fn environments_are_named_by_id_or_name() {
     let f = fixture().await;
     let default_id = f.default_env().await;
-    let v = f
-        .json(&[
-            "create",
-            "--name",
-            "my-vpc-env",
-            "--vpc-id",
-            "vpc-0123456789abcdef0",
-            "--subnet-ids",
-            "subnet-1",
-            "--security-group-ids",
-            "sg-1",
-        ])
-        .await;
+    let v = f.create_vpc_env("my-vpc-env", "subnet-1", "sg-1").await;
     let vpc_id = v["EnvironmentId"].as_str().unwrap().to_string();
 
     // Runs a command naming the environment, which must succeed and send
