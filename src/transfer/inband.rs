@@ -149,6 +149,69 @@ pub(crate) async fn cleanup(runner: &dyn RemoteRunner, remote: &str, name: &[u8]
     }
 }
 
+/// Checks the SHA-256 the environment confirmed for a file against what was
+/// sent.
+pub(crate) fn check_confirmed(
+    confirmed: Option<&(String, Option<u64>)>,
+    sent: &str,
+) -> Result<(), TransferError> {
+    match confirmed {
+        Some((remote, _)) if remote == sent => Ok(()),
+        Some((remote, _)) => Err(TransferError::ChecksumMismatch {
+            sent: sent.to_string(),
+            received: remote.clone(),
+        }),
+        None => Err(TransferError::Protocol(
+            "the environment did not confirm the copy".to_string(),
+        )),
+    }
+}
+
+/// Why an upload run did not confirm its file (the file `name` with
+/// temporary-name `nonce` in `remote`): the run itself failed (the temporary
+/// file is then removed here, best effort), or the script did (its trap
+/// removed it), or it ended without a word. `local` is the error that stopped
+/// the sending of that file, `sent` the SHA-256 of what was sent of it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn upload_failure(
+    runner: &dyn RemoteRunner,
+    outcome: Result<RunOutcome, ExecError>,
+    report: &Report,
+    local: Option<TransferError>,
+    sent: &str,
+    remote: &str,
+    name: &[u8],
+    nonce: &str,
+) -> TransferError {
+    match outcome {
+        Ok(o) if o.status.success() && local.is_none() => {
+            TransferError::Protocol("the environment did not confirm the copy".to_string())
+        }
+        Ok(o) if report.failure.is_none() && matches!(o.status.code(), 129 | 130 | 143) => {
+            TransferError::Interrupted
+        }
+        Ok(o) => match local {
+            // A local read error explains a short input better than "short";
+            // a broken pipe only means the remote side stopped reading.
+            Some(local)
+                if !is_broken_pipe(&local)
+                    && report.failure.as_ref().is_none_or(|f| f.kind == "short") =>
+            {
+                local
+            }
+            _ => remote_error(report, o.status.code(), sent, Direction::Upload),
+        },
+        Err(e) => {
+            cleanup(runner, remote, name, nonce).await;
+            match e {
+                ExecError::Interrupted => TransferError::Interrupted,
+                // The connection failed first; the local side then saw a closed pipe.
+                e => TransferError::Exec(e),
+            }
+        }
+    }
+}
+
 /// Produces the upload stream on a blocking thread: hashes the payload, frames
 /// it, writes the trailer. Returns (sha256, payload bytes, files).
 fn produce(
@@ -215,44 +278,19 @@ pub(crate) async fn upload(
         session_ids: outcome.session_id.into_iter().collect(),
     };
     match (outcome, produced) {
-        (Ok(outcome), Ok((sha256, bytes, files))) if outcome.status.success() => match &report.ok {
-            Some((remote_sha, _)) if *remote_sha == sha256 => {
-                Ok(finish(outcome, sha256, bytes, files))
-            }
-            Some((remote_sha, _)) => Err(TransferError::ChecksumMismatch {
-                sent: sha256,
-                received: remote_sha.clone(),
-            }),
-            None => Err(TransferError::Protocol(
-                "the environment did not confirm the copy".to_string(),
-            )),
-        },
-        (Ok(outcome), produced) => {
-            // The script failed (its trap removed the temporary file).
-            let code = outcome.status.code();
-            if report.failure.is_none() && matches!(code, 129 | 130 | 143) {
-                return Err(TransferError::Interrupted);
-            }
-            // A local read error explains a short input better than "short";
-            // a broken pipe only means the remote side stopped reading.
-            match produced {
-                Err(local)
-                    if !is_broken_pipe(&local)
-                        && report.failure.as_ref().is_none_or(|f| f.kind == "short") =>
-                {
-                    Err(local)
-                }
-                Ok((sha256, ..)) => Err(remote_error(&report, code, &sha256, Direction::Upload)),
-                Err(_) => Err(remote_error(&report, code, "", Direction::Upload)),
-            }
+        (Ok(outcome), Ok((sha256, bytes, files))) if outcome.status.success() => {
+            check_confirmed(report.ok.as_ref(), &sha256)?;
+            Ok(finish(outcome, sha256, bytes, files))
         }
-        (Err(e), produced) => {
-            cleanup(runner, remote, &name, &nonce).await;
-            match (e, produced) {
-                (ExecError::Interrupted, _) => Err(TransferError::Interrupted),
-                // The connection failed first; the local side then saw a closed pipe.
-                (e, _) => Err(TransferError::Exec(e)),
-            }
+        (outcome, produced) => {
+            let (local, sent) = match produced {
+                Ok((sha256, ..)) => (None, sha256),
+                Err(e) => (Some(e), String::new()),
+            };
+            let e = upload_failure(
+                runner, outcome, &report, local, &sent, remote, &name, &nonce,
+            );
+            Err(e.await)
         }
     }
 }
@@ -348,18 +386,15 @@ pub(crate) async fn upload_files(
     };
     let mut results = Vec::with_capacity(srcs.len());
     // The files the environment confirmed, checked against what was sent.
-    for (i, (remote_sha, _)) in report.oks.iter().enumerate().take(srcs.len()) {
+    for (i, confirmed) in report.oks.iter().enumerate().take(srcs.len()) {
         let Some((sha256, bytes)) = sent.get(i) else {
             results.push(Err(TransferError::Protocol(
                 "the environment confirmed a file that was not sent".into(),
             )));
             return results;
         };
-        if remote_sha != sha256 {
-            results.push(Err(TransferError::ChecksumMismatch {
-                sent: sha256.clone(),
-                received: remote_sha.clone(),
-            }));
+        if let Err(e) = check_confirmed(Some(confirmed), sha256) {
+            results.push(Err(e));
             return results;
         }
         results.push(Ok(TransferReport {
@@ -381,40 +416,14 @@ pub(crate) async fn upload_files(
         // after the rename): how the run itself ended changes nothing.
         return results;
     }
-    // File k failed (or was never confirmed).
-    let error = match outcome {
-        Ok(o) if o.status.success() => TransferError::Protocol(format!(
-            "the environment did not confirm the copy of {}",
-            srcs[k].path.display()
-        )),
-        Ok(o) => {
-            let code = o.status.code();
-            if report.failure.is_none() && matches!(code, 129 | 130 | 143) {
-                TransferError::Interrupted
-            } else {
-                match local_error {
-                    Some(local)
-                        if sent.len() == k
-                            && !is_broken_pipe(&local)
-                            && report.failure.as_ref().is_none_or(|f| f.kind == "short") =>
-                    {
-                        local
-                    }
-                    _ => {
-                        let sha = sent.get(k).map(|(s, _)| s.as_str()).unwrap_or("");
-                        remote_error(&report, code, sha, Direction::Upload)
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            cleanup(runner, remote, &names[k], &nonces[k]).await;
-            match e {
-                ExecError::Interrupted => TransferError::Interrupted,
-                e => TransferError::Exec(e),
-            }
-        }
-    };
+    // File k failed (or was never confirmed). A local error is file k's
+    // only when everything before it was sent.
+    let local = local_error.filter(|_| sent.len() == k);
+    let sha = sent.get(k).map(|(s, _)| s.as_str()).unwrap_or("");
+    let error = upload_failure(
+        runner, outcome, &report, local, sha, remote, &names[k], &nonces[k],
+    )
+    .await;
     results.push(Err(error));
     results
 }

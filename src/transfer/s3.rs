@@ -12,7 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::error::TransferError;
 use super::inband::{
-    Collector, Direction, cleanup, pipe_from_async_writer, remote_error, run_script,
+    Collector, Direction, check_confirmed, pipe_from_async_writer, remote_error, run_script,
+    upload_failure,
 };
 use super::local::{self, HashWriter, LocalDestination, SourceInfo};
 use super::runner::ExecRunner;
@@ -303,37 +304,22 @@ pub(crate) async fn upload(
     let mut stdout = Collector::default();
     let (outcome, report) = run_script(runner, &argv, Some(&mut stdin), &mut stdout).await;
     let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            cleanup(runner, remote, &name_bytes, &nonce).await;
-            return Err(match e {
-                ExecError::Interrupted => TransferError::Interrupted,
-                e => TransferError::Exec(e),
-            });
+        Ok(o) if o.status.success() => o,
+        failed => {
+            let e = upload_failure(
+                runner,
+                failed,
+                &report,
+                None,
+                &sha256,
+                remote,
+                &name_bytes,
+                &nonce,
+            );
+            return Err(e.await);
         }
     };
-    if !outcome.status.success() {
-        return Err(remote_error(
-            &report,
-            outcome.status.code(),
-            &sha256,
-            Direction::Upload,
-        ));
-    }
-    match &report.ok {
-        Some((remote_sha, _)) if *remote_sha == sha256 => {}
-        Some((remote_sha, _)) => {
-            return Err(TransferError::ChecksumMismatch {
-                sent: sha256,
-                received: remote_sha.clone(),
-            });
-        }
-        None => {
-            return Err(TransferError::Protocol(
-                "the environment did not confirm the copy".into(),
-            ));
-        }
-    }
+    check_confirmed(report.ok.as_ref(), &sha256)?;
     Ok(TransferReport {
         destination: remote.to_string(),
         bytes: len,
