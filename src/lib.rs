@@ -44,7 +44,8 @@
 //! | GetFileUploadUrls / GetFileDownloadUrls | [`Client::get_file_upload_urls`], [`Client::get_file_download_urls`] |
 //! | PutCredentials | [`Client::put_credentials`] |
 //!
-//! plus [`Client::wait_until_running`] and [`Client::find_or_create_default`].
+//! plus [`Client::wait_until_running`], [`Client::find_or_create_default`] and
+//! [`Client::resolve_environment`] (an id or a VPC environment's name).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -47,41 +47,18 @@ impl Context {
         })
     }
 
-    /// The environment the user named: an environment id (a UUID) is used as
-    /// given, without a request; anything else is looked up among the
-    /// environments, by id and then by name (VPC environments have names).
+    /// The environment the user named, by id or name
+    /// ([`Client::resolve_environment`](cloudshell_rs::Client::resolve_environment)).
     pub async fn resolve_env(&self, env: String) -> CliResult<String> {
-        if uuid::Uuid::try_parse(&env).is_ok() {
-            return Ok(env);
-        }
-        let out = self.client.describe_environments().send().await?;
-        if let Some(found) = out
-            .environments
-            .iter()
-            .find(|e| e.environment_id == env)
-            .or_else(|| {
-                out.environments
-                    .iter()
-                    .find(|e| e.environment_name.as_deref() == Some(env.as_str()))
+        self.client
+            .resolve_environment(&env)
+            .await
+            .map_err(|e| match e {
+                cloudshell_rs::Error::UnknownEnvironment { .. } => {
+                    CliError::new(format!("{e}; `cloudshell-rs describe` lists them"))
+                }
+                e => e.into(),
             })
-        {
-            return Ok(found.environment_id.clone());
-        }
-        let mut names: Vec<&str> = out
-            .environments
-            .iter()
-            .filter_map(|e| e.environment_name.as_deref())
-            .collect();
-        names.sort_unstable();
-        let known = if names.is_empty() {
-            "no environment has a name".to_owned()
-        } else {
-            format!("names: {}", names.join(", "))
-        };
-        Err(CliError::new(format!(
-            "no environment has the id or name {env:?} in this region ({known}; \
-             `cloudshell-rs describe` lists them)"
-        )))
     }
 
     /// The given environment (id or name), or the default (non-VPC)

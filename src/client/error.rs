@@ -96,6 +96,14 @@ impl ServiceError {
     }
 }
 
+fn environment_names(names: &[String]) -> String {
+    if names.is_empty() {
+        "no environment has a name".to_owned()
+    } else {
+        format!("names: {}", names.join(", "))
+    }
+}
+
 pub(crate) fn status_and_request_id(status: u16, request_id: Option<&str>) -> String {
     match request_id {
         Some(id) => format!(" (HTTP {status}, request id {id})"),
@@ -172,6 +180,18 @@ pub enum Error {
         timeout: Duration,
         /// The last status seen.
         last_status: Option<EnvironmentStatus>,
+    },
+
+    /// No environment of the caller in the region has this id or name.
+    #[error(
+        "no environment has the id or name {given:?} in this region ({})",
+        environment_names(names)
+    )]
+    UnknownEnvironment {
+        /// The id or name asked for.
+        given: String,
+        /// The names the environments there have, sorted.
+        names: Vec<String>,
     },
 
     /// An environment is in a state from which it cannot become RUNNING

@@ -109,6 +109,38 @@ impl Client {
         }
     }
 
+    /// The id of the environment `id_or_name` names: an environment id (a
+    /// UUID) is returned as given, without a request; anything else is looked
+    /// up among the caller's environments, by id and then by name (VPC
+    /// environments have names). Fails with [`Error::UnknownEnvironment`]
+    /// when none matches.
+    pub async fn resolve_environment(&self, id_or_name: &str) -> Result<String, Error> {
+        if uuid::Uuid::try_parse(id_or_name).is_ok() {
+            return Ok(id_or_name.to_owned());
+        }
+        let listed = self.describe_environments().send().await?;
+        let envs = &listed.environments;
+        if let Some(found) = envs
+            .iter()
+            .find(|e| e.environment_id == id_or_name)
+            .or_else(|| {
+                envs.iter()
+                    .find(|e| e.environment_name.as_deref() == Some(id_or_name))
+            })
+        {
+            return Ok(found.environment_id.clone());
+        }
+        let mut names: Vec<String> = envs
+            .iter()
+            .filter_map(|e| e.environment_name.clone())
+            .collect();
+        names.sort_unstable();
+        Err(Error::UnknownEnvironment {
+            given: id_or_name.to_owned(),
+            names,
+        })
+    }
+
     /// The id of the caller's default (public, non-VPC) environment: the one listed
     /// by DescribeEnvironments, else the one CreateEnvironment `{}` returns
     /// (get-or-create, as the Console does). Environments being deleted are skipped.

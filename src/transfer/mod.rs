@@ -253,30 +253,26 @@ pub async fn resolve_environment(
     client: &Client,
     environment: Option<&str>,
 ) -> Result<String, TransferError> {
-    let listed = client
-        .describe_environments()
-        .send()
-        .await
-        .map_err(TransferError::Api)?;
     match environment {
-        None => listed
-            .environments
-            .iter()
-            .find(|e| e.vpc_config.is_none())
-            .map(|e| e.environment_id.clone())
-            .ok_or_else(|| TransferError::UnknownEnvironment("(default)".to_string())),
-        Some(want) => listed
-            .environments
-            .iter()
-            .find(|e| e.environment_id == want)
-            .or_else(|| {
-                listed
-                    .environments
-                    .iter()
-                    .find(|e| e.environment_name.as_deref() == Some(want))
-            })
-            .map(|e| e.environment_id.clone())
-            .ok_or_else(|| TransferError::UnknownEnvironment(want.to_string())),
+        None => {
+            let listed = client
+                .describe_environments()
+                .send()
+                .await
+                .map_err(TransferError::Api)?;
+            listed
+                .environments
+                .iter()
+                .find(|e| e.vpc_config.is_none())
+                .map(|e| e.environment_id.clone())
+                .ok_or_else(|| TransferError::UnknownEnvironment("(default)".to_string()))
+        }
+        Some(want) => client.resolve_environment(want).await.map_err(|e| match e {
+            crate::Error::UnknownEnvironment { given, .. } => {
+                TransferError::UnknownEnvironment(given)
+            }
+            e => TransferError::Api(e),
+        }),
     }
 }
 

@@ -242,7 +242,8 @@ async fn environments_are_named_by_id_or_name() {
     let err = text(&out.stderr);
     assert!(
         err.contains(
-            "no environment has the id or name \"my-vpc-nev\" in this region (names: my-vpc-env;"
+            "no environment has the id or name \"my-vpc-nev\" in this region \
+             (names: my-vpc-env); `cloudshell-rs describe` lists them"
         ),
         "{err}"
     );
