@@ -129,7 +129,7 @@ fn cp_cli_ctrl_c_leaves_nothing() {
     let (code, err) = run(cli.cmd("cp").arg(local.join("f0")).arg(":f0"));
     assert_eq!(code, 0, "{err}");
     let home = cli.home();
-    interrupt_while_copying(cli.cmd("cp").arg(&f).arg(":big.bin"), &home);
+    interrupt_while_copying(cli.cmd("cp").arg(&f).arg(":big.bin"), &home, "big.bin");
     assert!(!home.join("big.bin").exists());
     assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
     assert!(leftovers(&local).is_empty());
@@ -140,17 +140,25 @@ fn cp_cli_ctrl_c_leaves_nothing() {
     interrupt_while_copying(
         cli.cmd("cp").arg(local.join("f0")).arg(&f).arg(":dir/"),
         &home,
+        "big.bin",
     );
     assert_eq!(std::fs::read(home.join("dir/f0")).unwrap(), b"0");
     assert!(!home.join("dir/big.bin").exists());
     assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
 }
 
-/// Starts the copy, sends SIGINT (as Ctrl-C in a terminal would) once a
-/// temporary file exists under `home`, and expects exit code 130.
-fn interrupt_while_copying(cmd: &mut Command, home: &std::path::Path) {
+/// Starts the copy, sends SIGINT (as Ctrl-C in a terminal would) once the
+/// temporary file of `name` exists under `home` (in a batch, an earlier
+/// file's temporary file may be seen first), and expects exit code 130.
+fn interrupt_while_copying(cmd: &mut Command, home: &std::path::Path, name: &str) {
     let child = cmd.spawn().unwrap();
-    wait_for(|| !leftovers(home).is_empty());
+    let tmp_prefix = format!("{name}.cloudshell-rs.tmp");
+    wait_for(|| {
+        leftovers(home).iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&tmp_prefix))
+        })
+    });
     let r = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
