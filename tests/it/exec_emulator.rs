@@ -1,7 +1,7 @@
 //! `exec` end to end: client → emulator REST → data channel → bash on a pty.
 
 use crate::exec_support::start_emulator;
-use cloudshell_rs::exec::{self, ExecOptions, Interrupt};
+use cloudshell_rs::exec::{self, ExecError, ExecOptions, Interrupt};
 
 #[tokio::test]
 async fn exec_emu_binary_output_exit_codes_and_stdin() {
@@ -176,4 +176,46 @@ async fn exec_emu_100_mib_arrives_intact() {
     assert!(String::from_utf8(err).unwrap().starts_with(&local));
     // Memory is measured per process in tests/bounded_memory.rs: a
     // process-wide figure here would include the tests running in parallel.
+}
+
+/// The environment stopped under a running command: the run fails with the
+/// service's reason, not a bare "closed", even while stdin is being sent
+/// (the input side may see the end before the reason is read).
+#[tokio::test]
+async fn exec_emu_says_why_the_service_closed_the_session() {
+    use tokio::io::AsyncReadExt;
+    let emu = start_emulator().await;
+    let (mut seen, mut stdout) = tokio::io::duplex(64 * 1024);
+    let mut stderr = Vec::new();
+    let run = exec::run_with_io(
+        &emu.client,
+        &emu.env,
+        &["sh", "-c", "echo started; exec cat >/dev/null"],
+        ExecOptions::new(),
+        Some(tokio::io::repeat(b'x')),
+        &mut stdout,
+        &mut stderr,
+    );
+    let stop = async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.ends_with(b"started\n") {
+            let n = seen.read(&mut buf).await.unwrap();
+            assert!(n > 0, "output ended before the command started");
+            got.extend_from_slice(&buf[..n]);
+        }
+        emu.client
+            .stop_environment()
+            .environment_id(&emu.env)
+            .send()
+            .await
+            .unwrap();
+    };
+    let (result, ()) = tokio::join!(run, stop);
+    match result {
+        Err(ExecError::ClosedByService(reason)) => {
+            assert_eq!(reason, "The environment was stopped.")
+        }
+        other => panic!("expected the service's reason, got {other:?}"),
+    }
 }

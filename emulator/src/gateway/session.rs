@@ -58,6 +58,12 @@ const REATTACH_NUDGE: &[u8] = b"\x1b[?25h";
 /// Activity is reported to the REST side at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(1);
 
+/// After its close frame, how long the gateway keeps reading (and dropping)
+/// what the client still sends, waiting for the client's close or the end of
+/// the connection. Closing a TCP connection with unread data resets it, and a
+/// reset can destroy the `channel_closed` message before the client reads it.
+const CLOSE_DRAIN: Duration = Duration::from_secs(5);
+
 /// Message ids from UUID v4 and random bytes from the thread-local CSPRNG.
 struct OsIds;
 
@@ -211,6 +217,7 @@ impl SessionTask {
                     self.flush(now).await;
                     if let Some(mut ws) = self.ws.take() {
                         let _ = ws.send(WsMessage::Close(None)).await;
+                        drain_until_closed(&mut ws).await;
                     }
                     break keep_program;
                 }
@@ -892,4 +899,17 @@ fn acked_sequence(frame: &[u8]) -> Option<i64> {
     let msg = ssm_channel::Message::decode(frame).ok()?;
     let ack: Acknowledge = serde_json::from_slice(&msg.payload).ok()?;
     Some(ack.acknowledged_message_sequence_number)
+}
+
+/// Reads and drops what the client still sends until it closes its side (a
+/// close frame or the end of the connection), for at most [`CLOSE_DRAIN`].
+async fn drain_until_closed(ws: &mut WebSocket) {
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(m)) = ws.recv().await {
+            if matches!(m, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
