@@ -67,7 +67,7 @@
 //! reported as [`ExecError::RemoteUnsupported`].
 
 mod frame;
-mod remote;
+pub(crate) mod remote;
 mod script;
 
 pub use frame::FrameError;

@@ -2,21 +2,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 
 use crate::Client;
-use crate::exec::{self, ExecError, ExecOptions, ExitStatus, Interrupt, TerminalLink};
-use crate::session::{Session, SessionEvent, SessionOptions, SessionTarget};
-
-/// Terminal size of transfer sessions: wide, so nothing in the path wraps lines.
-const COLS: u16 = 500;
-const ROWS: u16 = 50;
+use crate::exec::remote::{ExecSession, session_options_for};
+use crate::exec::{self, ExecError, ExecOptions, ExitStatus, Interrupt};
+use crate::session::SessionOptions;
 
 /// A boxed future of a [`RemoteRunner`].
 pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<RunOutcome, ExecError>> + Send + 'a>>;
@@ -101,149 +94,32 @@ impl ExecRunner {
         stdout: &mut (dyn AsyncWrite + Send + Unpin),
         stderr: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<RunOutcome, ExecError> {
-        let created = self
-            .client
-            .create_session()
-            .environment_id(&self.environment_id)
-            .tab_id(uuid::Uuid::new_v4().to_string())
-            .q_cli_disabled(true)
-            .send()
-            .await
-            .map_err(|e| ExecError::Session(Box::new(e)))?;
-        let session_id = created.session_id.clone();
-        let target = SessionTarget {
-            stream_url: created.stream_url,
-            token: created.token_value,
-            session_id: created.session_id,
-        };
-        let session = match Session::connect(target, self.session_options.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.delete(&session_id).await;
-                return Err(ExecError::Session(Box::new(e)));
-            }
-        };
-        let _ = session.resize(COLS, ROWS).await;
-        let (writer, mut reader) = session.into_split();
-        let sent = Arc::new(AtomicU64::new(0));
-        let received = Arc::new(AtomicU64::new(0));
-        let failure: Arc<std::sync::Mutex<Option<crate::session::SessionError>>> = Arc::default();
-        let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(64);
-        let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
-        let w = writer.clone();
-        let sent2 = sent.clone();
-        let input_task = tokio::spawn(async move {
-            while let Some(b) = in_rx.recv().await {
-                sent2.fetch_add(b.len() as u64, Ordering::Relaxed);
-                if w.send_input(&b).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let received2 = received.clone();
-        let fail = failure.clone();
-        let output_task = tokio::spawn(async move {
-            while let Some(ev) = reader.next_event().await {
-                match ev {
-                    SessionEvent::Output(b) | SessionEvent::StdErr(b) => {
-                        received2.fetch_add(b.len() as u64, Ordering::Relaxed);
-                        if out_tx.send(b).await.is_err() {
-                            break;
-                        }
-                    }
-                    SessionEvent::Closed { .. } => break,
-                    SessionEvent::Failed(e) => {
-                        if let Ok(mut f) = fail.lock() {
-                            *f = Some(e);
-                        }
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-        });
-        // If this future is dropped (the caller gave up), stop the pumps: the
-        // session ends with them, and is deleted in the background.
-        let mut guard = SessionGuard {
-            tasks: vec![input_task, output_task],
-            delete: Some((
-                self.client.clone(),
-                self.environment_id.clone(),
-                session_id.clone(),
-            )),
-        };
-        let link = TerminalLink {
-            input: in_tx,
-            output: out_rx,
-        };
+        let mut session = ExecSession::open(
+            &self.client,
+            &self.environment_id,
+            self.session_options.clone(),
+            None,
+        )
+        .await?;
+        let link = session.take_link();
         let mut options = ExecOptions::new().startup_timeout(self.startup_timeout);
         if let Some(i) = &self.interrupt {
             options = options.interrupt(i.clone());
         }
         let result = exec::run_streaming(link, argv, options, stdin, stdout, stderr).await;
         let result = match result {
-            Err(ExecError::SessionClosed) => match failure.lock().ok().and_then(|mut f| f.take()) {
-                Some(f) => Err(ExecError::Session(Box::new(f))),
-                None => Err(ExecError::SessionClosed),
-            },
-            r => r,
+            Err(e) => Err(session.explain(e).await),
+            ok => ok,
         };
-        let _ = writer.close().await;
-        guard.abort_tasks();
-        guard.delete = None;
-        self.delete(&session_id).await;
-        let status = result?;
+        let (sent, received) = session.bytes();
+        let session_id = session.session_id().to_owned();
+        session.finish().await;
         Ok(RunOutcome {
-            status,
-            channel_bytes_sent: sent.load(Ordering::Relaxed),
-            channel_bytes_received: received.load(Ordering::Relaxed),
+            status: result?,
+            channel_bytes_sent: sent,
+            channel_bytes_received: received,
             session_id: Some(session_id),
         })
-    }
-
-    async fn delete(&self, session_id: &str) {
-        if let Err(e) = self
-            .client
-            .delete_session()
-            .environment_id(&self.environment_id)
-            .session_id(session_id)
-            .send()
-            .await
-        {
-            tracing::warn!(session_id, error = %e, "could not delete the transfer session");
-        }
-    }
-}
-
-/// Stops a run's background tasks and deletes its session when the run is abandoned.
-struct SessionGuard {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    delete: Option<(Client, String, String)>,
-}
-
-impl SessionGuard {
-    fn abort_tasks(&mut self) {
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        self.abort_tasks();
-        if let Some((client, env, session_id)) = self.delete.take()
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            handle.spawn(async move {
-                let _ = client
-                    .delete_session()
-                    .environment_id(env)
-                    .session_id(session_id)
-                    .send()
-                    .await;
-            });
-        }
     }
 }
 
@@ -256,30 +132,5 @@ impl RemoteRunner for ExecRunner {
         stderr: &'a mut (dyn AsyncWrite + Send + Unpin),
     ) -> RunFuture<'a> {
         Box::pin(self.run_inner(argv, stdin, stdout, stderr))
-    }
-}
-
-/// AWS endpoints get AWS-only data-channel hosts; any other endpoint (an
-/// emulator) may hand out any host.
-fn session_options_for(client: &Client) -> SessionOptions {
-    let host = client
-        .endpoint()
-        .split("://")
-        .nth(1)
-        .unwrap_or_default()
-        .split(['/', ':'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if host.ends_with(".amazonaws.com")
-        || host.ends_with(".amazonaws.com.cn")
-        || host.ends_with(".api.aws")
-    {
-        SessionOptions {
-            expected_region: Some(client.region().to_string()),
-            ..SessionOptions::default()
-        }
-    } else {
-        SessionOptions::default().allow_any_host()
     }
 }
