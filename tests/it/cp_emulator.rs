@@ -17,6 +17,7 @@ pub struct Emu {
     pub local: PathBuf,
     _state: tempfile::TempDir,
     _local: tempfile::TempDir,
+    _log: crate::support::log_capture::LogCapture,
 }
 
 /// The shared emulator set-up (`session_support::start_config`) with this
@@ -27,6 +28,7 @@ pub async fn start(gateway: GatewayConfig) -> Emu {
         client,
         env_id: env,
         _dir: state,
+        _log: log,
     } = crate::session_support::start_config(|c| c.with_gateway(gateway)).await;
     let home = emulator.gateway().home_dir(&env);
     std::fs::create_dir_all(&home).unwrap();
@@ -39,6 +41,7 @@ pub async fn start(gateway: GatewayConfig) -> Emu {
         local: local.path().to_path_buf(),
         _state: state,
         _local: local,
+        _log: log,
     }
 }
 

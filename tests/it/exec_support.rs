@@ -91,6 +91,7 @@ pub struct Emu {
     pub client: cloudshell_rs::Client,
     pub env: String,
     pub _state: tempfile::TempDir,
+    pub _log: crate::support::log_capture::LogCapture,
 }
 
 pub async fn start_emulator() -> Emu {
@@ -100,5 +101,6 @@ pub async fn start_emulator() -> Emu {
         client: e.client,
         env: e.env_id,
         _state: e._dir,
+        _log: e._log,
     }
 }

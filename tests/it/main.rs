@@ -5,6 +5,7 @@
 mod support {
     pub mod connect_proxy;
     pub mod local_cli;
+    pub mod log_capture;
     pub mod mock_http;
 }
 

@@ -18,6 +18,8 @@ pub struct Env {
     pub client: Client,
     pub env_id: String,
     pub _dir: tempfile::TempDir,
+    /// Printed if the test fails (dropped last).
+    pub _log: crate::support::log_capture::LogCapture,
 }
 
 pub async fn start() -> Env {
@@ -33,6 +35,7 @@ pub async fn start_with(defaults: GwOptions) -> Env {
 /// credentials and an explicit region (so the AWS credential chain and IMDS
 /// are never consulted), and the default environment RUNNING.
 pub async fn start_config(configure: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Env {
+    let log = crate::support::log_capture::capture();
     cloudshell_rs::session::ensure_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let config = configure(
@@ -60,6 +63,7 @@ pub async fn start_config(configure: impl FnOnce(EmulatorConfig) -> EmulatorConf
         client,
         env_id,
         _dir: dir,
+        _log: log,
     }
 }
 
