@@ -291,20 +291,31 @@ async fn session(args: PluginArgs) -> ExitCode {
         options.expected_region = None;
     }
     let session_id = args.target.session_id.clone();
-    eprintln!("\nStarting session with SessionId: {session_id}");
+    let starting = format!("\nStarting session with SessionId: {session_id}");
     let session = match Session::connect(args.target, options).await {
         Ok(s) => s,
         Err(e) => {
+            eprintln!("{starting}");
             eprintln!("session-manager-plugin: {}", super::chain(&e));
             return ExitCode::from(1);
         }
     };
+    let local = session
+        .session_properties()
+        .get("type")
+        .and_then(|t| t.as_str())
+        == Some("LocalPortForwarding");
+    if session.session_type() == "Port" && !local {
+        // The session's bytes are this process's stdout: the line goes to
+        // stderr (the plugin puts it into the stream, which only SSH, that
+        // skips lines before its banner, tolerates).
+        eprintln!("{starting}");
+    } else {
+        // On stdout, as the plugin prints it: tools strip it or read the
+        // session id from there.
+        println!("{starting}");
+    }
     if session.session_type() == "Port" {
-        let local = session
-            .session_properties()
-            .get("type")
-            .and_then(|t| t.as_str())
-            == Some("LocalPortForwarding");
         if local {
             return forward_local(session, &session_id, &aws).await;
         }

@@ -377,6 +377,9 @@ async fn plugin_mode_opens_an_emulator_session() {
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
+    // The plugin's first line, on stdout as the plugin prints it.
+    let starting = format!("\nStarting session with SessionId: {}\n", target.session_id);
+    assert!(stdout.starts_with(&starting), "{stdout}");
     assert!(stdout.contains("plugin-25"), "{stdout}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains(target.token.expose()));
 }
@@ -795,6 +798,12 @@ async fn start_port_forwarding(
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for want in [
+        String::new(),
+        format!("Starting session with SessionId: {}", target.session_id),
+    ] {
+        assert_eq!(within(30, lines.next_line()).await.unwrap().unwrap(), want);
+    }
     let opened = within(30, lines.next_line()).await.unwrap().unwrap();
     let local: u16 = opened
         .strip_prefix("Port ")
