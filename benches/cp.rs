@@ -12,7 +12,7 @@
 //!
 //! 3. Many small files: 20 files of 1 KiB into a directory with one `cp`
 //!    (one session), against one `cp` per file (a session each), five runs
-//!    of each, alternating.
+//!    of each, alternating; then the same files back down both ways.
 //!
 //! Every copy is checked: the SHA-256 reported must equal the file's.
 //! Run with `cargo bench --bench cp`. Only loopback traffic is involved.
@@ -249,6 +249,13 @@ fn small_files(emu: &Emulator, home: &Path) {
     mkdir("small-each");
     let mut one = Vec::new();
     let mut each = Vec::new();
+    let mut down_one = Vec::new();
+    let mut down_each = Vec::new();
+    let remotes: Vec<String> = (0..20).map(|i| format!(":small-one/f{i:02}")).collect();
+    let back_one = home.join("back-one");
+    let back_each = home.join("back-each");
+    std::fs::create_dir(&back_one).unwrap();
+    std::fs::create_dir(&back_each).unwrap();
     for _ in 0..5 {
         let start = Instant::now();
         let mut c = emu.client(home);
@@ -267,6 +274,30 @@ fn small_files(emu: &Emulator, home: &Path) {
             assert!(c.status().unwrap().success());
         }
         each.push(start.elapsed().as_secs_f64() * 1000.0);
+        // And back down.
+        let start = Instant::now();
+        let mut c = emu.client(home);
+        c.args(["--output", "json", "cp", "-q"])
+            .args(&remotes)
+            .arg(&back_one);
+        let out = c.output().unwrap();
+        assert!(out.status.success());
+        let reports = String::from_utf8_lossy(&out.stdout).lines().count();
+        assert_eq!(reports, files.len(), "one report per file");
+        down_one.push(start.elapsed().as_secs_f64() * 1000.0);
+        let start = Instant::now();
+        for r in &remotes {
+            let mut c = emu.client(home);
+            c.args(["cp", "-q", r]).arg(&back_each);
+            assert!(c.status().unwrap().success());
+        }
+        down_each.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    for (i, f) in files.iter().enumerate() {
+        let want = std::fs::read(f).unwrap();
+        let name = format!("f{i:02}");
+        assert_eq!(std::fs::read(back_one.join(&name)).unwrap(), want);
+        assert_eq!(std::fs::read(back_each.join(&name)).unwrap(), want);
     }
     let show = |v: &[f64]| {
         v.iter()
@@ -278,5 +309,13 @@ fn small_files(emu: &Emulator, home: &Path) {
     println!(
         "20 files of 1 KiB, one cp per file (a session each): {} ms",
         show(&each)
+    );
+    println!(
+        "20 files of 1 KiB down, one cp (one session): {} ms",
+        show(&down_one)
+    );
+    println!(
+        "20 files of 1 KiB down, one cp per file (a session each): {} ms",
+        show(&down_each)
     );
 }

@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,10 +121,16 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
         .interrupt(interrupt.clone())
         .session_options(super::connect::session_options(global, &ctx.client));
 
-    // Several local sources: one session for all of them.
-    if let Location::Remote { path: remote, .. } = &dst
-        && locs.len() > 1
-    {
+    // Several sources into one directory: one session for all of them
+    // (in-band files), one progress bar, one JSON line per file.
+    if locs.len() > 1 {
+        let paths = |l: &Location| match l {
+            Location::Local(p) => p.display().to_string(),
+            Location::Remote { path, .. } => path.clone(),
+        };
+        let labels: Vec<String> = locs.iter().map(paths).collect();
+        let bar = show.then(|| new_bar(&format!("{} files", locs.len())));
+        let opts = with_bar(base, bar.as_ref());
         let locals: Vec<PathBuf> = locs
             .iter()
             .filter_map(|l| match l {
@@ -131,17 +138,23 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
                 Location::Remote { .. } => None,
             })
             .collect();
-        return upload_many(
-            &ctx.client,
-            &env,
-            &locals,
-            remote,
-            base,
-            show,
-            global,
-            &interrupt,
-        )
-        .await;
+        let copy: Pin<Box<dyn Future<Output = Results>>> = match &dst {
+            Location::Remote { path: remote, .. } => Box::pin(transfer::upload_files(
+                &ctx.client,
+                &env,
+                &locals,
+                remote,
+                &opts,
+            )),
+            Location::Local(local) => Box::pin(transfer::download_files(
+                &ctx.client,
+                &env,
+                &labels,
+                local,
+                &opts,
+            )),
+        };
+        return copy_many(&labels, copy, bar, global, &interrupt).await;
     }
 
     for src in &locs {
@@ -156,11 +169,7 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
             _ => return Err(usage("cp copies between this machine and an environment")),
         };
         let bar = show.then(|| new_bar(&label));
-        let mut opts = base.clone();
-        if let Some(bar) = &bar {
-            let b = bar.clone();
-            opts = opts.progress(Arc::new(move |p: Progress| update(&b, p)));
-        }
+        let opts = with_bar(base.clone(), bar.as_ref());
         let result = with_ctrl_c(&interrupt, async {
             match &job {
                 Job::Upload(l, r) => transfer::upload(&ctx.client, &env, l, r, &opts).await,
@@ -197,33 +206,17 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
     Ok(())
 }
 
-/// One JSON line per copy (with `--output json`).
-/// `cp A B C ENV:DIR`: [`transfer::upload_files`], one bar for the whole
-/// copy, one JSON line per file.
-#[allow(clippy::too_many_arguments)]
-async fn upload_many(
-    client: &cloudshell_rs::Client,
-    env: &str,
-    locals: &[PathBuf],
-    remote: &str,
-    base: TransferOptions,
-    show: bool,
+/// `cp A B C ENV:DIR` or `cp ENV:a ENV:b DIR`: waits for `copy`
+/// ([`transfer::upload_files`] or [`transfer::download_files`], one result
+/// per source attempted), one JSON line per file with `--output json`.
+async fn copy_many(
+    sources: &[String],
+    copy: impl Future<Output = Results>,
+    bar: Option<ProgressBar>,
     global: &GlobalArgs,
     interrupt: &Interrupt,
 ) -> CliResult {
-    let label = format!("{} files", locals.len());
-    let bar = show.then(|| new_bar(&label));
-    let mut opts = base;
-    if let Some(bar) = &bar {
-        let b = bar.clone();
-        opts = opts.progress(Arc::new(move |p: Progress| update(&b, p)));
-    }
-    let Some(results) = with_ctrl_c(
-        interrupt,
-        transfer::upload_files(client, env, locals, remote, &opts),
-    )
-    .await
-    else {
+    let Some(results) = with_ctrl_c(interrupt, copy).await else {
         if let Some(bar) = bar {
             bar.abandon();
         }
@@ -231,13 +224,13 @@ async fn upload_many(
     };
     let mut total = 0;
     let mut done = 0;
-    for (local, result) in locals.iter().zip(results) {
+    for (source, result) in sources.iter().zip(results) {
         match result {
             Ok(report) => {
                 total += report.bytes;
                 done += 1;
                 if global.output == OutputFormat::Json {
-                    print_json(&local.display().to_string(), &report)?;
+                    print_json(source, &report)?;
                 }
             }
             Err(e) => {
@@ -251,7 +244,7 @@ async fn upload_many(
             }
         }
     }
-    if done < locals.len() {
+    if done < sources.len() {
         // Not expected: every source has a result until the first failure.
         return Err(CliError::new("the copy ended before every file was copied"));
     }
@@ -259,6 +252,17 @@ async fn upload_many(
         finish(&bar, total);
     }
     Ok(())
+}
+
+/// `options` reporting progress to `bar`, if any.
+fn with_bar(options: TransferOptions, bar: Option<&ProgressBar>) -> TransferOptions {
+    match bar {
+        Some(bar) => {
+            let b = bar.clone();
+            options.progress(Arc::new(move |p: Progress| update(&b, p)))
+        }
+        None => options,
+    }
 }
 
 fn print_json(source: &str, r: &TransferReport) -> CliResult {
@@ -277,6 +281,9 @@ fn print_json(source: &str, r: &TransferReport) -> CliResult {
     });
     super::output::write_stdout(&format!("{v}\n"))
 }
+
+/// One result per source attempted, in order.
+type Results = Vec<Result<TransferReport, TransferError>>;
 
 enum Job {
     Upload(PathBuf, String),

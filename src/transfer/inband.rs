@@ -124,6 +124,10 @@ pub(crate) fn remote_error(
             received: f.detail.clone(),
         },
         "short" => TransferError::Incomplete,
+        "changed" => TransferError::Remote(format!(
+            "{}: changed while it was being copied; nothing was written",
+            f.detail
+        )),
         "tool" => TransferError::RemoteToolMissing(f.detail.clone()),
         _ if other.is_empty() => TransferError::Remote(f.detail.clone()),
         _ => TransferError::Remote(format!("{}: {other}", f.detail)),
@@ -518,4 +522,85 @@ pub(crate) async fn download(
         http_bytes: 0,
         session_ids: outcome.session_id.into_iter().collect(),
     })
+}
+
+/// Downloads the regular files `remotes` into `dests` (one each, in order) in
+/// one run (one session): one result per file attempted. Each file is
+/// verified and renamed into place as soon as it has arrived; the first
+/// failure ends the batch (the files before it are in place, the ones after
+/// it are not attempted).
+pub(crate) async fn download_files(
+    runner: &dyn RemoteRunner,
+    remotes: &[&str],
+    dests: &[LocalDestination],
+    options: &TransferOptions,
+) -> Vec<Result<TransferReport, TransferError>> {
+    let argv = scripts::download_files_argv(remotes);
+    let reporter = Reporter::new(options.progress.clone(), None);
+    let (mut writer, reader) = match pipe_from_async_writer() {
+        Ok(p) => p,
+        Err(e) => return vec![Err(e)],
+    };
+    let dests2 = dests.to_vec();
+    let progress = reporter.as_fn();
+    let consumer =
+        tokio::task::spawn_blocking(move || local::receive_files(reader, &dests2, progress));
+    let (outcome, report) = run_script(runner, &argv, None, &mut writer).await;
+    drop(writer);
+    let (received, local_error) = match consumer.await {
+        Ok(r) => r,
+        Err(e) => (
+            Vec::new(),
+            Some(TransferError::Protocol(format!(
+                "the receiving thread failed: {e}"
+            ))),
+        ),
+    };
+    let (session_ids, channel_sent, channel_received) = match &outcome {
+        Ok(o) => (
+            o.session_id.iter().cloned().collect::<Vec<_>>(),
+            o.channel_bytes_sent,
+            o.channel_bytes_received,
+        ),
+        Err(_) => (Vec::new(), 0, 0),
+    };
+    let mut results: Vec<Result<TransferReport, TransferError>> = received
+        .into_iter()
+        .map(|f| {
+            Ok(TransferReport {
+                destination: f.target.display().to_string(),
+                bytes: f.bytes,
+                files: 1,
+                tree: false,
+                sha256: f.sha256,
+                transport: Transport::InBand,
+                channel_bytes_sent: channel_sent,
+                channel_bytes_received: channel_received,
+                http_bytes: 0,
+                session_ids: session_ids.clone(),
+            })
+        })
+        .collect();
+    if results.len() == remotes.len() {
+        // Every file is verified and in place: how the run ended changes nothing.
+        return results;
+    }
+    // The file the batch stopped at. A failure of this side (the
+    // destination, the disk, a bad checksum) stops the reading, and the run
+    // then fails on a closed pipe: the local failure is the one to report.
+    let error = match (local_error, outcome) {
+        (Some(local), _) if !matches!(local, TransferError::Incomplete) => local,
+        (_, Err(ExecError::Interrupted)) => TransferError::Interrupted,
+        (_, Err(e)) if report.failure.is_none() => TransferError::Exec(e),
+        (_, Err(_)) => remote_error(&report, 1, "", Direction::Download),
+        (_, Ok(o)) => {
+            if o.status.success() && report.failure.is_none() {
+                TransferError::Incomplete
+            } else {
+                remote_error(&report, o.status.code(), "", Direction::Download)
+            }
+        }
+    };
+    results.push(Err(error));
+    results
 }

@@ -638,6 +638,93 @@ pub(crate) fn receive_with_meta_hook<R: Read>(
     }
 }
 
+/// One file of a batch download, verified and renamed into place.
+#[derive(Debug)]
+pub(crate) struct ReceivedFile {
+    pub target: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Receives the files of a batch download (see the batch framing in
+/// `scripts`) into `dests` in turn: each one is verified against its sum and
+/// renamed into place before the next is read. Returns the files in place
+/// and, if it stopped before the last one, why (`Incomplete` when the stream
+/// ended or the environment dropped the file: its report then says why).
+pub(crate) fn receive_files<R: Read>(
+    input: R,
+    dests: &[LocalDestination],
+    progress: Option<ProgressFn>,
+) -> (Vec<ReceivedFile>, Option<TransferError>) {
+    let mut input = BufReader::with_capacity(256 * 1024, input);
+    let mut done: Vec<ReceivedFile> = Vec::with_capacity(dests.len());
+    for dest in dests {
+        let before: u64 = done.iter().map(|f| f.bytes).sum();
+        let progress = progress
+            .clone()
+            .map(|p| -> ProgressFn { Arc::new(move |bytes| p(before + bytes)) });
+        match receive_one(&mut input, dest, progress) {
+            Ok(f) => done.push(f),
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
+}
+
+/// A status line of the batch framing (without its newline); `None` when
+/// the stream ends before a whole line.
+fn status_line(input: &mut impl BufRead, dest: &Path) -> Result<Option<String>, TransferError> {
+    let mut line = Vec::new();
+    input
+        .take(4096)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| TransferError::local("receiving", dest, e))?;
+    if line.pop() != Some(b'\n') {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&line).trim_end().to_string()))
+}
+
+fn receive_one(
+    input: &mut impl BufRead,
+    dest: &LocalDestination,
+    progress: Option<ProgressFn>,
+) -> Result<ReceivedFile, TransferError> {
+    let line = status_line(input, &dest.dest)?.ok_or(TransferError::Incomplete)?;
+    let meta = parse_meta(&line)
+        .filter(|m| !m.dir)
+        .ok_or_else(|| TransferError::Protocol(format!("bad header line {line:?}")))?;
+    let received = receive_with_meta_hook(
+        (&mut *input).take(meta.size),
+        Some(meta),
+        dest,
+        progress,
+        |_| {},
+    )?;
+    if received.bytes != meta.size {
+        return Err(TransferError::Incomplete);
+    }
+    let line = status_line(input, &dest.dest)?.ok_or(TransferError::Incomplete)?;
+    match line.strip_prefix("CSRS-SUM ") {
+        Some(sum) if sum == received.sha256 => {}
+        Some(sum) => {
+            return Err(TransferError::ChecksumMismatch {
+                sent: sum.to_string(),
+                received: received.sha256,
+            });
+        }
+        None if line == "CSRS-BAD" => return Err(TransferError::Incomplete),
+        None => return Err(TransferError::Protocol(format!("bad status line {line:?}"))),
+    }
+    let (sha256, bytes) = (received.sha256.clone(), received.bytes);
+    let target = received.staged.commit()?;
+    Ok(ReceivedFile {
+        target,
+        sha256,
+        bytes,
+    })
+}
+
 /// Extracts a tar stream into `root`: regular files, directories, symbolic
 /// links and hard links; other entry types are skipped. Directories are
 /// finished last (deepest first) so read-only ones do not block their content.

@@ -198,10 +198,12 @@ pub struct TransferReport {
     /// The transport used.
     pub transport: Transport,
     /// Bytes typed into the remote terminal (data-channel input payload).
-    /// For files copied together by [`upload_files`], the whole run's.
+    /// For files copied together by [`upload_files`] or [`download_files`],
+    /// the whole run's.
     pub channel_bytes_sent: u64,
     /// Bytes printed by the remote terminal (data-channel output payload).
-    /// For files copied together by [`upload_files`], the whole run's.
+    /// For files copied together by [`upload_files`] or [`download_files`],
+    /// the whole run's.
     pub channel_bytes_received: u64,
     /// Bytes of file data sent to or received from S3 (S3 transport).
     pub http_bytes: u64,
@@ -424,6 +426,83 @@ pub async fn download(
         Transport::InBand => inband::download(&runner, remote, &dest, options).await,
         Transport::S3 => s3::download(&runner, remote, &dest, options).await,
     }
+}
+
+/// Copies several remote sources into the local directory `local`, as
+/// `cp ENV:a ENV:b dir/` does. One result per source attempted, in order;
+/// the first failure ends the copy (the sources before it are in place, the
+/// ones after it are not attempted).
+///
+/// With the in-band transport and without `recursive`, the files come one
+/// after the other through a single session and a single remote command,
+/// instead of a session each; each file is verified and renamed into place
+/// as soon as it has arrived. Otherwise each source is copied by
+/// [`download`] in turn. For files copied together, the `channel_bytes_*`
+/// and `session_ids` of each report are those of the whole run.
+pub async fn download_files(
+    client: &Client,
+    environment_id: &str,
+    remotes: &[impl AsRef<str>],
+    local: &Path,
+    options: &TransferOptions,
+) -> Vec<Result<TransferReport, TransferError>> {
+    let options = options.clone().into_directory(true);
+    if options.recursive || options.transport != Transport::InBand {
+        let mut results = Vec::with_capacity(remotes.len());
+        for remote in remotes {
+            let r = download(client, environment_id, remote.as_ref(), local, &options).await;
+            let failed = r.is_err();
+            results.push(r);
+            if failed {
+                break;
+            }
+        }
+        return results;
+    }
+    let dests = match destinations(remotes, local, &options) {
+        Ok(d) => d,
+        Err(e) => return vec![Err(e)],
+    };
+    match runner_for(client, environment_id, &options).await {
+        Ok(runner) => {
+            let remotes: Vec<&str> = remotes.iter().map(AsRef::as_ref).collect();
+            inband::download_files(&runner, &remotes, &dests, &options).await
+        }
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// [`download_files`] in-band through any [`RemoteRunner`] (files only, one run).
+pub async fn download_files_with(
+    runner: &dyn RemoteRunner,
+    remotes: &[impl AsRef<str>],
+    local: &Path,
+    options: &TransferOptions,
+) -> Vec<Result<TransferReport, TransferError>> {
+    let options = options.clone().into_directory(true);
+    let dests = match destinations(remotes, local, &options) {
+        Ok(d) => d,
+        Err(e) => return vec![Err(e)],
+    };
+    let remotes: Vec<&str> = remotes.iter().map(AsRef::as_ref).collect();
+    inband::download_files(runner, &remotes, &dests, &options).await
+}
+
+/// Where each of several remote sources goes in the directory `local`
+/// (which must exist).
+fn destinations(
+    remotes: &[impl AsRef<str>],
+    local: &Path,
+    options: &TransferOptions,
+) -> Result<Vec<local::LocalDestination>, TransferError> {
+    let dests: Vec<_> = remotes
+        .iter()
+        .map(|r| destination(r.as_ref(), local, options))
+        .collect();
+    if let Some(d) = dests.first() {
+        d.precheck()?;
+    }
+    Ok(dests)
 }
 
 /// [`upload`] in-band through any [`RemoteRunner`].

@@ -10,7 +10,15 @@
 //! - `CSRS-META <kind> <mode> <atime> <mtime> <size>` (first stdout line of a
 //!   download): what is coming;
 //! - `CSRS-OK <sha256> <bytes>` (stderr): done; the hash of what was written
-//!   (upload) or sent (download).
+//!   (upload) or sent (download);
+//! - `CSRS-SUM <sha256>` / `CSRS-BAD` (stdout, after each file of a batch
+//!   download): the hash of the file's bytes just sent, or that they must be
+//!   dropped.
+//!
+//! # Batch download framing
+//!
+//! Each file is its META line, exactly `<size>` bytes, then its SUM (or BAD)
+//! line, so the client knows where each file ends without any escaping.
 //!
 //! # Upload framing (in-band)
 //!
@@ -222,6 +230,49 @@ done
     )
 }
 
+/// One file of a batch download (a function body; argument: the source).
+/// Prints on stdout the META line, exactly `size` bytes (the size in the META
+/// line: a file that shrank meanwhile is padded, one that grew is cut, so the
+/// stream stays framed) and `CSRS-SUM <sha256>`; or, when the file could not
+/// be read whole or changed while it was read (size or modification time),
+/// `CSRS-BAD` instead of the sum, and the failure on stderr.
+const DOWNLOAD_FILE: &str = r#"
+csrs_expand "$1"; src=$r
+[ -e "$src" ] || csrs_fail notfound "$src"
+[ -d "$src" ] && csrs_fail isdir "$src"
+[ -f "$src" ] || csrs_fail notregular "$src"
+[ -r "$src" ] || csrs_fail perm "$src"
+meta=$(stat -L -c '%a %X %Y %s' -- "$src") || csrs_fail io "$src"
+size=${meta##* }
+printf 'CSRS-META file %s\n' "$meta"
+h=$(set -o pipefail
+  { head -c "$size" -- "$src"; st=$?; head -c "$size" /dev/zero; exit $st; } |
+    head -c "$size" | tee /dev/fd/3 | sha256sum) || { printf 'CSRS-BAD\n'; csrs_fail io "$src"; }
+h=${h%% *}
+now=$(stat -L -c '%a %X %Y %s' -- "$src" 2>/dev/null)
+[ "${now#* * }" = "${meta#* * }" ] || { printf 'CSRS-BAD\n'; csrs_fail changed "$src"; }
+printf 'CSRS-SUM %s\n' "$h"
+printf 'CSRS-OK %s %s\n' "$h" "$size" >&2
+"#;
+
+/// Download of several files in one run. Arguments: count N, then N sources.
+/// Each file goes through [`DOWNLOAD_FILE`] in a subshell of its own, its
+/// framed data on stdout in turn; the first failure ends the run with its
+/// status.
+fn download_files_body() -> String {
+    format!(
+        "csrs_download_one() {{\n{DOWNLOAD_FILE}\n}}\n{}",
+        r#"n=$1; shift
+exec 3>&1
+i=0
+while [ "$i" -lt "$n" ]; do
+  ( csrs_download_one "$1" ) || exit $?
+  shift; i=$((i + 1))
+done
+"#
+    )
+}
+
 /// Removes what an interrupted upload left. Arguments: destination, source
 /// name, nonce (the temporary names contain the nonce, so nothing else can match).
 const CLEANUP: &str = r#"
@@ -337,6 +388,14 @@ pub(crate) fn download_argv(source: &str, recursive: bool, to_s3: bool) -> Vec<V
             if to_s3 { b"s3" } else { b"stdout" },
         ],
     )
+}
+
+/// argv of a download of several files (stdout only).
+pub(crate) fn download_files_argv(sources: &[&str]) -> Vec<Vec<u8>> {
+    let count = sources.len().to_string();
+    let mut args: Vec<&[u8]> = vec![count.as_bytes()];
+    args.extend(sources.iter().map(|s| s.as_bytes()));
+    argv(&download_files_body(), &args)
 }
 
 /// argv of the clean-up after a failed upload.
@@ -497,6 +556,7 @@ mod tests {
             DOWNLOAD,
             CLEANUP,
             &upload_files_body(),
+            &download_files_body(),
         ] {
             let out = std::process::Command::new("bash")
                 .arg("-n")

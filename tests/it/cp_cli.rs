@@ -57,6 +57,33 @@ fn cp_cli_round_trip_files_and_trees() {
     assert_eq!(v["Sha256"], sha256_hex(&all_bytes()));
     assert_eq!(v["Bytes"], all_bytes().len() as u64);
     assert_eq!(v["Transport"], "in-band");
+    // Several files down in-band: one JSON line each, the same session.
+    let both = local.join("both");
+    std::fs::create_dir(&both).unwrap();
+    let out = cli
+        .cmd_with(&["--output", "json"], "cp")
+        .args([":a.bin", ":b:colon.txt"])
+        .arg(&both)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["Source"], "a.bin");
+    assert_eq!(lines[1]["Source"], "b:colon.txt");
+    assert_eq!(lines[1]["Sha256"], sha256_hex(b"colon"));
+    assert_eq!(lines[0]["SessionIds"], lines[1]["SessionIds"]);
+    assert_eq!(std::fs::read(both.join("a.bin")).unwrap(), all_bytes());
+    assert_eq!(std::fs::read(both.join("b:colon.txt")).unwrap(), b"colon");
     // A tree with -r -p, up and down.
     let tree = local.join("tree");
     make_tree(&tree);
@@ -145,18 +172,34 @@ fn cp_cli_ctrl_c_leaves_nothing() {
     assert_eq!(std::fs::read(home.join("dir/f0")).unwrap(), b"0");
     assert!(!home.join("dir/big.bin").exists());
     assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
+
+    // Several files down: the finished one stays, nothing of the other.
+    std::fs::copy(&f, home.join("big.bin")).unwrap();
+    let down = local.join("down");
+    std::fs::create_dir(&down).unwrap();
+    interrupt_while_copying(
+        cli.cmd("cp").args([":f0", ":big.bin"]).arg(&down),
+        &down,
+        "big.bin",
+    );
+    assert_eq!(std::fs::read(down.join("f0")).unwrap(), b"0");
+    assert!(!down.join("big.bin").exists());
+    assert!(leftovers(&down).is_empty(), "{:?}", leftovers(&down));
 }
 
 /// Starts the copy, sends SIGINT (as Ctrl-C in a terminal would) once the
-/// temporary file of `name` exists under `home` (in a batch, an earlier
+/// temporary file of `name` exists under `dest` (in a batch, an earlier
 /// file's temporary file may be seen first), and expects exit code 130.
-fn interrupt_while_copying(cmd: &mut Command, home: &std::path::Path, name: &str) {
+fn interrupt_while_copying(cmd: &mut Command, dest: &std::path::Path, name: &str) {
     let child = cmd.spawn().unwrap();
-    let tmp_prefix = format!("{name}.cloudshell-rs.tmp");
+    // `NAME.cloudshell-rs.tmp.*` in the environment, `.NAME.cloudshell-rs.tmp.*` here.
+    let tmp = format!("{name}.cloudshell-rs.tmp");
     wait_for(|| {
-        leftovers(home).iter().any(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&tmp_prefix))
+        leftovers(dest).iter().any(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with(&tmp) || n.strip_prefix('.').is_some_and(|n| n.starts_with(&tmp))
+            })
         })
     });
     let r = Command::new("kill")

@@ -214,7 +214,8 @@ fn create_sessions(emu: &Emu) -> usize {
 
 /// Several files into one directory go through one session and one remote
 /// command; each is verified and renamed on its own, keeps its mode (and its
-/// times with -p), and replaces a file already there.
+/// times with -p), and replaces a file already there. The same files come
+/// back down the same way.
 #[tokio::test]
 async fn cp_emu_several_files_share_one_session() {
     let emu = start(GatewayConfig::default()).await;
@@ -256,6 +257,35 @@ async fn cp_emu_several_files_share_one_session() {
         assert!(session.get_or_insert(r.session_ids.clone()) == &r.session_ids);
     }
     assert!(leftovers(&emu.home).is_empty());
+
+    // And back down into a local directory, through one session again.
+    let back = emu.local.join("back");
+    std::fs::create_dir(&back).unwrap();
+    let remotes: Vec<String> = files
+        .iter()
+        .map(|f| format!("dir/{}", f.0.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    let before = create_sessions(&emu);
+    let results = transfer::download_files(
+        &emu.client,
+        &emu.env,
+        &remotes,
+        &back,
+        &opts(Transport::InBand).preserve_times(true),
+    )
+    .await;
+    assert_eq!(create_sessions(&emu) - before, 1, "one session for all");
+    assert_eq!(results.len(), files.len());
+    for ((p, data, mode), r) in files.iter().zip(results) {
+        let r = r.unwrap();
+        let local = back.join(p.file_name().unwrap());
+        assert_eq!(r.destination, local.display().to_string());
+        assert_eq!(r.sha256, sha256_hex(data));
+        assert_eq!(std::fs::read(&local).unwrap(), *data);
+        assert_eq!(mode_of(&local), *mode);
+        assert_eq!(mtime_of(&local), 1_300_000_000);
+    }
+    assert!(leftovers(&back).is_empty());
 }
 
 /// The first failure ends a batch: the files before it are in place, the

@@ -572,3 +572,223 @@ async fn cp_through_exec_on_a_local_pty() {
         .unwrap();
     assert_eq!(tree_listing(&f.local.join("tree2")), tree_listing(&tree));
 }
+
+/// A change made to a run's output.
+type OutputChange = fn(&mut Vec<u8>);
+
+/// A runner (of downloads: no stdin) whose output is changed on its way
+/// back: cut at a length, or one byte flipped.
+struct OutputRunner(LocalRunner, OutputChange);
+
+impl cloudshell_rs::transfer::RemoteRunner for OutputRunner {
+    fn run<'a>(
+        &'a self,
+        argv: &'a [Vec<u8>],
+        stdin: Option<&'a mut (dyn tokio::io::AsyncRead + Send + Unpin)>,
+        stdout: &'a mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+        stderr: &'a mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+    ) -> cloudshell_rs::transfer::RunFuture<'a> {
+        Box::pin(async move {
+            assert!(stdin.is_none());
+            let mut buf = Vec::new();
+            let out = self.0.run(argv, None, &mut buf, stderr).await;
+            (self.1)(&mut buf);
+            tokio::io::AsyncWriteExt::write_all(stdout, &buf)
+                .await
+                .unwrap();
+            out
+        })
+    }
+}
+
+/// Three remote files (one empty) and where they go.
+fn batch_sources(f: &Fixture) -> (Vec<Vec<u8>>, std::path::PathBuf) {
+    let data = vec![
+        pseudo_random(1000, 1),
+        pseudo_random(3 * 1024 * 1024 + 7, 2),
+        Vec::new(),
+    ];
+    std::fs::create_dir_all(f.home.join("src")).unwrap();
+    for (i, (d, mode)) in data.iter().zip([0o640, 0o600, 0o644]).enumerate() {
+        write_file(&f.home.join(format!("src/f{i}")), d, mode);
+    }
+    let dest = f.local.join("down");
+    std::fs::create_dir_all(&dest).unwrap();
+    (data, dest)
+}
+
+const BATCH: [&str; 3] = ["src/f0", "~/src/f1", "src/f2"];
+
+/// Several files down through one run: contents, modes, times with `-p`, an
+/// existing local file replaced.
+#[tokio::test]
+async fn cp_local_batch_download_round_trip() {
+    let f = fixture();
+    let (data, dest) = batch_sources(&f);
+    set_times(&f.home.join("src/f1"), 1_000_000_000);
+    write_file(&dest.join("f0"), b"old content", 0o600);
+    let keep = TransferOptions::new().preserve_times(true);
+    let results = transfer::download_files_with(&f.runner, &BATCH, &dest, &keep).await;
+    assert_eq!(f.runner.runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(results.len(), 3, "{results:?}");
+    for (i, (r, mode)) in results.iter().zip([0o640, 0o600, 0o644]).enumerate() {
+        let r = r.as_ref().unwrap();
+        let path = dest.join(format!("f{i}"));
+        assert_eq!(r.destination, path.display().to_string());
+        assert_eq!(r.bytes, data[i].len() as u64);
+        assert_eq!(r.sha256, sha256_hex(&data[i]));
+        assert_eq!(std::fs::read(&path).unwrap(), data[i], "f{i}");
+        assert_eq!(mode_of(&path), mode, "f{i}");
+    }
+    assert_eq!(mtime_of(&dest.join("f1")), 1_000_000_000);
+    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+}
+
+/// The batch stops at the first source that cannot be copied: the files
+/// before it are in place, the ones after it are not attempted.
+#[tokio::test]
+async fn cp_local_batch_download_stops_at_the_first_failure() {
+    let f = fixture();
+    let (data, dest) = batch_sources(&f);
+    std::fs::create_dir(f.home.join("src/sub")).unwrap();
+    for (bad, want) in [
+        ("src/missing", "no such file"),
+        ("src/sub", "is a directory"),
+    ] {
+        let _ = std::fs::remove_file(dest.join("f0"));
+        let results = transfer::download_files_with(
+            &f.runner,
+            &["src/f0", bad, "src/f1"],
+            &dest,
+            &TransferOptions::new(),
+        )
+        .await;
+        assert_eq!(results.len(), 2, "{results:?}");
+        assert!(results[0].is_ok());
+        let e = results[1].as_ref().unwrap_err();
+        assert!(
+            e.to_string().contains(want) && e.to_string().contains(bad),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(dest.join("f0")).unwrap(), data[0]);
+        assert!(!dest.join("f1").exists());
+        assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+    }
+    // A missing local directory is found before anything runs.
+    let runs = f.runner.runs.load(std::sync::atomic::Ordering::Relaxed);
+    let results = transfer::download_files_with(
+        &f.runner,
+        &BATCH,
+        &f.local.join("nope"),
+        &TransferOptions::new(),
+    )
+    .await;
+    assert!(
+        matches!(
+            results[..],
+            [Err(TransferError::NotFound {
+                side: Side::Local,
+                ..
+            })]
+        ),
+        "{results:?}"
+    );
+    assert_eq!(
+        f.runner.runs.load(std::sync::atomic::Ordering::Relaxed),
+        runs
+    );
+}
+
+/// Output cut inside a file, or damaged, never leaves that file (or a
+/// temporary file) behind; the files verified before it stay.
+#[tokio::test]
+async fn cp_local_batch_download_cut_or_corrupted_keeps_only_verified_files() {
+    let f = fixture();
+    let (data, dest) = batch_sources(&f);
+    let cuts: [(OutputChange, usize); 4] = [
+        // Inside f0's data.
+        (|b| b.truncate(100), 0),
+        // Right before f0's sum line ends.
+        (
+            |b| b.truncate(b.iter().position(|&c| c == b'\n').unwrap() + 1 + 1000 + 20),
+            0,
+        ),
+        // Inside f1's data.
+        (|b| b.truncate(2 * 1024 * 1024), 1),
+        // A byte of f1's data flipped.
+        (|b| b[1024 * 1024] ^= 0x40, 1),
+    ];
+    for (i, (change, done)) in cuts.into_iter().enumerate() {
+        for n in 0..3 {
+            let _ = std::fs::remove_file(dest.join(format!("f{n}")));
+        }
+        let runner = OutputRunner(LocalRunner::new(&f.home), change);
+        let results =
+            transfer::download_files_with(&runner, &BATCH, &dest, &TransferOptions::new()).await;
+        assert_eq!(results.len(), done + 1, "case {i}: {results:?}");
+        let e = results[done].as_ref().unwrap_err();
+        if i == 3 {
+            assert!(
+                matches!(e, TransferError::ChecksumMismatch { .. }),
+                "case {i}: {e}"
+            );
+        } else {
+            assert!(matches!(e, TransferError::Incomplete), "case {i}: {e}");
+        }
+        assert_eq!(dest.join("f0").exists(), done == 1, "case {i}");
+        if done == 1 {
+            assert_eq!(std::fs::read(dest.join("f0")).unwrap(), data[0]);
+        }
+        assert!(
+            !dest.join("f1").exists() && !dest.join("f2").exists(),
+            "case {i}"
+        );
+        assert!(
+            leftovers(&dest).is_empty(),
+            "case {i}: {:?}",
+            leftovers(&dest)
+        );
+    }
+}
+
+/// A file that shrinks while it is read: the stream stays framed (the rest
+/// is padded), the environment drops the file and says why, nothing of it is
+/// written here.
+#[tokio::test]
+async fn cp_local_batch_download_drops_a_file_that_changed() {
+    let f = fixture();
+    let (data, dest) = batch_sources(&f);
+    // A `head` that empties the file it is asked to read (`-- FILE`) first.
+    let tools = f.local.join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v head"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    write_file(
+        &tools.join("head"),
+        format!(
+            "#!/bin/sh\nfor a; do last=$a; done\ncase $last in *f1) : > \"$last\" ;; esac\nexec {} \"$@\"\n",
+            real.trim()
+        )
+        .as_bytes(),
+        0o755,
+    );
+    let mut runner = LocalRunner::new(&f.home);
+    runner.path_prefix = Some(tools);
+    let results =
+        transfer::download_files_with(&runner, &BATCH, &dest, &TransferOptions::new()).await;
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(std::fs::read(dest.join("f0")).unwrap(), data[0]);
+    let e = results[1].as_ref().unwrap_err();
+    assert!(
+        e.to_string().contains("changed while it was being copied"),
+        "{e}"
+    );
+    assert!(!dest.join("f1").exists() && !dest.join("f2").exists());
+    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+}

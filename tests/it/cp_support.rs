@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub struct LocalRunner {
     pub home: PathBuf,
     pub runs: AtomicU64,
+    /// A directory searched before `PATH` (tools replaced for a test).
+    pub path_prefix: Option<PathBuf>,
 }
 
 impl LocalRunner {
@@ -24,6 +26,7 @@ impl LocalRunner {
         Self {
             home: home.to_path_buf(),
             runs: AtomicU64::new(0),
+            path_prefix: None,
         }
     }
 
@@ -49,6 +52,12 @@ impl LocalRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(dir) = &self.path_prefix {
+            let mut path = std::ffi::OsString::from(dir);
+            path.push(":");
+            path.push(std::env::var_os("PATH").unwrap_or_default());
+            cmd.env("PATH", path);
+        }
         let mut child = cmd.spawn().map_err(io)?;
         let mut cin = child.stdin.take();
         let mut cout = child.stdout.take().unwrap();
