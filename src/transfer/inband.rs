@@ -332,6 +332,63 @@ fn produce_files(
     (sent, None)
 }
 
+/// What the reports of the files of one batch run share: its session and
+/// its data-channel byte counts (none when the run itself failed).
+struct BatchRun {
+    session_ids: Vec<String>,
+    channel_bytes_sent: u64,
+    channel_bytes_received: u64,
+}
+
+impl BatchRun {
+    fn of(outcome: &Result<RunOutcome, ExecError>) -> Self {
+        match outcome {
+            Ok(o) => BatchRun {
+                session_ids: o.session_id.iter().cloned().collect(),
+                channel_bytes_sent: o.channel_bytes_sent,
+                channel_bytes_received: o.channel_bytes_received,
+            },
+            Err(_) => BatchRun {
+                session_ids: Vec::new(),
+                channel_bytes_sent: 0,
+                channel_bytes_received: 0,
+            },
+        }
+    }
+
+    /// The report of one file of the run.
+    fn report(&self, destination: String, bytes: u64, sha256: String) -> TransferReport {
+        TransferReport {
+            destination,
+            bytes,
+            files: 1,
+            tree: false,
+            sha256,
+            transport: Transport::InBand,
+            channel_bytes_sent: self.channel_bytes_sent,
+            channel_bytes_received: self.channel_bytes_received,
+            http_bytes: 0,
+            session_ids: self.session_ids.clone(),
+        }
+    }
+}
+
+/// The result of a batch's local thread (the files it handled, and why it
+/// stopped early, if it did), or the thread's own failure.
+fn joined<T>(
+    thread: Result<(Vec<T>, Option<TransferError>), tokio::task::JoinError>,
+    what: &str,
+) -> (Vec<T>, Option<TransferError>) {
+    thread.unwrap_or_else(|e| {
+        (
+            Vec::new(),
+            Some(TransferError::Protocol(format!(
+                "the {what} thread failed: {e}"
+            ))),
+        )
+    })
+}
+
 /// Uploads the regular files `srcs` into the directory `remote` in one run
 /// (one session): one result per file attempted, in order. The first failure
 /// ends the batch: the files before it are in place, the ones after it are
@@ -371,23 +428,8 @@ pub(crate) async fn upload_files(
     let mut stdout = Collector::default();
     let (outcome, report) = run_script(runner, &argv, Some(&mut reader), &mut stdout).await;
     drop(reader);
-    let (sent, local_error) = match producer.await {
-        Ok(p) => p,
-        Err(e) => (
-            Vec::new(),
-            Some(TransferError::Protocol(format!(
-                "the sending thread failed: {e}"
-            ))),
-        ),
-    };
-    let (session_ids, channel_sent, channel_received) = match &outcome {
-        Ok(o) => (
-            o.session_id.iter().cloned().collect::<Vec<_>>(),
-            o.channel_bytes_sent,
-            o.channel_bytes_received,
-        ),
-        Err(_) => (Vec::new(), 0, 0),
-    };
+    let (sent, local_error) = joined(producer.await, "sending");
+    let run = BatchRun::of(&outcome);
     let mut results = Vec::with_capacity(srcs.len());
     // The files the environment confirmed, checked against what was sent.
     for (i, confirmed) in report.oks.iter().enumerate().take(srcs.len()) {
@@ -401,18 +443,11 @@ pub(crate) async fn upload_files(
             results.push(Err(e));
             return results;
         }
-        results.push(Ok(TransferReport {
-            destination: join_remote(remote, &srcs[i].name.to_string_lossy()),
-            bytes: *bytes,
-            files: 1,
-            tree: false,
-            sha256: sha256.clone(),
-            transport: Transport::InBand,
-            channel_bytes_sent: channel_sent,
-            channel_bytes_received: channel_received,
-            http_bytes: 0,
-            session_ids: session_ids.clone(),
-        }));
+        results.push(Ok(run.report(
+            join_remote(remote, &srcs[i].name.to_string_lossy()),
+            *bytes,
+            sha256.clone(),
+        )));
     }
     let k = results.len();
     if k == srcs.len() {
@@ -547,39 +582,11 @@ pub(crate) async fn download_files(
         tokio::task::spawn_blocking(move || local::receive_files(reader, &dests2, progress));
     let (outcome, report) = run_script(runner, &argv, None, &mut writer).await;
     drop(writer);
-    let (received, local_error) = match consumer.await {
-        Ok(r) => r,
-        Err(e) => (
-            Vec::new(),
-            Some(TransferError::Protocol(format!(
-                "the receiving thread failed: {e}"
-            ))),
-        ),
-    };
-    let (session_ids, channel_sent, channel_received) = match &outcome {
-        Ok(o) => (
-            o.session_id.iter().cloned().collect::<Vec<_>>(),
-            o.channel_bytes_sent,
-            o.channel_bytes_received,
-        ),
-        Err(_) => (Vec::new(), 0, 0),
-    };
+    let (received, local_error) = joined(consumer.await, "receiving");
+    let run = BatchRun::of(&outcome);
     let mut results: Vec<Result<TransferReport, TransferError>> = received
         .into_iter()
-        .map(|f| {
-            Ok(TransferReport {
-                destination: f.target.display().to_string(),
-                bytes: f.bytes,
-                files: 1,
-                tree: false,
-                sha256: f.sha256,
-                transport: Transport::InBand,
-                channel_bytes_sent: channel_sent,
-                channel_bytes_received: channel_received,
-                http_bytes: 0,
-                session_ids: session_ids.clone(),
-            })
-        })
+        .map(|f| Ok(run.report(f.target.display().to_string(), f.bytes, f.sha256)))
         .collect();
     if results.len() == remotes.len() {
         // Every file is verified and in place: how the run ended changes nothing.

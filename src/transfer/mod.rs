@@ -342,16 +342,10 @@ pub async fn upload_files(
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
     if options.recursive || options.transport != Transport::InBand {
-        let mut results = Vec::with_capacity(locals.len());
-        for local in locals {
-            let r = upload(client, environment_id, local.as_ref(), remote, &options).await;
-            let failed = r.is_err();
-            results.push(r);
-            if failed {
-                break;
-            }
-        }
-        return results;
+        return one_by_one(locals.len(), |i| {
+            upload(client, environment_id, locals[i].as_ref(), remote, &options)
+        })
+        .await;
     }
     let (srcs, bad) = inspect_files(locals);
     let results = if srcs.is_empty() {
@@ -363,6 +357,25 @@ pub async fn upload_files(
         }
     };
     with_inspection_error(results, bad)
+}
+
+/// Runs `copy(0)`, `copy(1)`, ... `copy(n - 1)` in turn, up to the first
+/// failure: one result per copy attempted.
+async fn one_by_one<F, Fut>(n: usize, mut copy: F) -> Vec<Result<TransferReport, TransferError>>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<TransferReport, TransferError>>,
+{
+    let mut results = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = copy(i).await;
+        let failed = r.is_err();
+        results.push(r);
+        if failed {
+            break;
+        }
+    }
+    results
 }
 
 /// [`upload_files`] in-band through any [`RemoteRunner`] (files only, one run).
@@ -448,16 +461,10 @@ pub async fn download_files(
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
     if options.recursive || options.transport != Transport::InBand {
-        let mut results = Vec::with_capacity(remotes.len());
-        for remote in remotes {
-            let r = download(client, environment_id, remote.as_ref(), local, &options).await;
-            let failed = r.is_err();
-            results.push(r);
-            if failed {
-                break;
-            }
-        }
-        return results;
+        return one_by_one(remotes.len(), |i| {
+            download(client, environment_id, remotes[i].as_ref(), local, &options)
+        })
+        .await;
     }
     let dests = match destinations(remotes, local, &options) {
         Ok(d) => d,
