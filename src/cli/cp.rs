@@ -100,13 +100,9 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
             return Err(usage("all remote sources must be in the same environment"));
         }
     }
-    let env = match &env_spec {
-        // Like the Console (and `exec`): the default environment is created on first use.
-        None => ctx.env_or_create_default(None).await?,
-        Some(spec) => transfer::resolve_environment(&ctx.client, Some(spec))
-            .await
-            .map_err(|e| CliError::new(chain(&e)))?,
-    };
+    // By id or name as in every command; like the Console (and `exec`), the
+    // default environment is created on first use.
+    let env = ctx.env_or_create_default(env_spec).await?;
 
     let show = !args.quiet && std::io::stderr().is_terminal();
     let interrupt = Interrupt::new();

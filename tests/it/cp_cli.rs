@@ -125,7 +125,8 @@ fn cp_cli_errors_and_exit_codes() {
     let (code, err) = run(cli.cmd("cp").arg(&f).arg("no-such-env:x"));
     assert_eq!(code, 1);
     assert!(
-        err.contains("environment \"no-such-env\" not found"),
+        err.contains("no environment has the id or name \"no-such-env\"")
+            && err.contains("`cloudshell-rs describe` lists them"),
         "{err}"
     );
     let (code, err) = run(cli.cmd("cp").arg(&local).arg(":x"));
