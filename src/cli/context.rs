@@ -90,7 +90,7 @@ impl Context {
 
 /// The default environment: the one without a VPC configuration.
 pub fn default_environment(envs: &[Environment]) -> Option<&Environment> {
-    envs.iter().find(|e| e.vpc_config.is_none())
+    envs.iter().find(|e| e.is_default())
 }
 
 #[cfg(feature = "local")]

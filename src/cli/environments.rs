@@ -50,7 +50,7 @@ pub async fn describe(ctx: &Context, out: &Printer) -> CliResult {
                 (
                     "Name",
                     e.environment_name.clone().unwrap_or_else(|| {
-                        if e.vpc_config.is_none() {
+                        if e.is_default() {
                             "(default)".into()
                         } else {
                             "-".into()

@@ -265,7 +265,7 @@ pub async fn resolve_environment(
             listed
                 .environments
                 .iter()
-                .find(|e| e.vpc_config.is_none())
+                .find(|e| e.is_default())
                 .map(|e| e.environment_id.clone())
                 .ok_or_else(|| TransferError::UnknownEnvironment("(default)".to_string()))
         }
