@@ -117,94 +117,49 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
         .interrupt(interrupt.clone())
         .session_options(super::connect::session_options(global, &ctx.client));
 
-    // Several sources into one directory: one session for all of them
-    // (in-band files), one progress bar, one JSON line per file.
-    if locs.len() > 1 {
-        let paths = |l: &Location| match l {
+    // One progress bar and, with --output json, one line per file. Several
+    // sources go into one directory through one session (in-band files).
+    let labels: Vec<String> = locs
+        .iter()
+        .map(|l| match l {
             Location::Local(p) => p.display().to_string(),
             Location::Remote { path, .. } => path.clone(),
-        };
-        let labels: Vec<String> = locs.iter().map(paths).collect();
-        let bar = show.then(|| new_bar(&format!("{} files", locs.len())));
-        let opts = with_bar(base, bar.as_ref());
-        let locals: Vec<PathBuf> = locs
-            .iter()
-            .filter_map(|l| match l {
-                Location::Local(p) => Some(p.clone()),
-                Location::Remote { .. } => None,
-            })
-            .collect();
-        let copy: Pin<Box<dyn Future<Output = Results>>> = match &dst {
-            Location::Remote { path: remote, .. } => Box::pin(transfer::upload_files(
-                &ctx.client,
-                &env,
-                &locals,
-                remote,
-                &opts,
-            )),
-            Location::Local(local) => Box::pin(transfer::download_files(
-                &ctx.client,
-                &env,
-                &labels,
-                local,
-                &opts,
-            )),
-        };
-        return copy_many(&labels, copy, bar, global, &interrupt).await;
-    }
-
-    for src in &locs {
-        let (label, job) = match (src, &dst) {
-            (Location::Local(l), Location::Remote { path, .. }) => (
-                l.display().to_string(),
-                Job::Upload(l.clone(), path.clone()),
-            ),
-            (Location::Remote { path, .. }, Location::Local(l)) => {
-                (path.clone(), Job::Download(path.clone(), l.clone()))
-            }
-            _ => return Err(usage("cp copies between this machine and an environment")),
-        };
-        let bar = show.then(|| new_bar(&label));
-        let opts = with_bar(base.clone(), bar.as_ref());
-        let result = with_ctrl_c(&interrupt, async {
-            match &job {
-                Job::Upload(l, r) => transfer::upload(&ctx.client, &env, l, r, &opts).await,
-                Job::Download(r, l) => transfer::download(&ctx.client, &env, r, l, &opts).await,
-            }
         })
-        .await;
-        match result {
-            Some(Ok(report)) => {
-                if let Some(bar) = bar {
-                    finish(&bar, report.bytes);
-                }
-                if global.output == OutputFormat::Json {
-                    print_json(&label, &report)?;
-                }
-            }
-            Some(Err(e)) => {
-                if let Some(bar) = bar {
-                    bar.abandon();
-                }
-                if matches!(e, TransferError::Interrupted) {
-                    return Err(CliError::with_code("interrupted", 130));
-                }
-                return Err(CliError::new(chain(&e)));
-            }
-            None => {
-                if let Some(bar) = bar {
-                    bar.abandon();
-                }
-                return Err(CliError::with_code("interrupted", 130));
-            }
+        .collect();
+    let locals: Vec<PathBuf> = locs
+        .iter()
+        .filter_map(|l| match l {
+            Location::Local(p) => Some(p.clone()),
+            Location::Remote { .. } => None,
+        })
+        .collect();
+    let bar = show.then(|| match &labels[..] {
+        [one] => new_bar(one),
+        many => new_bar(&format!("{} files", many.len())),
+    });
+    let opts = with_bar(base, bar.as_ref());
+    let client = &ctx.client;
+    let copy: Pin<Box<dyn Future<Output = Results>>> = match (&dst, &locals[..], &labels[..]) {
+        (Location::Remote { path: remote, .. }, [local], _) => {
+            Box::pin(async { vec![transfer::upload(client, &env, local, remote, &opts).await] })
         }
-    }
-    Ok(())
+        (Location::Remote { path: remote, .. }, _, _) => {
+            Box::pin(transfer::upload_files(client, &env, &locals, remote, &opts))
+        }
+        (Location::Local(local), _, [remote]) => {
+            Box::pin(async { vec![transfer::download(client, &env, remote, local, &opts).await] })
+        }
+        (Location::Local(local), _, _) => Box::pin(transfer::download_files(
+            client, &env, &labels, local, &opts,
+        )),
+    };
+    copy_many(&labels, copy, bar, global, &interrupt).await
 }
 
-/// `cp A B C ENV:DIR` or `cp ENV:a ENV:b DIR`: waits for `copy`
-/// ([`transfer::upload_files`] or [`transfer::download_files`], one result
-/// per source attempted), one JSON line per file with `--output json`.
+/// Waits for `copy` (one result per source attempted: a single copy, or
+/// [`transfer::upload_files`] / [`transfer::download_files`]), then finishes
+/// the bar or reports the first failure; one JSON line per file with
+/// `--output json`.
 async fn copy_many(
     sources: &[String],
     copy: impl Future<Output = Results>,
@@ -280,11 +235,6 @@ fn print_json(source: &str, r: &TransferReport) -> CliResult {
 
 /// One result per source attempted, in order.
 type Results = Vec<Result<TransferReport, TransferError>>;
-
-enum Job {
-    Upload(PathBuf, String),
-    Download(String, PathBuf),
-}
 
 /// Runs `fut`; the first Ctrl-C interrupts the remote command (its trap
 /// cleans up and the transfer ends with an error), a second one gives up at
