@@ -141,18 +141,28 @@ impl Client {
         })
     }
 
+    /// The id of the caller's default (public, non-VPC) environment as
+    /// DescribeEnvironments lists it, or `None` when there is none. An
+    /// environment being deleted is skipped: it cannot be started again.
+    pub async fn find_default(&self) -> Result<Option<String>, Error> {
+        let listed = self.describe_environments().send().await?;
+        let found = listed
+            .environments
+            .into_iter()
+            .find(|e| e.is_default() && e.status.as_ref() != Some(&EnvironmentStatus::Deleting))
+            .map(|e| e.environment_id);
+        if let Some(id) = &found {
+            debug!(environment_id = %id, "found default environment");
+        }
+        Ok(found)
+    }
+
     /// The id of the caller's default (public, non-VPC) environment: the one listed
     /// by DescribeEnvironments, else the one CreateEnvironment `{}` returns
     /// (get-or-create, as the Console does). Environments being deleted are skipped.
     pub async fn find_or_create_default(&self) -> Result<String, Error> {
-        let listed = self.describe_environments().send().await?;
-        if let Some(env) = listed
-            .environments
-            .iter()
-            .find(|e| e.is_default() && e.status.as_ref() != Some(&EnvironmentStatus::Deleting))
-        {
-            debug!(environment_id = %env.environment_id, "found default environment");
-            return Ok(env.environment_id.clone());
+        if let Some(found) = self.find_default().await? {
+            return Ok(found);
         }
         let created = self.create_environment().send().await?;
         debug!(environment_id = %created.environment_id, status = %created.status, "created default environment");

@@ -79,6 +79,21 @@ pub enum TransferError {
         /// The path.
         path: PathBuf,
     },
+    /// Two sources copied into one directory have the same name: the second
+    /// would replace what the first has just put there (GNU cp refuses the
+    /// same way). The sources before the second are copied, it and the rest
+    /// are not.
+    #[error("{side} {}: will not overwrite what was just copied there from {first} with {second} (two sources have the same name)", .path.display())]
+    SameName {
+        /// The destination directory's side.
+        side: Side,
+        /// The path both sources would be copied to.
+        path: PathBuf,
+        /// The source copied there, as given.
+        first: String,
+        /// The source refused, as given.
+        second: String,
+    },
     /// The source is neither a regular file nor a directory.
     #[error("{side} {}: not a regular file or directory", .path.display())]
     NotRegular {

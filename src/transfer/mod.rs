@@ -250,25 +250,19 @@ impl Reporter {
 }
 
 /// The environment named by `environment` (an id or an environment name), or
-/// the default environment for `None`.
+/// the default environment for `None` ([`Client::find_default`]: one being
+/// deleted does not count). Nothing is created: a caller without an
+/// environment gets [`TransferError::UnknownEnvironment`].
 pub async fn resolve_environment(
     client: &Client,
     environment: Option<&str>,
 ) -> Result<String, TransferError> {
     match environment {
-        None => {
-            let listed = client
-                .describe_environments()
-                .send()
-                .await
-                .map_err(TransferError::Api)?;
-            listed
-                .environments
-                .iter()
-                .find(|e| e.is_default())
-                .map(|e| e.environment_id.clone())
-                .ok_or_else(|| TransferError::UnknownEnvironment("(default)".to_string()))
-        }
+        None => client
+            .find_default()
+            .await
+            .map_err(TransferError::Api)?
+            .ok_or_else(|| TransferError::UnknownEnvironment("(default)".to_string())),
         Some(want) => client.resolve_environment(want).await.map_err(|e| match e {
             crate::Error::UnknownEnvironment { given, .. } => {
                 TransferError::UnknownEnvironment(given)
@@ -332,7 +326,8 @@ pub async fn upload(
 /// per file. Each file is still verified and renamed into place on its own.
 /// Otherwise each source is copied by [`upload`] in turn. For files copied
 /// together, the `channel_bytes_*` and `session_ids` of each report are
-/// those of the whole run.
+/// those of the whole run. A source with the same name as an earlier one
+/// would replace it: the copy stops there with [`TransferError::SameName`].
 pub async fn upload_files(
     client: &Client,
     environment_id: &str,
@@ -341,22 +336,88 @@ pub async fn upload_files(
     options: &TransferOptions,
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
-    if options.recursive || options.transport != Transport::InBand {
-        return one_by_one(locals.len(), |i| {
+    let (locals, clash) = before_name_clash(locals, remote);
+    let results = if options.recursive || options.transport != Transport::InBand {
+        one_by_one(locals.len(), |i| {
             upload(client, environment_id, locals[i].as_ref(), remote, &options)
         })
-        .await;
-    }
-    let (srcs, bad) = inspect_files(locals);
-    let results = if srcs.is_empty() {
-        Vec::new()
+        .await
     } else {
-        match runner_for(client, environment_id, &options).await {
-            Ok(runner) => inband::upload_files(&runner, &srcs, remote, &options).await,
-            Err(e) => return vec![Err(e)],
-        }
+        let (srcs, bad) = inspect_files(locals);
+        let results = if srcs.is_empty() {
+            Vec::new()
+        } else {
+            match runner_for(client, environment_id, &options).await {
+                Ok(runner) => inband::upload_files(&runner, &srcs, remote, &options).await,
+                Err(e) => return vec![Err(e)],
+            }
+        };
+        with_stop_error(results, bad)
     };
-    with_inspection_error(results, bad)
+    with_stop_error(results, clash)
+}
+
+/// The local sources up to the first one with the same name as an earlier
+/// one (both would land on the same path in the remote directory `remote`),
+/// and that one's error.
+fn before_name_clash<'a, P: AsRef<Path>>(
+    locals: &'a [P],
+    remote: &str,
+) -> (&'a [P], Option<TransferError>) {
+    let Some((first, second)) = first_repeat(locals.iter().map(|l| l.as_ref().file_name())) else {
+        return (locals, None);
+    };
+    let name = locals[second].as_ref().file_name().unwrap_or_default();
+    let error = TransferError::SameName {
+        side: Side::Remote,
+        path: format!(
+            "{}/{}",
+            remote.trim_end_matches('/'),
+            name.to_string_lossy()
+        )
+        .into(),
+        first: locals[first].as_ref().display().to_string(),
+        second: locals[second].as_ref().display().to_string(),
+    };
+    (&locals[..second], Some(error))
+}
+
+/// The remote sources up to the first one with the same name as an earlier
+/// one (both would land on the same path in the local directory `local`),
+/// and that one's error.
+fn before_remote_name_clash<'a, S: AsRef<str>>(
+    remotes: &'a [S],
+    local: &Path,
+) -> (&'a [S], Option<TransferError>) {
+    let Some((first, second)) = first_repeat(remotes.iter().map(|r| remote_name(r.as_ref())))
+    else {
+        return (remotes, None);
+    };
+    let error = TransferError::SameName {
+        side: Side::Local,
+        path: local.join(remote_name(remotes[second].as_ref()).unwrap_or_default()),
+        first: remotes[first].as_ref().to_owned(),
+        second: remotes[second].as_ref().to_owned(),
+    };
+    (&remotes[..second], Some(error))
+}
+
+/// The index of the first item equal to an earlier one, with the earlier
+/// one's index (`None` items match nothing).
+fn first_repeat<T: Eq + std::hash::Hash>(
+    items: impl Iterator<Item = Option<T>>,
+) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, item) in items.enumerate() {
+        let Some(item) = item else { continue };
+        match seen.entry(item) {
+            std::collections::hash_map::Entry::Occupied(e) => return Some((*e.get(), i)),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
+        }
+    }
+    None
 }
 
 /// Runs `copy(0)`, `copy(1)`, ... `copy(n - 1)` in turn, up to the first
@@ -386,13 +447,14 @@ pub async fn upload_files_with(
     options: &TransferOptions,
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
+    let (locals, clash) = before_name_clash(locals, remote);
     let (srcs, bad) = inspect_files(locals);
     let results = if srcs.is_empty() {
         Vec::new()
     } else {
         inband::upload_files(runner, &srcs, remote, &options).await
     };
-    with_inspection_error(results, bad)
+    with_stop_error(with_stop_error(results, bad), clash)
 }
 
 /// The sources up to the first one that cannot be copied as a file, and
@@ -408,9 +470,9 @@ fn inspect_files(locals: &[impl AsRef<Path>]) -> (Vec<local::SourceInfo>, Option
     (srcs, None)
 }
 
-/// The batch's results, then the error of the source that stopped the
-/// inspection, unless the batch failed before reaching it.
-fn with_inspection_error(
+/// The batch's results, then `bad`, the error of the source the batch
+/// stopped before, unless the batch failed before reaching it.
+fn with_stop_error(
     mut results: Vec<Result<TransferReport, TransferError>>,
     bad: Option<TransferError>,
 ) -> Vec<Result<TransferReport, TransferError>> {
@@ -451,7 +513,9 @@ pub async fn download(
 /// instead of a session each; each file is verified and renamed into place
 /// as soon as it has arrived. Otherwise each source is copied by
 /// [`download`] in turn. For files copied together, the `channel_bytes_*`
-/// and `session_ids` of each report are those of the whole run.
+/// and `session_ids` of each report are those of the whole run. A source
+/// with the same name as an earlier one would replace it: the copy stops
+/// there with [`TransferError::SameName`].
 pub async fn download_files(
     client: &Client,
     environment_id: &str,
@@ -460,23 +524,26 @@ pub async fn download_files(
     options: &TransferOptions,
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
-    if options.recursive || options.transport != Transport::InBand {
-        return one_by_one(remotes.len(), |i| {
+    let (remotes, clash) = before_remote_name_clash(remotes, local);
+    let results = if options.recursive || options.transport != Transport::InBand {
+        one_by_one(remotes.len(), |i| {
             download(client, environment_id, remotes[i].as_ref(), local, &options)
         })
-        .await;
-    }
-    let dests = match destinations(remotes, local, &options) {
-        Ok(d) => d,
-        Err(e) => return vec![Err(e)],
-    };
-    match runner_for(client, environment_id, &options).await {
-        Ok(runner) => {
-            let remotes: Vec<&str> = remotes.iter().map(AsRef::as_ref).collect();
-            inband::download_files(&runner, &remotes, &dests, &options).await
+        .await
+    } else {
+        let dests = match destinations(remotes, local, &options) {
+            Ok(d) => d,
+            Err(e) => return vec![Err(e)],
+        };
+        match runner_for(client, environment_id, &options).await {
+            Ok(runner) => {
+                let remotes: Vec<&str> = remotes.iter().map(AsRef::as_ref).collect();
+                inband::download_files(&runner, &remotes, &dests, &options).await
+            }
+            Err(e) => return vec![Err(e)],
         }
-        Err(e) => vec![Err(e)],
-    }
+    };
+    with_stop_error(results, clash)
 }
 
 /// [`download_files`] in-band through any [`RemoteRunner`] (files only, one run).
@@ -487,12 +554,14 @@ pub async fn download_files_with(
     options: &TransferOptions,
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
+    let (remotes, clash) = before_remote_name_clash(remotes, local);
     let dests = match destinations(remotes, local, &options) {
         Ok(d) => d,
         Err(e) => return vec![Err(e)],
     };
     let remotes: Vec<&str> = remotes.iter().map(AsRef::as_ref).collect();
-    inband::download_files(runner, &remotes, &dests, &options).await
+    let results = inband::download_files(runner, &remotes, &dests, &options).await;
+    with_stop_error(results, clash)
 }
 
 /// Where each of several remote sources goes in the directory `local`
@@ -535,13 +604,18 @@ pub async fn download_with(
     inband::download(runner, remote, &dest, options).await
 }
 
-fn destination(remote: &str, local: &Path, options: &TransferOptions) -> local::LocalDestination {
-    let name = remote
+/// The name a remote source keeps in a local directory: its last path
+/// component (`None` for `.`, `..`, `~` or nothing).
+fn remote_name(remote: &str) -> Option<&str> {
+    remote
         .trim_end_matches('/')
         .rsplit('/')
         .next()
         .filter(|n| !n.is_empty() && *n != "." && *n != ".." && *n != "~")
-        .map(std::ffi::OsString::from);
+}
+
+fn destination(remote: &str, local: &Path, options: &TransferOptions) -> local::LocalDestination {
+    let name = remote_name(remote).map(std::ffi::OsString::from);
     local::LocalDestination {
         dest: local.to_path_buf(),
         name,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cloudshell_rs::{Client, ConfigError, EnvironmentStatus, Error};
+use cloudshell_rs::{Client, ConfigError, EnvironmentStatus, Error, transfer};
 
 use crate::client_support::{
     SECRET_KEY, builder, client, credentials, isolate_env, verify_signature,
@@ -165,6 +165,35 @@ async fn find_or_create_default_prefers_the_listed_public_environment() {
     let reqs = server.requests();
     assert_eq!(reqs[1].path, "/createEnvironment");
     assert_eq!(reqs[1].body, b"{}");
+}
+
+/// The transfer API's default environment is the same one: an environment
+/// being deleted does not count, and nothing is created.
+#[tokio::test]
+async fn transfers_skip_a_default_environment_being_deleted() {
+    let listing = format!(
+        r#"{{"Environments":[{{"EnvironmentId":"old","Status":"DELETING"}},
+            {{"EnvironmentId":"{ENV}","Status":"SUSPENDED"}}]}}"#
+    );
+    let server = MockServer::start().await;
+    server.push(MockResponse::json(200, &listing));
+    server.push(MockResponse::json(200, &listing));
+    let c = client(&server).await;
+    assert_eq!(c.find_default().await.unwrap().as_deref(), Some(ENV));
+    assert_eq!(transfer::resolve_environment(&c, None).await.unwrap(), ENV);
+
+    let server = MockServer::start().await;
+    server.push(MockResponse::json(
+        200,
+        r#"{"Environments":[{"EnvironmentId":"old","Status":"DELETING"}]}"#,
+    ));
+    let c = client(&server).await;
+    let e = transfer::resolve_environment(&c, None).await.unwrap_err();
+    assert!(
+        matches!(&e, transfer::TransferError::UnknownEnvironment(_)),
+        "{e}"
+    );
+    assert_eq!(server.requests().len(), 1, "nothing is created");
 }
 
 #[tokio::test]

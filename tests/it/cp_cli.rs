@@ -141,6 +141,30 @@ fn cp_cli_errors_and_exit_codes() {
     let (code, err) = run(cli.cmd("cp").arg(&f).arg(":/sys/x"));
     assert_eq!(code, 1);
     assert!(err.contains("permission denied"), "{err}");
+    // Two sources with the same name, through S3 (a session per file) and
+    // in-band (one session): the first is copied, the second refused.
+    let other = local.join("other");
+    std::fs::create_dir(&other).unwrap();
+    write_file(&other.join("f"), b"other f", 0o644);
+    let (code, err) = run(cli
+        .cmd("cp")
+        .args(["--via", "s3"])
+        .arg(&f)
+        .arg(other.join("f"))
+        .arg(":~/"));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("remote ~/f: will not overwrite what was just copied there from"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(cli.home().join("f")).unwrap(), b"f");
+    let (code, err) = run(cli.cmd("cp").args([":f", ":./f"]).arg(&other));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(" with ./f (two sources have the same name)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(other.join("f")).unwrap(), b"f");
     assert!(leftovers(&local).is_empty() && leftovers(&cli.home()).is_empty());
 }
 

@@ -792,3 +792,57 @@ async fn cp_local_batch_download_drops_a_file_that_changed() {
     assert!(!dest.join("f1").exists() && !dest.join("f2").exists());
     assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
 }
+
+/// Two sources with the same name into one directory: the second would
+/// replace the first, so the batch stops there (as GNU cp's "will not
+/// overwrite just-created"): the sources before it are copied, it and the
+/// rest are not, in both directions.
+#[tokio::test]
+async fn cp_local_batch_refuses_two_sources_with_the_same_name() {
+    let f = fixture();
+    std::fs::create_dir(f.home.join("d")).unwrap();
+    for (dir, data) in [("a", b"from a"), ("b", b"from b")] {
+        std::fs::create_dir(f.local.join(dir)).unwrap();
+        write_file(&f.local.join(dir).join("x"), data, 0o644);
+    }
+    write_file(&f.local.join("y"), b"y", 0o644);
+    write_file(&f.local.join("z"), b"z", 0o644);
+    let srcs = ["a/x", "y", "b/x", "z"].map(|p| f.local.join(p));
+    let results =
+        transfer::upload_files_with(&f.runner, &srcs, "d/", &TransferOptions::new()).await;
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results[..2].iter().all(Result::is_ok), "{results:?}");
+    let e = results[2].as_ref().unwrap_err();
+    assert!(
+        matches!(e, TransferError::SameName { side: Side::Remote, path, .. } if path == Path::new("d/x")),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("remote d/x: will not overwrite")
+            && msg.contains(&srcs[0].display().to_string())
+            && msg.contains(&srcs[2].display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(f.home.join("d/x")).unwrap(), b"from a");
+    assert!(f.home.join("d/y").exists() && !f.home.join("d/z").exists());
+
+    let dest = f.local.join("down");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::create_dir(f.home.join("e")).unwrap();
+    write_file(&f.home.join("e/x"), b"from e", 0o644);
+    let remotes = ["d/x", "d/y", "~/e/x/", "d/x"];
+    let results =
+        transfer::download_files_with(&f.runner, &remotes, &dest, &TransferOptions::new()).await;
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results[..2].iter().all(Result::is_ok), "{results:?}");
+    let e = results[2].as_ref().unwrap_err();
+    assert!(
+        matches!(e, TransferError::SameName { side: Side::Local, path, first, second }
+            if *path == dest.join("x") && first == "d/x" && second == "~/e/x/"),
+        "{e:?}"
+    );
+    assert_eq!(std::fs::read(dest.join("x")).unwrap(), b"from a");
+    assert!(dest.join("y").exists());
+    assert!(leftovers(&dest).is_empty() && leftovers(&f.home).is_empty());
+}
