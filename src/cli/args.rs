@@ -356,7 +356,7 @@ pub struct SessionArgs {
     #[arg(value_name = "ENV")]
     pub env: Option<String>,
     /// Tab id (UUID v4); a new one is generated when absent.
-    #[arg(long)]
+    #[arg(long, value_parser = tab_id)]
     pub tab_id: Option<String>,
     /// Session type.
     #[arg(long, default_value = "TMUX")]
@@ -482,4 +482,12 @@ pub struct PluginArgs {
         value_name = "ARGS"
     )]
     pub args: Vec<std::ffi::OsString>,
+}
+
+/// `--tab-id`: a UUID version 4, checked as CreateSession checks it, so a
+/// typo is a usage error before anything is sent.
+pub fn tab_id(s: &str) -> Result<String, String> {
+    cloudshell_rs::client::operations::validate_tab_id(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.reason)
 }

@@ -21,7 +21,7 @@ pub struct ConnectArgs {
     pub env: Option<String>,
     /// Tab id (UUID v4): the same tab id re-attaches to the same shell.
     /// A new one is generated when absent.
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::tab_id)]
     pub tab_id: Option<String>,
     /// How long to wait for the environment to be RUNNING.
     #[arg(long, default_value_t = 300, value_name = "SECS")]

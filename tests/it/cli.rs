@@ -424,10 +424,19 @@ async fn session_hides_the_token_unless_asked() {
         .to_string();
     assert_eq!(uuid::Uuid::parse_str(&tab).unwrap().get_version_num(), 4);
 
-    // A bad TabId is refused locally.
-    let out = f.run(&["session", "--tab-id", "not-a-uuid"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("TabId"));
+    // A bad TabId is a usage error, found before any request.
+    for cmd in ["session", "connect"] {
+        let out = f.run(&[cmd, "--tab-id", "not-a-uuid"]).await;
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(
+            text(&out.stderr).contains(
+                "invalid value 'not-a-uuid' for '--tab-id <TAB_ID>': \"not-a-uuid\" is not a UUID"
+            ),
+            "{cmd}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(f.last_body("CreateSession")["TabId"], json!(tab));
 
     let v = f.json(&["delete-session", sid]).await;
     assert_eq!(v["SessionId"], json!(sid));

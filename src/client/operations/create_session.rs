@@ -30,8 +30,9 @@ struct Input<'a> {
     q_cli_disabled: Option<bool>,
 }
 
-/// Checks that `tab_id` is a UUID version 4 in its hyphenated form.
-pub(crate) fn validate_tab_id(tab_id: &str) -> Result<(), ValidationError> {
+/// Checks that `tab_id` is a UUID version 4 in its hyphenated form, as
+/// [`CreateSession`] does before sending it.
+pub fn validate_tab_id(tab_id: &str) -> Result<(), ValidationError> {
     let parsed = uuid::Uuid::try_parse(tab_id)
         .map_err(|_| ValidationError::new("TabId", format!("{tab_id:?} is not a UUID")))?;
     if parsed.get_version_num() != 4 {

@@ -12,7 +12,7 @@ mod file_urls;
 mod put_credentials;
 
 pub use create_environment::CreateEnvironment;
-pub use create_session::CreateSession;
+pub use create_session::{CreateSession, validate_tab_id};
 pub use delete_session::DeleteSession;
 pub use describe_environments::DescribeEnvironments;
 pub use environment_ops::{
