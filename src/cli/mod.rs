@@ -47,8 +47,15 @@ impl CliError {
 pub use cloudshell_rs::error_chain as chain;
 
 impl From<cloudshell_rs::Error> for CliError {
+    /// A request the library refused to send (a malformed argument) is a
+    /// usage error, exit code 2; anything else exit code 1.
     fn from(e: cloudshell_rs::Error) -> Self {
-        CliError::new(chain(&e))
+        let code = if matches!(e, cloudshell_rs::Error::Validation(_)) {
+            2
+        } else {
+            1
+        };
+        CliError::with_code(chain(&e), code)
     }
 }
 

@@ -315,7 +315,8 @@ async fn invalid_vpc_config_is_refused_before_any_request() {
         let mut all = vec!["create"];
         all.extend(args);
         let out = f.run(&all).await;
-        assert_eq!(out.status.code(), Some(1), "{all:?}");
+        // A malformed argument is a usage error, whoever finds it.
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
         let err = text(&out.stderr);
         assert!(
             err.contains("not sent") && err.contains(needle),
