@@ -168,9 +168,7 @@ async fn copy_many(
     interrupt: &Interrupt,
 ) -> CliResult {
     let Some(results) = with_ctrl_c(interrupt, copy).await else {
-        if let Some(bar) = bar {
-            bar.abandon();
-        }
+        stop(bar);
         return Err(CliError::with_code("interrupted", 130));
     };
     let mut total = 0;
@@ -185,9 +183,7 @@ async fn copy_many(
                 }
             }
             Err(e) => {
-                if let Some(bar) = bar {
-                    bar.abandon();
-                }
+                stop(bar);
                 if matches!(e, TransferError::Interrupted) {
                     return Err(CliError::with_code("interrupted", 130));
                 }
@@ -289,6 +285,16 @@ fn update(bar: &ProgressBar, p: Progress) {
         bar.set_style(bar_style());
     }
     bar.set_position(p.bytes);
+}
+
+/// After a failure: the bar stays where it stopped, to show how far the
+/// copy got, unless nothing moved (then it would only say "0 B").
+fn stop(bar: Option<ProgressBar>) {
+    match bar {
+        Some(bar) if bar.position() > 0 => bar.abandon(),
+        Some(bar) => bar.finish_and_clear(),
+        None => {}
+    }
 }
 
 fn finish(bar: &ProgressBar, bytes: u64) {

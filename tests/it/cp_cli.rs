@@ -248,3 +248,87 @@ fn wait_for(cond: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `cp ARGS` with its standard streams on a new pseudo-terminal: its
+/// exit code and everything it wrote there.
+async fn cp_on_a_terminal(cli: &Cli, args: &[std::ffi::OsString]) -> (Option<i32>, String) {
+    let (mut pty, pts) = pty_process::open().unwrap();
+    pty.resize(pty_process::Size::new(24, 100)).unwrap();
+    let template = cli.cmd("cp");
+    let mut cmd = pty_process::Command::new(template.get_program())
+        .args(template.get_args())
+        .env_clear()
+        .envs(
+            template
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        // Without TERM the terminal counts as dumb: no bar.
+        .env("TERM", "xterm-256color")
+        .args(args);
+    let mut child = cmd.spawn_borrowed(&pts).unwrap();
+    // Only the child may hold the terminal's other end now (the command
+    // keeps copies of it for its standard streams).
+    drop(cmd);
+    drop(pts);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until the child is gone: then reads of the pty fail (EIO).
+    while let Ok(n) = tokio::io::AsyncReadExt::read(&mut pty, &mut buf).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let code = child.wait().await.unwrap().code();
+    (code, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// On a terminal the progress bar shows, and ends as `verified`; a copy that
+/// fails before anything moved clears its bar instead of leaving "0 B"
+/// behind, and one that fails part way keeps it, to show how far it got.
+#[tokio::test]
+async fn cp_cli_progress_bar_on_a_terminal() {
+    let cli = Cli::new();
+    let local = cli.local();
+    write_file(&local.join("a.txt"), b"a", 0o644);
+    write_file(&local.join("b.bin"), &pseudo_random(300_000, 3), 0o644);
+    let (code, screen) = cp_on_a_terminal(&cli, &[local.join("a.txt").into(), ":~/".into()]).await;
+    assert_eq!(code, Some(0), "{screen:?}");
+    assert!(screen.contains("verified"), "{screen:?}");
+
+    // Two remote files into a local directory that does not exist: nothing
+    // moves. The bar may have been drawn, but it is cleared after its last
+    // drawing, before the error.
+    let (code, screen) = cp_on_a_terminal(
+        &cli,
+        &[":a.txt".into(), ":a.txt".into(), local.join("nope/").into()],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{screen:?}");
+    let error = screen.find("cloudshell-rs: ").expect("an error line");
+    if let Some(bar) = screen[..error].rfind("2 files") {
+        assert!(
+            screen[bar..error].contains("\x1b[2K"),
+            "the bar was left on the screen: {screen:?}"
+        );
+    }
+
+    // A first file copied, then a missing one: the bar stays.
+    let (code, screen) = cp_on_a_terminal(
+        &cli,
+        &[
+            local.join("b.bin").into(),
+            local.join("missing").into(),
+            ":~/".into(),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{screen:?}");
+    let error = screen.find("cloudshell-rs: ").expect("an error line");
+    let bar = screen[..error].rfind("2 files").expect("the bar");
+    assert!(
+        !screen[bar..error].contains("\x1b[2K") && screen[bar..error].contains("KiB"),
+        "{screen:?}"
+    );
+}
