@@ -195,14 +195,11 @@ pub(crate) async fn upload_failure(
             TransferError::Interrupted
         }
         Ok(o) => match local {
-            // A local read error explains a short input better than "short";
-            // a broken pipe only means the remote side stopped reading.
-            Some(local)
-                if !is_broken_pipe(&local)
-                    && report.failure.as_ref().is_none_or(|f| f.kind == "short") =>
-            {
-                local
-            }
+            // The local side stopped sending on its own (a read error, a file
+            // that changed): what the remote side then saw, an input ended
+            // early or an archive cut short, is its consequence. A broken
+            // pipe only means the remote side stopped reading first.
+            Some(local) if !is_broken_pipe(&local) => local,
             _ => remote_error(report, o.status.code(), sent, Direction::Upload),
         },
         Err(e) => {

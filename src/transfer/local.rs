@@ -169,6 +169,30 @@ pub(crate) struct SourceInfo {
     pub atime: i64,
     pub mtime: i64,
     pub size: u64,
+    /// What tells that the file changed after it was inspected.
+    pub stamp: Stamp,
+}
+
+/// What tells that a file changed: its inode, size, and modification and
+/// change times to the nanosecond (a rewrite of the same size within the
+/// same second changes the change time too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub(crate) fn of(md: &fs::Metadata) -> Self {
+        Stamp {
+            ino: md.ino(),
+            size: md.len(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
 }
 
 /// Checks a local source before anything is sent.
@@ -214,6 +238,7 @@ pub(crate) fn inspect_source(path: &Path, recursive: bool) -> Result<SourceInfo,
         atime: md.atime(),
         mtime: md.mtime(),
         size: if dir { 0 } else { md.len() },
+        stamp: Stamp::of(&md),
     })
 }
 
@@ -230,20 +255,41 @@ fn source_name(path: &Path) -> Option<OsString> {
     p.file_name().map(|n| n.to_os_string())
 }
 
-/// Reads a regular file into `out`; fails if the file changed size on the way.
+/// Reads a regular file into `out`; fails if the file changed since it was
+/// inspected (then the caller must not send its checksum, so that nothing
+/// of it is kept at the other end).
 pub(crate) fn send_file<W: Write>(src: &SourceInfo, out: &mut W) -> Result<(), TransferError> {
     let f = File::open(&src.path).map_err(|e| TransferError::local("opening", &src.path, e))?;
     let mut limited = f.take(src.size);
     let n =
         copy_big(&mut limited, out).map_err(|e| TransferError::local("reading", &src.path, e))?;
+    let now = limited.get_ref().metadata();
     if n != src.size {
-        return Err(TransferError::Local {
-            action: "reading",
-            path: src.path.clone(),
-            source: io::Error::other("the file shrank while it was being copied"),
-        });
+        return Err(changed(&src.path));
     }
-    Ok(())
+    check_unchanged(src, now)
+}
+
+/// Fails unless `now` (the source's metadata after it was read) shows the
+/// file as it was inspected.
+pub(crate) fn check_unchanged(
+    src: &SourceInfo,
+    now: io::Result<fs::Metadata>,
+) -> Result<(), TransferError> {
+    let now = now.map_err(|e| TransferError::local("reading metadata", &src.path, e))?;
+    if Stamp::of(&now) == src.stamp {
+        Ok(())
+    } else {
+        Err(changed(&src.path))
+    }
+}
+
+fn changed(path: &Path) -> TransferError {
+    TransferError::Local {
+        action: "reading",
+        path: path.to_path_buf(),
+        source: io::Error::other("the file changed while it was being copied"),
+    }
 }
 
 fn copy_big<R: Read + ?Sized, W: Write + ?Sized>(r: &mut R, w: &mut W) -> io::Result<u64> {
@@ -308,6 +354,10 @@ pub(crate) fn send_tree<W: Write>(
                 builder
                     .append_data(&mut header, &name, &mut reader)
                     .map_err(io_err)?;
+                let now = reader.inner.get_ref().metadata();
+                if now.map(|now| Stamp::of(&now)).ok() != Some(Stamp::of(&md)) {
+                    return Err(changed(&path));
+                }
                 files += 1;
             } else if ft.is_symlink() {
                 let target = fs::read_link(&path)

@@ -262,6 +262,10 @@ pub(crate) async fn upload(
     if sent != len {
         return Err(TransferError::Incomplete);
     }
+    if pre.is_none() {
+        // What S3 holds is what was read; it must be the file as it was.
+        local::check_unchanged(src, tokio::fs::metadata(&src.path).await)?;
+    }
     if let Some((pre_sha, _)) = &pre
         && *pre_sha != sha256
     {

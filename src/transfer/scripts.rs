@@ -34,6 +34,11 @@ set -u
 export LC_ALL=C
 umask 077
 csrs_fail() { printf 'CSRS-ERR %s %s\n' "$1" "$2" >&2; exit 3; }
+# A file's META fields, then what tells that it changed: inode, size, and
+# modification and change times to the nanosecond (a rewrite of the same size
+# within the same second changes the change time too).
+CSRS_STAT='%a %X %Y %s|%i %s %y %z'
+csrs_same() { csrs_now=$(stat -L -c "$CSRS_STAT" -- "$1" 2>/dev/null) && [ "${csrs_now#*|}" = "${2#*|}" ]; }
 csrs_kind() {
   case $1 in
     *"No space left"*|*"Disk quota"*|*"File too large"*) k=nospace ;;
@@ -180,7 +185,8 @@ elif [ -f "$src" ]; then
 else
   csrs_fail notregular "$src"
 fi
-meta=$(stat -L -c '%a %X %Y %s' -- "$src") || csrs_fail io "$src"
+st=$(stat -L -c "$CSRS_STAT" -- "$src") || csrs_fail io "$src"
+meta=${st%%|*}
 csrs_send() {
   if [ $kind = dir ]; then tar -C "$src" -cf - .; else cat -- "$src"; fi
 }
@@ -189,6 +195,7 @@ if [ "$sink" = stdout ]; then
   exec 3>&1
   h=$(set -o pipefail; csrs_send | tee /dev/fd/3 | sha256sum) || csrs_fail io "$src"
   h=${h%% *}
+  [ $kind = dir ] || csrs_same "$src" "$st" || csrs_fail changed "$src"
   size=
 else
   printf 'CSRS-META %s %s\n' "$kind" "$meta" >&2
@@ -206,6 +213,7 @@ else
   h=${h%% *}
   size=$(stat -c %s -- "$data")
   e=$(curl -fsS -o /dev/null --config - 2>&1 3< "$data") || csrs_check "$src" "$e"
+  [ $kind = dir ] || csrs_same "$src" "$st" || csrs_fail changed "$src"
 fi
 printf 'CSRS-OK %s %s\n' "$h" "$size" >&2
 "#;
@@ -242,15 +250,15 @@ csrs_expand "$1"; src=$r
 [ -d "$src" ] && csrs_fail isdir "$src"
 [ -f "$src" ] || csrs_fail notregular "$src"
 [ -r "$src" ] || csrs_fail perm "$src"
-meta=$(stat -L -c '%a %X %Y %s' -- "$src") || csrs_fail io "$src"
+st=$(stat -L -c "$CSRS_STAT" -- "$src") || csrs_fail io "$src"
+meta=${st%%|*}
 size=${meta##* }
 printf 'CSRS-META file %s\n' "$meta"
 h=$(set -o pipefail
-  { head -c "$size" -- "$src"; st=$?; head -c "$size" /dev/zero; exit $st; } |
+  { head -c "$size" -- "$src"; s=$?; head -c "$size" /dev/zero; exit $s; } |
     head -c "$size" | tee /dev/fd/3 | sha256sum) || { printf 'CSRS-BAD\n'; csrs_fail io "$src"; }
 h=${h%% *}
-now=$(stat -L -c '%a %X %Y %s' -- "$src" 2>/dev/null)
-[ "${now#* * }" = "${meta#* * }" ] || { printf 'CSRS-BAD\n'; csrs_fail changed "$src"; }
+csrs_same "$src" "$st" || { printf 'CSRS-BAD\n'; csrs_fail changed "$src"; }
 printf 'CSRS-SUM %s\n' "$h"
 printf 'CSRS-OK %s %s\n' "$h" "$size" >&2
 "#;

@@ -658,3 +658,27 @@ async fn cp_emu_s3_secrets_never_on_a_command_line() {
     );
     assert!(seen.is_empty(), "secrets on a command line: {seen:?}");
 }
+
+/// Through S3, a local file rewritten in place while it is uploaded (same
+/// size, same second) is not installed in the environment.
+#[tokio::test]
+async fn cp_emu_s3_upload_of_a_file_that_changed_keeps_nothing() {
+    let emu = start(GatewayConfig::default()).await;
+    let src = emu.local.join("moving.bin");
+    write_file(&src, &pseudo_random(3 * 1024 * 1024, 7), 0o644);
+    let o = rewriting_on_first_progress(opts(Transport::S3), &src);
+    let e = transfer::upload(&emu.client, &emu.env, &src, "moving.bin", &o)
+        .await
+        .unwrap_err();
+    assert!(
+        cloudshell_rs::error_chain(&e).contains("the file changed while it was being copied"),
+        "{}",
+        cloudshell_rs::error_chain(&e)
+    );
+    assert!(!emu.home.join("moving.bin").exists());
+    assert!(
+        leftovers(&emu.home).is_empty(),
+        "{:?}",
+        leftovers(&emu.home)
+    );
+}

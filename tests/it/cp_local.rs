@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::cp_support::*;
+use cloudshell_rs::error_chain as chain;
 use cloudshell_rs::transfer::{self, Side, TransferError, TransferOptions};
 
 struct Fixture {
@@ -751,46 +752,91 @@ async fn cp_local_batch_download_cut_or_corrupted_keeps_only_verified_files() {
     }
 }
 
-/// A file that shrinks while it is read: the stream stays framed (the rest
-/// is padded), the environment drops the file and says why, nothing of it is
-/// written here.
-#[tokio::test]
-async fn cp_local_batch_download_drops_a_file_that_changed() {
-    let f = fixture();
-    let (data, dest) = batch_sources(&f);
-    // A `head` that empties the file it is asked to read (`-- FILE`) first.
-    let tools = f.local.join("tools");
-    std::fs::create_dir(&tools).unwrap();
+/// A directory with a fake `tool` that first does `action` (a shell command
+/// on `$last`, its last argument) when that argument ends with `suffix`,
+/// then runs the real one: a file changed just as the transfer reads it.
+fn tampering(f: &Fixture, tool: &str, suffix: &str, action: &str) -> std::path::PathBuf {
+    let tools = f.local.join(format!("tools-{tool}-{}", action.len()));
+    std::fs::create_dir_all(&tools).unwrap();
     let real = String::from_utf8(
         std::process::Command::new("sh")
-            .args(["-c", "command -v head"])
+            .args(["-c", &format!("command -v {tool}")])
             .output()
             .unwrap()
             .stdout,
     )
     .unwrap();
     write_file(
-        &tools.join("head"),
+        &tools.join(tool),
         format!(
-            "#!/bin/sh\nfor a; do last=$a; done\ncase $last in *f1) : > \"$last\" ;; esac\nexec {} \"$@\"\n",
+            "#!/bin/sh\nfor a; do last=$a; done\ncase $last in *{suffix}) {action} ;; esac\nexec {} \"$@\"\n",
             real.trim()
         )
         .as_bytes(),
         0o755,
     );
-    let mut runner = LocalRunner::new(&f.home);
-    runner.path_prefix = Some(tools);
-    let results =
-        transfer::download_files_with(&runner, &BATCH, &dest, &TransferOptions::new()).await;
-    assert_eq!(results.len(), 2, "{results:?}");
-    assert_eq!(std::fs::read(dest.join("f0")).unwrap(), data[0]);
-    let e = results[1].as_ref().unwrap_err();
-    assert!(
-        e.to_string().contains("changed while it was being copied"),
-        "{e}"
-    );
-    assert!(!dest.join("f1").exists() && !dest.join("f2").exists());
-    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+    tools
+}
+
+/// Emptied (its size changes) or rewritten in place with the same size
+/// within the same second (only its change time tells).
+const CHANGES: [&str; 2] = [
+    ": > \"$last\"",
+    "printf X | dd of=\"$last\" bs=1 count=1 conv=notrunc 2>/dev/null",
+];
+
+/// A remote file that changes while a batch download reads it: its bytes
+/// still arrive framed (a file that shrank is padded), the environment drops
+/// the file and says why, nothing of it is written here.
+#[tokio::test]
+async fn cp_local_batch_download_drops_a_file_that_changed() {
+    for change in CHANGES {
+        let f = fixture();
+        let (data, dest) = batch_sources(&f);
+        let mut runner = LocalRunner::new(&f.home);
+        runner.path_prefix = Some(tampering(&f, "head", "f1", change));
+        let results =
+            transfer::download_files_with(&runner, &BATCH, &dest, &TransferOptions::new()).await;
+        assert_eq!(results.len(), 2, "{change}: {results:?}");
+        assert_eq!(std::fs::read(dest.join("f0")).unwrap(), data[0]);
+        let e = results[1].as_ref().unwrap_err();
+        assert!(
+            e.to_string().contains("changed while it was being copied"),
+            "{change}: {e}"
+        );
+        assert!(!dest.join("f1").exists() && !dest.join("f2").exists());
+        assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+    }
+}
+
+/// The same for a single file: the copy fails and nothing is written.
+#[tokio::test]
+async fn cp_local_download_of_a_file_that_changed_writes_nothing() {
+    for change in CHANGES {
+        let f = fixture();
+        write_file(&f.home.join("moving"), &pseudo_random(100_000, 4), 0o644);
+        let mut runner = LocalRunner::new(&f.home);
+        runner.path_prefix = Some(tampering(&f, "cat", "moving", change));
+        let dest = f.local.join("moving");
+        let e = transfer::download_with(&runner, "moving", &dest, &TransferOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("changed while it was being copied"),
+            "{change}: {e}"
+        );
+        assert!(!dest.exists(), "{change}");
+        assert!(leftovers(&f.local).is_empty(), "{:?}", leftovers(&f.local));
+        // Unchanged, it copies.
+        let runner = LocalRunner::new(&f.home);
+        transfer::download_with(&runner, "moving", &dest, &TransferOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            std::fs::read(f.home.join("moving")).unwrap()
+        );
+    }
 }
 
 /// Two sources with the same name into one directory: the second would
@@ -845,4 +891,78 @@ async fn cp_local_batch_refuses_two_sources_with_the_same_name() {
     assert_eq!(std::fs::read(dest.join("x")).unwrap(), b"from a");
     assert!(dest.join("y").exists());
     assert!(leftovers(&dest).is_empty() && leftovers(&f.home).is_empty());
+}
+
+/// A local file rewritten in place while it is uploaded (same size, same
+/// second: only its change time tells) is not kept in the environment, alone
+/// or in a batch (the files before it stay); unchanged, it copies.
+#[tokio::test]
+async fn cp_local_upload_of_a_file_that_changed_keeps_nothing() {
+    let f = fixture();
+    std::fs::create_dir(f.home.join("d")).unwrap();
+    let a = f.local.join("a.bin");
+    let b = f.local.join("b.bin");
+    write_file(&a, &pseudo_random(1000, 5), 0o644);
+    write_file(&b, &pseudo_random(3 * 1024 * 1024, 6), 0o644);
+
+    let e = transfer::upload_with(
+        &f.runner,
+        &b,
+        "d/b.bin",
+        &rewriting_on_first_progress(TransferOptions::new(), &b),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        chain(&e).contains("the file changed while it was being copied"),
+        "{}",
+        chain(&e)
+    );
+    assert!(!f.home.join("d/b.bin").exists());
+
+    // In a batch the progress covers both files: the rewrite of b lands
+    // while a is sent, before b is read, so b is caught as changed since
+    // it was inspected.
+    let results = transfer::upload_files_with(
+        &f.runner,
+        &[&a, &b],
+        "d",
+        &rewriting_on_first_progress(TransferOptions::new(), &b),
+    )
+    .await;
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[0].is_ok());
+    let e = results[1].as_ref().unwrap_err();
+    assert!(
+        chain(e).contains("the file changed while it was being copied"),
+        "{}",
+        chain(e)
+    );
+    assert!(f.home.join("d/a.bin").exists() && !f.home.join("d/b.bin").exists());
+    assert!(leftovers(&f.home).is_empty(), "{:?}", leftovers(&f.home));
+
+    // In a tree.
+    let tree = f.local.join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::copy(&b, tree.join("b.bin")).unwrap();
+    let o =
+        rewriting_on_first_progress(TransferOptions::new().recursive(true), &tree.join("b.bin"));
+    let e = transfer::upload_with(&f.runner, &tree, "t", &o)
+        .await
+        .unwrap_err();
+    assert!(
+        chain(&e).contains("tree/b.bin: reading: the file changed while it was being copied"),
+        "{}",
+        chain(&e)
+    );
+    assert!(!f.home.join("t").exists());
+    assert!(leftovers(&f.home).is_empty(), "{:?}", leftovers(&f.home));
+
+    transfer::upload_with(&f.runner, &b, "d/b.bin", &TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(f.home.join("d/b.bin")).unwrap(),
+        std::fs::read(&b).unwrap()
+    );
 }

@@ -306,3 +306,21 @@ impl ProgressLog {
         self.0.lock().unwrap().last().copied()
     }
 }
+
+/// `options` with a progress callback that rewrites the first byte of `path` (same
+/// size, within the same second) the first time it is called: the file
+/// changes while the transfer reads it.
+pub fn rewriting_on_first_progress(
+    options: cloudshell_rs::transfer::TransferOptions,
+    path: &Path,
+) -> cloudshell_rs::transfer::TransferOptions {
+    let path = path.to_path_buf();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    options.progress(std::sync::Arc::new(move |_| {
+        if !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.write_all(b"X").unwrap();
+        }
+    }))
+}
