@@ -42,7 +42,9 @@ pub struct CpArgs {
 
     /// SRC... DST: sources, then the destination. `ENV:PATH` is a path in
     /// environment ENV (an id or a VPC environment's name), `:PATH` a path in
-    /// the default environment; anything else is local.
+    /// the default environment; anything else is local. A remote source may
+    /// be a pattern (`:'logs/*.txt'`, quoted so that the local shell leaves
+    /// it alone): the environment's shell expands it.
     #[arg(value_name = "PATHS", required = true, num_args = 2..)]
     pub paths: Vec<OsString>,
 }
@@ -109,7 +111,6 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
     let base = TransferOptions::new()
         .recursive(args.recursive)
         .preserve_times(args.preserve)
-        .into_directory(locs.len() > 1)
         .transport(match args.via {
             Via::InBand => Transport::InBand,
             Via::S3 => Transport::S3,
@@ -119,13 +120,17 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
 
     // One progress bar and, with --output json, one line per file. Several
     // sources go into one directory through one session (in-band files).
-    let labels: Vec<String> = locs
+    let mut labels: Vec<String> = locs
         .iter()
         .map(|l| match l {
             Location::Local(p) => p.display().to_string(),
             Location::Remote { path, .. } => path.clone(),
         })
         .collect();
+    if !upload && labels.iter().any(|l| transfer::is_pattern(l)) {
+        labels = expand_patterns(ctx, &env, labels, &base, &interrupt).await?;
+    }
+    let base = base.into_directory(labels.len() > 1);
     let locals: Vec<PathBuf> = locs
         .iter()
         .filter_map(|l| match l {
@@ -156,6 +161,46 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
     copy_many(&labels, copy, bar, global, &interrupt).await
 }
 
+/// The remote `sources` with each pattern (`ENV:'logs/*.txt'`) replaced by
+/// the paths it matches in the environment, as scp lets the remote side
+/// expand its patterns; one remote command for all the patterns.
+async fn expand_patterns(
+    ctx: &Context,
+    env: &str,
+    sources: Vec<String>,
+    options: &TransferOptions,
+    interrupt: &Interrupt,
+) -> CliResult<Vec<String>> {
+    let patterns: Vec<&String> = sources.iter().filter(|s| transfer::is_pattern(s)).collect();
+    let found = with_ctrl_c(
+        interrupt,
+        transfer::glob(&ctx.client, env, &patterns, options),
+    )
+    .await
+    .unwrap_or(Err(TransferError::Interrupted))
+    .map_err(failure)?;
+    let mut found = found.into_iter();
+    Ok(sources
+        .into_iter()
+        .flat_map(|s| {
+            if transfer::is_pattern(&s) {
+                found.next().unwrap_or_default()
+            } else {
+                vec![s]
+            }
+        })
+        .collect())
+}
+
+/// How the CLI reports a failed copy.
+fn failure(e: TransferError) -> CliError {
+    if matches!(e, TransferError::Interrupted) {
+        CliError::with_code("interrupted", 130)
+    } else {
+        CliError::new(chain(&e))
+    }
+}
+
 /// Waits for `copy` (one result per source attempted: a single copy, or
 /// [`transfer::upload_files`] / [`transfer::download_files`]), then finishes
 /// the bar or reports the first failure; one JSON line per file with
@@ -184,10 +229,7 @@ async fn copy_many(
             }
             Err(e) => {
                 stop(bar);
-                if matches!(e, TransferError::Interrupted) {
-                    return Err(CliError::with_code("interrupted", 130));
-                }
-                return Err(CliError::new(chain(&e)));
+                return Err(failure(e));
             }
         }
     }

@@ -556,6 +556,50 @@ pub(crate) async fn download(
     })
 }
 
+/// The remote paths each of `patterns` expands to, in order (the
+/// environment's shell expands them: see `scripts::GLOB`).
+pub(crate) async fn glob(
+    runner: &dyn RemoteRunner,
+    patterns: &[&str],
+) -> Result<Vec<Vec<String>>, TransferError> {
+    let argv = scripts::glob_argv(patterns);
+    let mut out = Collector::default();
+    let (outcome, report) = run_script(runner, &argv, None, &mut out).await;
+    let outcome = outcome.map_err(|e| match e {
+        ExecError::Interrupted => TransferError::Interrupted,
+        e => TransferError::Exec(e),
+    })?;
+    if !outcome.status.success() {
+        return Err(remote_error(
+            &report,
+            outcome.status.code(),
+            "",
+            Direction::Download,
+        ));
+    }
+    // Each pattern's paths, each ended by a NUL, then an empty record.
+    let mut groups = Vec::with_capacity(patterns.len());
+    let mut group = Vec::new();
+    let mut records = out.0.split(|&b| b == 0);
+    while groups.len() < patterns.len() {
+        match records.next() {
+            Some([]) => groups.push(std::mem::take(&mut group)),
+            Some(name) => group.push(String::from_utf8(name.to_vec()).map_err(|_| {
+                TransferError::Remote(format!(
+                    "{}: the name is not valid UTF-8; name it with a pattern that does not match it, or rename it",
+                    String::from_utf8_lossy(name)
+                ))
+            })?),
+            None => {
+                return Err(TransferError::Protocol(
+                    "the expansion of the remote patterns ended early".into(),
+                ));
+            }
+        }
+    }
+    Ok(groups)
+}
+
 /// Downloads the regular files `remotes` into `dests` (one each, in order) in
 /// one run (one session): one result per file attempted. Each file is
 /// verified and renamed into place as soon as it has arrived; the first

@@ -581,6 +581,43 @@ fn destinations(
     Ok(dests)
 }
 
+/// Whether the remote path `remote` is a pattern for [`glob`]: it holds `*`,
+/// `?` or `[`. (A backslash before one of them makes it literal, as in the
+/// shell.)
+pub fn is_pattern(remote: &str) -> bool {
+    remote.contains(['*', '?', '['])
+}
+
+/// The remote paths that each of `patterns` names, as the environment's
+/// shell expands them after `~` (as `scp ENV:'logs/*.txt' .` lets the remote
+/// side expand its pattern): one list per pattern, in order, of the existing
+/// paths it matches in the shell's order (C locale; `*` does not match a
+/// leading dot), with `~/` kept in front when the pattern started with it.
+/// A pattern that matches nothing fails with [`TransferError::NotFound`]; a
+/// path without pattern characters names itself if it exists. One remote
+/// command for all the patterns.
+pub async fn glob(
+    client: &Client,
+    environment_id: &str,
+    patterns: &[impl AsRef<str>],
+    options: &TransferOptions,
+) -> Result<Vec<Vec<String>>, TransferError> {
+    let runner = runner_for(client, environment_id, options).await?;
+    glob_with(&runner, patterns).await
+}
+
+/// [`glob`] through any [`RemoteRunner`].
+pub async fn glob_with(
+    runner: &dyn RemoteRunner,
+    patterns: &[impl AsRef<str>],
+) -> Result<Vec<Vec<String>>, TransferError> {
+    let patterns: Vec<&str> = patterns.iter().map(AsRef::as_ref).collect();
+    if patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    inband::glob(runner, &patterns).await
+}
+
 /// [`upload`] in-band through any [`RemoteRunner`].
 pub async fn upload_with(
     runner: &dyn RemoteRunner,

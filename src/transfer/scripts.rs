@@ -406,6 +406,49 @@ pub(crate) fn download_files_argv(sources: &[&str]) -> Vec<Vec<u8>> {
     argv(&download_files_body(), &args)
 }
 
+/// Expansion of remote patterns (arguments). For each pattern, after `~`,
+/// every existing path the shell's pathname expansion gives, in its order
+/// (C locale), each followed by a NUL, with `~/` kept in front when the
+/// pattern started with it (`.` and `..` never), then one more NUL; a
+/// pattern that matches nothing fails as `notfound`.
+const GLOB: &str = r#"
+csrs_emit() {
+  f=$1
+  case $2 in
+    "~"|"~/"*) case $f in "$HOME"/*) f="~/${f#"$HOME"/}" ;; esac ;;
+  esac
+  printf '%s\0' "$f"
+}
+for p; do
+  csrs_expand "$p"
+  found=0
+  IFS=
+  for f in $r; do
+    case ${f##*/} in .|..) continue ;; esac
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    csrs_emit "$f" "$p"; found=1
+  done
+  unset IFS
+  # Without an unescaped pattern character the shell does not expand: the
+  # path is the pattern with its backslashes removed.
+  if [ $found = 0 ]; then
+    case $r in
+      *\\*)
+        u=$(printf '%sx' "$r" | sed 's/\\\(.\)/\1/g'); u=${u%x}
+        if [ -e "$u" ] || [ -L "$u" ]; then csrs_emit "$u" "$p"; found=1; fi ;;
+    esac
+  fi
+  [ $found = 1 ] || csrs_fail notfound "$p"
+  printf '\0'
+done
+"#;
+
+/// argv of the expansion of remote patterns.
+pub(crate) fn glob_argv(patterns: &[&str]) -> Vec<Vec<u8>> {
+    let args: Vec<&[u8]> = patterns.iter().map(|p| p.as_bytes()).collect();
+    argv(GLOB, &args)
+}
+
 /// argv of the clean-up after a failed upload.
 pub(crate) fn cleanup_argv(destination: &str, name: &[u8], nonce: &str) -> Vec<Vec<u8>> {
     argv(CLEANUP, &[destination.as_bytes(), name, nonce.as_bytes()])
@@ -563,6 +606,7 @@ mod tests {
             UPLOAD_TREE,
             DOWNLOAD,
             CLEANUP,
+            GLOB,
             &upload_files_body(),
             &download_files_body(),
         ] {

@@ -84,6 +84,39 @@ fn cp_cli_round_trip_files_and_trees() {
     assert_eq!(lines[0]["SessionIds"], lines[1]["SessionIds"]);
     assert_eq!(std::fs::read(both.join("a.bin")).unwrap(), all_bytes());
     assert_eq!(std::fs::read(both.join("b:colon.txt")).unwrap(), b"colon");
+    // Remote patterns, expanded in the environment: one JSON line per match.
+    let globbed = local.join("globbed");
+    std::fs::create_dir(&globbed).unwrap();
+    let out = cli
+        .cmd_with(&["--output", "json"], "cp")
+        .args([":*.bin", ":~/b?colon.*"])
+        .arg(&globbed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sources: Vec<String> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()["Source"].to_string())
+        .collect();
+    assert_eq!(sources, ["\"a.bin\"", "\"~/b:colon.txt\""]);
+    assert_eq!(std::fs::read(globbed.join("a.bin")).unwrap(), all_bytes());
+    assert_eq!(
+        std::fs::read(globbed.join("b:colon.txt")).unwrap(),
+        b"colon"
+    );
+    // One match and a file name as the destination: a copy under that name.
+    let (code, err) = run(cli.cmd("cp").arg(":a.b?n").arg(local.join("renamed.bin")));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(local.join("renamed.bin")).unwrap(),
+        all_bytes()
+    );
     // A tree with -r -p, up and down.
     let tree = local.join("tree");
     make_tree(&tree);
@@ -136,6 +169,12 @@ fn cp_cli_errors_and_exit_codes() {
     assert_eq!(code, 1);
     assert!(
         err.contains("remote") && err.contains("no such file"),
+        "{err}"
+    );
+    let (code, err) = run(cli.cmd("cp").arg(":*.nothing").arg(&local));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("remote *.nothing: no such file or directory"),
         "{err}"
     );
     let (code, err) = run(cli.cmd("cp").arg(&f).arg(":/sys/x"));

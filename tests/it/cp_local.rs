@@ -966,3 +966,81 @@ async fn cp_local_upload_of_a_file_that_changed_keeps_nothing() {
         std::fs::read(&b).unwrap()
     );
 }
+
+/// Remote patterns are expanded by the environment's shell: in its order,
+/// dot files only when asked, `~/` kept, odd names intact, `\*` literal, and
+/// a pattern that matches nothing is a clear error.
+#[tokio::test]
+async fn cp_local_glob_expands_remote_patterns() {
+    let f = fixture();
+    let logs = f.home.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for name in [
+        "b.txt",
+        "a.txt",
+        ".hidden.txt",
+        "c.log",
+        "sp ace.txt",
+        "new\nline.txt",
+        "star*.md",
+        "starry.md",
+    ] {
+        write_file(&logs.join(name), name.as_bytes(), 0o644);
+    }
+    std::fs::create_dir(logs.join("dir.txt")).unwrap();
+    let glob = async |patterns: &[&str]| -> Result<Vec<String>, TransferError> {
+        Ok(transfer::glob_with(&f.runner, patterns)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    };
+    assert_eq!(
+        glob(&["logs/*.txt"]).await.unwrap(),
+        [
+            "logs/a.txt",
+            "logs/b.txt",
+            "logs/dir.txt",
+            "logs/new\nline.txt",
+            "logs/sp ace.txt"
+        ]
+    );
+    assert_eq!(
+        glob(&["~/logs/*.log", "logs/a.txt", "logs/.*"])
+            .await
+            .unwrap(),
+        ["~/logs/c.log", "logs/a.txt", "logs/.hidden.txt"]
+    );
+    assert_eq!(glob(&["logs/star\\*.md"]).await.unwrap(), ["logs/star*.md"]);
+    assert_eq!(glob(&["logs/sta?r*.md"]).await.unwrap(), ["logs/starry.md"]);
+    assert_eq!(
+        transfer::glob_with(&f.runner, &["logs/?.txt", "logs/*.log"])
+            .await
+            .unwrap(),
+        [vec!["logs/a.txt", "logs/b.txt"], vec!["logs/c.log"]]
+    );
+    let e = glob(&["logs/a.txt", "logs/*.zip"]).await.unwrap_err();
+    assert!(
+        matches!(&e, TransferError::NotFound { side: Side::Remote, path } if path == Path::new("logs/*.zip")),
+        "{e:?}"
+    );
+    assert!(transfer::is_pattern("logs/*.txt") && transfer::is_pattern("a[12]"));
+    assert!(!transfer::is_pattern("~/logs/a.txt"));
+
+    // What it gives can be copied as is.
+    let dest = f.local.join("down");
+    std::fs::create_dir(&dest).unwrap();
+    let found = glob(&["~/logs/*.txt"]).await.unwrap();
+    let files: Vec<&String> = found.iter().filter(|p| !p.ends_with("dir.txt")).collect();
+    let results =
+        transfer::download_files_with(&f.runner, &files, &dest, &TransferOptions::new()).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        std::fs::read(dest.join("new\nline.txt")).unwrap(),
+        b"new\nline.txt"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("sp ace.txt")).unwrap(),
+        b"sp ace.txt"
+    );
+}
