@@ -47,6 +47,11 @@ impl<W: Write> HashWriter<W> {
         }
     }
 
+    /// The hex SHA-256 of what was written so far.
+    pub(crate) fn sha256_so_far(&self) -> String {
+        hex_digest(self.hash.clone())
+    }
+
     /// The inner writer, the hex SHA-256 and the byte count.
     pub(crate) fn finish(self) -> (W, String, u64) {
         (self.inner, hex_digest(self.hash), self.bytes)
@@ -255,10 +260,14 @@ fn source_name(path: &Path) -> Option<OsString> {
     p.file_name().map(|n| n.to_os_string())
 }
 
-/// Reads a regular file into `out`; fails if the file changed since it was
-/// inspected (then the caller must not send its checksum, so that nothing
-/// of it is kept at the other end).
-pub(crate) fn send_file<W: Write>(src: &SourceInfo, out: &mut W) -> Result<(), TransferError> {
+/// Reads a regular file into `out` (a hashing writer that has written
+/// nothing yet); fails if the file no longer holds what was sent (see
+/// [`check_unchanged`]: then the caller must not send its checksum, so that
+/// nothing of it is kept at the other end).
+pub(crate) fn send_file<W: Write>(
+    src: &SourceInfo,
+    out: &mut HashWriter<W>,
+) -> Result<(), TransferError> {
     let f = File::open(&src.path).map_err(|e| TransferError::local("opening", &src.path, e))?;
     let mut limited = f.take(src.size);
     let n =
@@ -267,21 +276,33 @@ pub(crate) fn send_file<W: Write>(src: &SourceInfo, out: &mut W) -> Result<(), T
     if n != src.size {
         return Err(changed(&src.path));
     }
-    check_unchanged(src, now)
+    check_unchanged(src, now, &out.sha256_so_far())
 }
 
-/// Fails unless `now` (the source's metadata after it was read) shows the
-/// file as it was inspected.
+/// Fails unless the source, whose first `src.size` bytes were sent with
+/// SHA-256 `sent`, still holds them: `now` (its metadata after it was read)
+/// shows it as it was inspected, or it only grew, as a log being written to,
+/// and its first bytes still hash to `sent` (then what was sent is its
+/// beginning).
 pub(crate) fn check_unchanged(
     src: &SourceInfo,
     now: io::Result<fs::Metadata>,
+    sent: &str,
 ) -> Result<(), TransferError> {
-    let now = now.map_err(|e| TransferError::local("reading metadata", &src.path, e))?;
-    if Stamp::of(&now) == src.stamp {
-        Ok(())
-    } else {
-        Err(changed(&src.path))
+    let now = Stamp::of(&now.map_err(|e| TransferError::local("reading metadata", &src.path, e))?);
+    if now == src.stamp {
+        return Ok(());
     }
+    if now.ino == src.stamp.ino && now.size >= src.stamp.size {
+        let mut hash = HashWriter::new(io::sink(), None);
+        let read = File::open(&src.path)
+            .and_then(|f| copy_big(&mut f.take(src.size), &mut hash))
+            .map_err(|e| TransferError::local("reading", &src.path, e))?;
+        if read == src.size && hash.sha256_so_far() == sent {
+            return Ok(());
+        }
+    }
+    Err(changed(&src.path))
 }
 
 fn changed(path: &Path) -> TransferError {

@@ -263,8 +263,15 @@ pub(crate) async fn upload(
         return Err(TransferError::Incomplete);
     }
     if pre.is_none() {
-        // What S3 holds is what was read; it must be the file as it was.
-        local::check_unchanged(src, tokio::fs::metadata(&src.path).await)?;
+        // What S3 holds is what was read: the file must still hold it.
+        let (src, now, sent) = (
+            src.clone(),
+            tokio::fs::metadata(&src.path).await,
+            sha256.clone(),
+        );
+        tokio::task::spawn_blocking(move || local::check_unchanged(&src, now, &sent))
+            .await
+            .map_err(|e| TransferError::Protocol(format!("the checking thread failed: {e}")))??;
     }
     if let Some((pre_sha, _)) = &pre
         && *pre_sha != sha256

@@ -38,7 +38,19 @@ csrs_fail() { printf 'CSRS-ERR %s %s\n' "$1" "$2" >&2; exit 3; }
 # modification and change times to the nanosecond (a rewrite of the same size
 # within the same second changes the change time too).
 CSRS_STAT='%a %X %Y %s|%i %s %y %z'
-csrs_same() { csrs_now=$(stat -L -c "$CSRS_STAT" -- "$1" 2>/dev/null) && [ "${csrs_now#*|}" = "${2#*|}" ]; }
+# Whether file $1, whose stat line was $2 before its first bytes (as many as
+# its size then) were sent with SHA-256 $3, still holds what was sent:
+# unchanged, or (with $3) only grown, its first bytes still hashing to $3,
+# as a log being written to.
+csrs_same() {
+  csrs_now=$(stat -L -c "$CSRS_STAT" -- "$1" 2>/dev/null) || return 1
+  [ "${csrs_now#*|}" = "${2#*|}" ] && return 0
+  [ -n "${3-}" ] || return 1
+  read -r csrs_i0 csrs_s0 _ <<< "${2#*|}"
+  read -r csrs_i1 csrs_s1 _ <<< "${csrs_now#*|}"
+  [ "$csrs_i0" = "$csrs_i1" ] && [ "$csrs_s1" -ge "$csrs_s0" ] || return 1
+  csrs_h=$(head -c "$csrs_s0" -- "$1" | sha256sum) && [ "${csrs_h%% *}" = "$3" ]
+}
 csrs_kind() {
   case $1 in
     *"No space left"*|*"Disk quota"*|*"File too large"*) k=nospace ;;
@@ -188,14 +200,14 @@ fi
 st=$(stat -L -c "$CSRS_STAT" -- "$src") || csrs_fail io "$src"
 meta=${st%%|*}
 csrs_send() {
-  if [ $kind = dir ]; then tar -C "$src" -cf - .; else cat -- "$src"; fi
+  if [ $kind = dir ]; then tar -C "$src" -cf - .; else head -c "${meta##* }" -- "$src"; fi
 }
 if [ "$sink" = stdout ]; then
   printf 'CSRS-META %s %s\n' "$kind" "$meta"
   exec 3>&1
   h=$(set -o pipefail; csrs_send | tee /dev/fd/3 | sha256sum) || csrs_fail io "$src"
   h=${h%% *}
-  [ $kind = dir ] || csrs_same "$src" "$st" || csrs_fail changed "$src"
+  [ $kind = dir ] || csrs_same "$src" "$st" "$h" || csrs_fail changed "$src"
   size=
 else
   printf 'CSRS-META %s %s\n' "$kind" "$meta" >&2
@@ -242,8 +254,8 @@ done
 /// Prints on stdout the META line, exactly `size` bytes (the size in the META
 /// line: a file that shrank meanwhile is padded, one that grew is cut, so the
 /// stream stays framed) and `CSRS-SUM <sha256>`; or, when the file could not
-/// be read whole or changed while it was read (size or modification time),
-/// `CSRS-BAD` instead of the sum, and the failure on stderr.
+/// be read whole or no longer holds what was sent (`csrs_same`), `CSRS-BAD`
+/// instead of the sum, and the failure on stderr.
 const DOWNLOAD_FILE: &str = r#"
 csrs_expand "$1"; src=$r
 [ -e "$src" ] || csrs_fail notfound "$src"
@@ -258,7 +270,7 @@ h=$(set -o pipefail
   { head -c "$size" -- "$src"; s=$?; head -c "$size" /dev/zero; exit $s; } |
     head -c "$size" | tee /dev/fd/3 | sha256sum) || { printf 'CSRS-BAD\n'; csrs_fail io "$src"; }
 h=${h%% *}
-csrs_same "$src" "$st" || { printf 'CSRS-BAD\n'; csrs_fail changed "$src"; }
+csrs_same "$src" "$st" "$h" || { printf 'CSRS-BAD\n'; csrs_fail changed "$src"; }
 printf 'CSRS-SUM %s\n' "$h"
 printf 'CSRS-OK %s %s\n' "$h" "$size" >&2
 "#;

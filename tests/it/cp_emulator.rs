@@ -666,7 +666,7 @@ async fn cp_emu_s3_upload_of_a_file_that_changed_keeps_nothing() {
     let emu = start(GatewayConfig::default()).await;
     let src = emu.local.join("moving.bin");
     write_file(&src, &pseudo_random(3 * 1024 * 1024, 7), 0o644);
-    let o = rewriting_on_first_progress(opts(Transport::S3), &src);
+    let o = rewriting_once(opts(Transport::S3), &src, 0);
     let e = transfer::upload(&emu.client, &emu.env, &src, "moving.bin", &o)
         .await
         .unwrap_err();
@@ -681,4 +681,11 @@ async fn cp_emu_s3_upload_of_a_file_that_changed_keeps_nothing() {
         "{:?}",
         leftovers(&emu.home)
     );
+    // A file that only grew: its beginning is kept.
+    let before = std::fs::read(&src).unwrap();
+    let o = appending_once(opts(Transport::S3), &src, 0);
+    transfer::upload(&emu.client, &emu.env, &src, "grown.bin", &o)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(emu.home.join("grown.bin")).unwrap(), before);
 }

@@ -752,9 +752,10 @@ async fn cp_local_batch_download_cut_or_corrupted_keeps_only_verified_files() {
     }
 }
 
-/// A directory with a fake `tool` that first does `action` (a shell command
-/// on `$last`, its last argument) when that argument ends with `suffix`,
-/// then runs the real one: a file changed just as the transfer reads it.
+/// A directory with a fake `tool` that runs the real one, then does `action`
+/// (a shell command on `$last`, its last argument) when that argument ends
+/// with `suffix`: a file that changes just as the transfer has read it, so
+/// that what was sent is no longer what the file holds.
 fn tampering(f: &Fixture, tool: &str, suffix: &str, action: &str) -> std::path::PathBuf {
     let tools = f.local.join(format!("tools-{tool}-{}", action.len()));
     std::fs::create_dir_all(&tools).unwrap();
@@ -769,7 +770,7 @@ fn tampering(f: &Fixture, tool: &str, suffix: &str, action: &str) -> std::path::
     write_file(
         &tools.join(tool),
         format!(
-            "#!/bin/sh\nfor a; do last=$a; done\ncase $last in *{suffix}) {action} ;; esac\nexec {} \"$@\"\n",
+            "#!/bin/sh\nfor a; do last=$a; done\n{} \"$@\"; st=$?\ncase $last in *{suffix}) {action} ;; esac\nexit $st\n",
             real.trim()
         )
         .as_bytes(),
@@ -816,7 +817,7 @@ async fn cp_local_download_of_a_file_that_changed_writes_nothing() {
         let f = fixture();
         write_file(&f.home.join("moving"), &pseudo_random(100_000, 4), 0o644);
         let mut runner = LocalRunner::new(&f.home);
-        runner.path_prefix = Some(tampering(&f, "cat", "moving", change));
+        runner.path_prefix = Some(tampering(&f, "head", "moving", change));
         let dest = f.local.join("moving");
         let e = transfer::download_with(&runner, "moving", &dest, &TransferOptions::new())
             .await
@@ -837,6 +838,31 @@ async fn cp_local_download_of_a_file_that_changed_writes_nothing() {
             std::fs::read(f.home.join("moving")).unwrap()
         );
     }
+}
+
+/// A remote file that grows while it is copied down (a log being written
+/// to) is copied as it was when the copy began: its first bytes are still
+/// what was sent. Alone and in a batch.
+#[tokio::test]
+async fn cp_local_download_of_a_growing_file_copies_its_beginning() {
+    let f = fixture();
+    let (data, dest) = batch_sources(&f);
+    let grow = "printf 'more lines\\n' >> \"$last\"";
+    let mut runner = LocalRunner::new(&f.home);
+    runner.path_prefix = Some(tampering(&f, "head", "f1", grow));
+    let results =
+        transfer::download_files_with(&runner, &BATCH, &dest, &TransferOptions::new()).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(std::fs::read(dest.join("f1")).unwrap(), data[1]);
+    assert!(std::fs::metadata(f.home.join("src/f1")).unwrap().len() > data[1].len() as u64);
+
+    let alone = f.local.join("alone");
+    let before = std::fs::read(f.home.join("src/f1")).unwrap();
+    transfer::download_with(&runner, "src/f1", &alone, &TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&alone).unwrap(), before);
+    assert!(leftovers(&dest).is_empty() && leftovers(&f.local).is_empty());
 }
 
 /// Two sources with the same name into one directory: the second would
@@ -909,7 +935,7 @@ async fn cp_local_upload_of_a_file_that_changed_keeps_nothing() {
         &f.runner,
         &b,
         "d/b.bin",
-        &rewriting_on_first_progress(TransferOptions::new(), &b),
+        &rewriting_once(TransferOptions::new(), &b, 0),
     )
     .await
     .unwrap_err();
@@ -920,14 +946,13 @@ async fn cp_local_upload_of_a_file_that_changed_keeps_nothing() {
     );
     assert!(!f.home.join("d/b.bin").exists());
 
-    // In a batch the progress covers both files: the rewrite of b lands
-    // while a is sent, before b is read, so b is caught as changed since
-    // it was inspected.
+    // In a batch the progress counts both files: the rewrite of b lands
+    // once b is being read (after a's 1000 bytes).
     let results = transfer::upload_files_with(
         &f.runner,
         &[&a, &b],
         "d",
-        &rewriting_on_first_progress(TransferOptions::new(), &b),
+        &rewriting_once(TransferOptions::new(), &b, 1000),
     )
     .await;
     assert_eq!(results.len(), 2, "{results:?}");
@@ -941,12 +966,25 @@ async fn cp_local_upload_of_a_file_that_changed_keeps_nothing() {
     assert!(f.home.join("d/a.bin").exists() && !f.home.join("d/b.bin").exists());
     assert!(leftovers(&f.home).is_empty(), "{:?}", leftovers(&f.home));
 
+    // A file that only grew (a log being written to): its beginning, as it
+    // was when the copy began, is kept.
+    let before = std::fs::read(&b).unwrap();
+    let o = appending_once(TransferOptions::new(), &b, 0);
+    transfer::upload_with(&f.runner, &b, "d/grown.bin", &o)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(f.home.join("d/grown.bin")).unwrap(), before);
+    assert!(std::fs::metadata(&b).unwrap().len() > before.len() as u64);
+
     // In a tree.
     let tree = f.local.join("tree");
     std::fs::create_dir(&tree).unwrap();
     std::fs::copy(&b, tree.join("b.bin")).unwrap();
-    let o =
-        rewriting_on_first_progress(TransferOptions::new().recursive(true), &tree.join("b.bin"));
+    let o = rewriting_once(
+        TransferOptions::new().recursive(true),
+        &tree.join("b.bin"),
+        0,
+    );
     let e = transfer::upload_with(&f.runner, &tree, "t", &o)
         .await
         .unwrap_err();

@@ -307,20 +307,53 @@ impl ProgressLog {
     }
 }
 
-/// `options` with a progress callback that rewrites the first byte of `path` (same
-/// size, within the same second) the first time it is called: the file
-/// changes while the transfer reads it.
-pub fn rewriting_on_first_progress(
+/// `options` with a progress callback that flips the bits of the first byte
+/// of `path` (same size, within the same second) the first time it reports
+/// more than `after` bytes: the file changes while the transfer reads it.
+pub fn rewriting_once(
     options: cloudshell_rs::transfer::TransferOptions,
     path: &Path,
+    after: u64,
+) -> cloudshell_rs::transfer::TransferOptions {
+    once_after(options, path, after, |f| {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let mut first = [0u8];
+        f.read_exact(&mut first).unwrap();
+        f.rewind().unwrap();
+        f.write_all(&[!first[0]]).unwrap();
+    })
+}
+
+/// The same, appending a line instead: a file that grows while it is read,
+/// as a log being written to.
+pub fn appending_once(
+    options: cloudshell_rs::transfer::TransferOptions,
+    path: &Path,
+    after: u64,
+) -> cloudshell_rs::transfer::TransferOptions {
+    once_after(options, path, after, |f| {
+        use std::io::{Seek as _, Write as _};
+        f.seek(std::io::SeekFrom::End(0)).unwrap();
+        f.write_all(b"one more line\n").unwrap();
+    })
+}
+
+fn once_after(
+    options: cloudshell_rs::transfer::TransferOptions,
+    path: &Path,
+    after: u64,
+    change: impl Fn(&mut std::fs::File) + Send + Sync + 'static,
 ) -> cloudshell_rs::transfer::TransferOptions {
     let path = path.to_path_buf();
     let done = std::sync::atomic::AtomicBool::new(false);
-    options.progress(std::sync::Arc::new(move |_| {
-        if !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            f.write_all(b"X").unwrap();
+    options.progress(std::sync::Arc::new(move |p| {
+        if p.bytes > after && !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            change(&mut f);
         }
     }))
 }
