@@ -247,8 +247,10 @@ pub(crate) fn inspect_source(path: &Path, recursive: bool) -> Result<SourceInfo,
     })
 }
 
-/// The last normal component of a path (`a/b/` → `b`); `None` for `/`, `..` and the like.
-fn source_name(path: &Path) -> Option<OsString> {
+/// The last normal component of a path (`a/b/` → `b`; `.` → the current
+/// directory's name): the name a source keeps at its destination. `None`
+/// for `/` and the like.
+pub(crate) fn source_name(path: &Path) -> Option<OsString> {
     let canon;
     let p = match path.file_name() {
         Some(n) => return Some(n.to_os_string()),

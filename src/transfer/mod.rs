@@ -364,10 +364,14 @@ fn before_name_clash<'a, P: AsRef<Path>>(
     locals: &'a [P],
     remote: &str,
 ) -> (&'a [P], Option<TransferError>) {
-    let Some((first, second)) = first_repeat(locals.iter().map(|l| l.as_ref().file_name())) else {
+    let names: Vec<_> = locals
+        .iter()
+        .map(|l| local::source_name(l.as_ref()))
+        .collect();
+    let Some((first, second)) = first_repeat(names.iter().map(Option::as_ref)) else {
         return (locals, None);
     };
-    let name = locals[second].as_ref().file_name().unwrap_or_default();
+    let name = names[second].as_deref().unwrap_or_default();
     let error = TransferError::SameName {
         side: Side::Remote,
         path: format!(

@@ -197,6 +197,17 @@ fn cp_cli_errors_and_exit_codes() {
         "{err}"
     );
     assert_eq!(std::fs::read(cli.home().join("f")).unwrap(), b"f");
+    // The same for trees, by whatever path they are named.
+    std::fs::create_dir_all(local.join("t1/s")).unwrap();
+    let (code, err) = run(cli
+        .cmd("cp")
+        .arg("-r")
+        .arg(local.join("t1"))
+        .arg(local.join("t1/s/.."))
+        .arg(":~/"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("remote ~/t1: will not overwrite"), "{err}");
+    assert!(cli.home().join("t1/s").is_dir());
     let (code, err) = run(cli.cmd("cp").args([":f", ":./f"]).arg(&other));
     assert_eq!(code, 1, "{err}");
     assert!(
