@@ -82,6 +82,30 @@ pub(crate) async fn run_script(
     (outcome, scripts::parse_report(&stderr.0))
 }
 
+/// [`run_script`] for a script that reads from the environment, when only
+/// its success is of use: a failed run is the script's classified failure.
+pub(crate) async fn run_to_success(
+    runner: &dyn RemoteRunner,
+    argv: &[Vec<u8>],
+    stdin: Option<&mut (dyn AsyncRead + Send + Unpin)>,
+    stdout: &mut (dyn AsyncWrite + Send + Unpin),
+) -> Result<(RunOutcome, Report), TransferError> {
+    let (outcome, report) = run_script(runner, argv, stdin, stdout).await;
+    let outcome = outcome.map_err(|e| match e {
+        ExecError::Interrupted => TransferError::Interrupted,
+        e => TransferError::Exec(e),
+    })?;
+    if !outcome.status.success() {
+        return Err(remote_error(
+            &report,
+            outcome.status.code(),
+            "",
+            Direction::Download,
+        ));
+    }
+    Ok((outcome, report))
+}
+
 /// Whether this direction writes into the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -564,19 +588,7 @@ pub(crate) async fn glob(
 ) -> Result<Vec<Vec<String>>, TransferError> {
     let argv = scripts::glob_argv(patterns);
     let mut out = Collector::default();
-    let (outcome, report) = run_script(runner, &argv, None, &mut out).await;
-    let outcome = outcome.map_err(|e| match e {
-        ExecError::Interrupted => TransferError::Interrupted,
-        e => TransferError::Exec(e),
-    })?;
-    if !outcome.status.success() {
-        return Err(remote_error(
-            &report,
-            outcome.status.code(),
-            "",
-            Direction::Download,
-        ));
-    }
+    run_to_success(runner, &argv, None, &mut out).await?;
     // Each pattern's paths, each ended by a NUL, then an empty record.
     let mut groups = Vec::with_capacity(patterns.len());
     let mut group = Vec::new();

@@ -12,15 +12,13 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::error::TransferError;
 use super::inband::{
-    Collector, Direction, check_confirmed, pipe_from_async_writer, remote_error, run_script,
-    upload_failure,
+    Collector, check_confirmed, pipe_from_async_writer, run_script, run_to_success, upload_failure,
 };
 use super::local::{self, HashWriter, LocalDestination, SourceInfo};
 use super::runner::ExecRunner;
 use super::scripts::{self, UploadArgs, UploadSource};
 use super::{Reporter, TransferOptions, TransferReport, Transport};
 use crate::Secret;
-use crate::exec::ExecError;
 
 const SSE_ALGORITHM: &str = "x-amz-server-side-encryption-customer-algorithm";
 const SSE_KEY: &str = "x-amz-server-side-encryption-customer-key";
@@ -379,19 +377,7 @@ pub(crate) async fn download(
     let argv = scripts::download_argv(remote, options.recursive, true);
     let mut stdin: &[u8] = config.as_bytes();
     let mut stdout = Collector::default();
-    let (outcome, report) = run_script(runner, &argv, Some(&mut stdin), &mut stdout).await;
-    let outcome = outcome.map_err(|e| match e {
-        ExecError::Interrupted => TransferError::Interrupted,
-        e => TransferError::Exec(e),
-    })?;
-    if !outcome.status.success() {
-        return Err(remote_error(
-            &report,
-            outcome.status.code(),
-            "",
-            Direction::Download,
-        ));
-    }
+    let (outcome, report) = run_to_success(runner, &argv, Some(&mut stdin), &mut stdout).await?;
     let (Some((remote_sha, size)), Some(meta)) = (report.ok.clone(), report.meta) else {
         return Err(TransferError::Protocol(
             "the environment did not report what it uploaded".into(),

@@ -15,6 +15,21 @@ fn run(c: &mut Command) -> (i32, String) {
     )
 }
 
+/// Runs `c`, which must succeed, and parses its stdout as JSON lines.
+fn json_lines(c: &mut Command) -> Vec<serde_json::Value> {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn cp_cli_round_trip_files_and_trees() {
     let cli = Cli::new();
@@ -60,23 +75,11 @@ fn cp_cli_round_trip_files_and_trees() {
     // Several files down in-band: one JSON line each, the same session.
     let both = local.join("both");
     std::fs::create_dir(&both).unwrap();
-    let out = cli
-        .cmd_with(&["--output", "json"], "cp")
-        .args([":a.bin", ":b:colon.txt"])
-        .arg(&both)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let lines = json_lines(
+        cli.cmd_with(&["--output", "json"], "cp")
+            .args([":a.bin", ":b:colon.txt"])
+            .arg(&both),
     );
-    let lines: Vec<serde_json::Value> = out
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["Source"], "a.bin");
     assert_eq!(lines[1]["Source"], "b:colon.txt");
@@ -87,24 +90,13 @@ fn cp_cli_round_trip_files_and_trees() {
     // Remote patterns, expanded in the environment: one JSON line per match.
     let globbed = local.join("globbed");
     std::fs::create_dir(&globbed).unwrap();
-    let out = cli
-        .cmd_with(&["--output", "json"], "cp")
-        .args([":*.bin", ":~/b?colon.*"])
-        .arg(&globbed)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let lines = json_lines(
+        cli.cmd_with(&["--output", "json"], "cp")
+            .args([":*.bin", ":~/b?colon.*"])
+            .arg(&globbed),
     );
-    let sources: Vec<String> = out
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()["Source"].to_string())
-        .collect();
-    assert_eq!(sources, ["\"a.bin\"", "\"~/b:colon.txt\""]);
+    let sources: Vec<&serde_json::Value> = lines.iter().map(|l| &l["Source"]).collect();
+    assert_eq!(sources, ["a.bin", "~/b:colon.txt"]);
     assert_eq!(std::fs::read(globbed.join("a.bin")).unwrap(), all_bytes());
     assert_eq!(
         std::fs::read(globbed.join("b:colon.txt")).unwrap(),
