@@ -35,7 +35,11 @@
 //!   key from its stdin (a curl config), never from its command line.
 //!
 //! Remote paths are relative to the home directory; `~` and `~/…` are
-//! expanded there.
+//! expanded there. Remote patterns (`logs/*.txt`) are expanded by [`glob`].
+//!
+//! A file that changes while it is copied is not kept at the destination
+//! (a file that only grew, as a log being written to, is copied as it was
+//! when the copy began).
 //!
 //! ```no_run
 //! # async fn demo(client: cloudshell_rs::Client) -> Result<(), Box<dyn std::error::Error>> {
