@@ -424,6 +424,8 @@ pub(crate) fn download_files_argv(sources: &[&str]) -> Vec<Vec<u8>> {
 /// pattern started with it (`.` and `..` never), then one more NUL; a
 /// pattern that matches nothing fails as `notfound`.
 const GLOB: &str = r#"
+# The shell's default expansion, whatever a BASH_ENV file may have set.
+shopt -u failglob nullglob nocaseglob dotglob globstar 2>/dev/null || :
 csrs_emit() {
   f=$1
   case $2 in

@@ -1062,6 +1062,25 @@ async fn cp_local_glob_expands_remote_patterns() {
         matches!(&e, TransferError::NotFound { side: Side::Remote, path } if path == Path::new("logs/*.zip")),
         "{e:?}"
     );
+    // The same whatever a BASH_ENV file turns on.
+    let bash_env = f.local.join("bash_env");
+    write_file(
+        &bash_env,
+        b"shopt -s nullglob dotglob nocaseglob failglob\n",
+        0o644,
+    );
+    let mut runner = LocalRunner::new(&f.home);
+    runner.envs.push(("BASH_ENV".into(), bash_env));
+    assert_eq!(
+        transfer::glob_with(&runner, &["logs/*.TXT", "logs/*.txt"])
+            .await
+            .map_err(|e| e.to_string()),
+        Err("remote logs/*.TXT: no such file or directory".to_string())
+    );
+    assert_eq!(
+        transfer::glob_with(&runner, &["logs/?.txt"]).await.unwrap(),
+        [vec!["logs/a.txt", "logs/b.txt"]]
+    );
     assert!(transfer::is_pattern("logs/*.txt") && transfer::is_pattern("a[12]"));
     assert!(!transfer::is_pattern("~/logs/a.txt"));
 

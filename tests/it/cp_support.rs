@@ -19,6 +19,8 @@ pub struct LocalRunner {
     pub runs: AtomicU64,
     /// A directory searched before `PATH` (tools replaced for a test).
     pub path_prefix: Option<PathBuf>,
+    /// More environment variables for the commands.
+    pub envs: Vec<(String, PathBuf)>,
 }
 
 impl LocalRunner {
@@ -27,6 +29,7 @@ impl LocalRunner {
             home: home.to_path_buf(),
             runs: AtomicU64::new(0),
             path_prefix: None,
+            envs: Vec::new(),
         }
     }
 
@@ -51,7 +54,8 @@ impl LocalRunner {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.path_prefix {
             let mut path = std::ffi::OsString::from(dir);
             path.push(":");
