@@ -81,11 +81,13 @@ pub(crate) struct ScriptOptions {
 /// with a non-interactive bash (no job control, no aliases, no rc files) that
 /// prints the ready marker and loads the script from the following lines.
 /// The ready marker is printed from two halves so that the echo of this line
-/// never contains it.
+/// never contains it. `\command stty` and `\exec` are immune to the user's
+/// aliases (and `command` to a function named `stty`), which would otherwise
+/// take the line over.
 pub(crate) fn bootstrap_line(nonce: &Nonce) -> String {
     let (a, b) = nonce.as_str().split_at(nonce.as_str().len() / 2);
     format!(
-        " stty -echo noflsh && BASH_ENV= exec bash -c '\
+        " \\command stty -echo noflsh && BASH_ENV= \\exec bash -c '\
 command -v base64 >/dev/null || {{ printf \"\\n%s%s:F:missing base64\\n\" {a} {b}; exit 0; }}; \
 printf \"\\n%s%s:R\\n\" {a} {b}; s=; while IFS= read -r l && [ -n \"$l\" ]; do s=$s$l; done; \
 eval \"$(printf %s \"$s\" | base64 -d)\"' cloudshell-rs-exec"

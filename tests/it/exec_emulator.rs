@@ -219,3 +219,69 @@ async fn exec_emu_says_why_the_service_closed_the_session() {
         other => panic!("expected the service's reason, got {other:?}"),
     }
 }
+
+/// A login shell set up the way people set theirs up (a banner, a coloured
+/// prompt, a PROMPT_COMMAND that prints, vi mode, aliases over the commands
+/// the bootstrap types, a BASH_ENV that prints and changes globbing) changes
+/// nothing in what `exec` and `cp` deliver.
+#[tokio::test]
+async fn exec_emu_a_noisy_login_shell_changes_nothing() {
+    let emu = start_emulator().await;
+    let home = emu.emulator.gateway().home_dir(&emu.env);
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".bash_profile"),
+        r#"echo "Welcome to your shell"
+PROMPT_COMMAND='echo prompt-noise'
+PS1='\[\e[32m\]\u@\h \w\$ \[\e[0m\]'
+set -o vi
+alias stty='echo aliased-stty'
+alias exec='echo aliased-exec'
+alias bash='echo aliased-bash'
+export BASH_ENV=$HOME/.bash_env
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".bash_env"),
+        "echo bash-env-noise\nshopt -s nullglob dotglob\n",
+    )
+    .unwrap();
+    let out = exec::run(
+        &emu.client,
+        &emu.env,
+        &["bash", "-c", "printf x; echo err >&2; exit 3"],
+        ExecOptions::new().stdin(&b"in"[..]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            out.stdout.as_slice(),
+            out.stderr.as_slice(),
+            out.status.code()
+        ),
+        (&b"x"[..], &b"err\n"[..], 3)
+    );
+
+    // cp through the same kind of session, a pattern included.
+    use cloudshell_rs::transfer::{self, TransferOptions};
+    let local = tempfile::tempdir().unwrap();
+    let src = local.path().join("noisy.txt");
+    std::fs::write(&src, b"noisy but intact\n").unwrap();
+    let opts = TransferOptions::new();
+    transfer::upload(&emu.client, &emu.env, &src, "noisy.txt", &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        transfer::glob(&emu.client, &emu.env, &["*.txt"], &opts)
+            .await
+            .unwrap(),
+        [vec!["noisy.txt"]]
+    );
+    let back = local.path().join("back.txt");
+    transfer::download(&emu.client, &emu.env, "noisy.txt", &back, &opts)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), b"noisy but intact\n");
+}
