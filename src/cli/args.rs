@@ -283,19 +283,24 @@ ENV:PATH names a path in environment ENV (an id, or a VPC environment's
 name); :PATH a path in the default environment; anything else is local. As in
 scp, a colon before the first slash makes an operand remote: write ./a:b (or
 an absolute path) for a local file whose name contains a colon. Remote paths
-are relative to the home directory; ~/ works too.
+are relative to the home directory; ~/ works too. A remote source with *, ?
+or [ is a pattern, expanded by the environment's shell (quote it so that
+yours leaves it alone; a backslash makes a character literal).
 
 Every copy is verified end to end with SHA-256 and written under a temporary
 name next to the destination, renamed into place only when the hashes match:
-an interrupted or failed copy never leaves a partial file. Modes are kept;
-times with -p. With several sources the destination must be a directory.
-Trees (-r) keep symbolic links as links and are never merged into an existing
-directory.
+an interrupted or failed copy never leaves a partial file, and a file that
+changes while it is copied is not kept (one that only grew is copied as it
+was when the copy began). Modes are kept; times with -p. With several
+sources the destination must be a directory, and two with the same name are
+refused. Trees (-r) keep symbolic links as links and are never merged into an
+existing directory.
 
 Examples:
   cloudshell-rs cp report.pdf :~/                    # into the home directory
   cloudshell-rs cp -r ./project :work/               # a tree
   cloudshell-rs cp :logs/app.log .                   # download
+  cloudshell-rs cp ':logs/*.log' ./logs/             # a remote pattern
   cloudshell-rs cp -p a.txt b.txt my-vpc-env:/tmp/   # keep times; a VPC environment by name
   cloudshell-rs cp --via s3 big.iso :~/              # through S3, as the Console does
   cloudshell-rs --output json cp data.csv :~/        # one JSON line per copy (bytes, sha256)")]
