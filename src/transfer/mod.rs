@@ -347,18 +347,31 @@ pub async fn upload_files(
         })
         .await
     } else {
-        let (srcs, bad) = inspect_files(locals);
-        let results = if srcs.is_empty() {
-            Vec::new()
-        } else {
-            match runner_for(client, environment_id, &options).await {
-                Ok(runner) => inband::upload_files(&runner, &srcs, remote, &options).await,
-                Err(e) => return vec![Err(e)],
-            }
-        };
-        with_stop_error(results, bad)
+        let runner = async || runner_for(client, environment_id, &options).await;
+        upload_batch(runner, locals, remote, &options).await
     };
     with_stop_error(results, clash)
+}
+
+/// The in-band batch upload of the files `locals` into `remote` in one run,
+/// up to the first source that cannot be copied as a file; the runner is
+/// made (the environment checked) only when there is a file to send.
+async fn upload_batch<R: RemoteRunner>(
+    runner: impl AsyncFnOnce() -> Result<R, TransferError>,
+    locals: &[impl AsRef<Path>],
+    remote: &str,
+    options: &TransferOptions,
+) -> Vec<Result<TransferReport, TransferError>> {
+    let (srcs, bad) = inspect_files(locals);
+    let results = if srcs.is_empty() {
+        Vec::new()
+    } else {
+        match runner().await {
+            Ok(runner) => inband::upload_files(&runner, &srcs, remote, options).await,
+            Err(e) => return vec![Err(e)],
+        }
+    };
+    with_stop_error(results, bad)
 }
 
 /// The local sources up to the first one with the same name as an earlier
@@ -456,13 +469,8 @@ pub async fn upload_files_with(
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
     let (locals, clash) = before_name_clash(locals, remote);
-    let (srcs, bad) = inspect_files(locals);
-    let results = if srcs.is_empty() {
-        Vec::new()
-    } else {
-        inband::upload_files(runner, &srcs, remote, &options).await
-    };
-    with_stop_error(with_stop_error(results, bad), clash)
+    let results = upload_batch(async || Ok(runner), locals, remote, &options).await;
+    with_stop_error(results, clash)
 }
 
 /// The sources up to the first one that cannot be copied as a file, and
@@ -539,19 +547,32 @@ pub async fn download_files(
         })
         .await
     } else {
-        let dests = match destinations(remotes, local, &options) {
-            Ok(d) => d,
-            Err(e) => return vec![Err(e)],
-        };
-        match runner_for(client, environment_id, &options).await {
-            Ok(runner) => {
-                let remotes: Vec<&str> = remotes.iter().map(AsRef::as_ref).collect();
-                inband::download_files(&runner, &remotes, &dests, &options).await
-            }
-            Err(e) => return vec![Err(e)],
-        }
+        let runner = async || runner_for(client, environment_id, &options).await;
+        download_batch(runner, remotes, local, &options).await
     };
     with_stop_error(results, clash)
+}
+
+/// The in-band batch download of the files `remotes` into the directory
+/// `local` in one run; the runner is made (the environment checked) only
+/// once the local directory passed its checks.
+async fn download_batch<R: RemoteRunner>(
+    runner: impl AsyncFnOnce() -> Result<R, TransferError>,
+    remotes: &[impl AsRef<str>],
+    local: &Path,
+    options: &TransferOptions,
+) -> Vec<Result<TransferReport, TransferError>> {
+    let dests = match destinations(remotes, local, options) {
+        Ok(d) => d,
+        Err(e) => return vec![Err(e)],
+    };
+    match runner().await {
+        Ok(runner) => {
+            let remotes: Vec<&str> = remotes.iter().map(AsRef::as_ref).collect();
+            inband::download_files(&runner, &remotes, &dests, options).await
+        }
+        Err(e) => vec![Err(e)],
+    }
 }
 
 /// [`download_files`] in-band through any [`RemoteRunner`] (files only, one run).
@@ -563,12 +584,7 @@ pub async fn download_files_with(
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
     let (remotes, clash) = before_remote_name_clash(remotes, local);
-    let dests = match destinations(remotes, local, &options) {
-        Ok(d) => d,
-        Err(e) => return vec![Err(e)],
-    };
-    let remotes: Vec<&str> = remotes.iter().map(AsRef::as_ref).collect();
-    let results = inband::download_files(runner, &remotes, &dests, &options).await;
+    let results = download_batch(async || Ok(runner), remotes, local, &options).await;
     with_stop_error(results, clash)
 }
 

@@ -42,6 +42,19 @@ pub trait RemoteRunner: Send + Sync {
     ) -> RunFuture<'a>;
 }
 
+/// A reference to a runner runs through it.
+impl<T: RemoteRunner + ?Sized> RemoteRunner for &T {
+    fn run<'a>(
+        &'a self,
+        argv: &'a [Vec<u8>],
+        stdin: Option<&'a mut (dyn AsyncRead + Send + Unpin)>,
+        stdout: &'a mut (dyn AsyncWrite + Send + Unpin),
+        stderr: &'a mut (dyn AsyncWrite + Send + Unpin),
+    ) -> RunFuture<'a> {
+        (**self).run(argv, stdin, stdout, stderr)
+    }
+}
+
 /// Runs each command through its own CloudShell session (see [`crate::exec`]).
 #[derive(Debug, Clone)]
 pub struct ExecRunner {
