@@ -14,7 +14,8 @@
 //! 1. A dedicated session per run (its own `TabId`, deleted at the end), so
 //!    concurrent runs never share a terminal.
 //! 2. One bootstrap line is typed into the interactive shell. It starts with
-//!    a space, turns terminal echo off (`stty -echo noflsh`) and `exec`s a
+//!    a space, puts the terminal into its default mode with echo off
+//!    (`stty sane -echo noflsh`, whatever mode a profile left) and `exec`s a
 //!    non-interactive `bash -c` loader, replacing the interactive shell (so the
 //!    line is never written to the history file, and no job control, alias or
 //!    rc file gets in the way). The loader prints a ready marker, built at run

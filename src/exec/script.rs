@@ -76,7 +76,9 @@ pub(crate) struct ScriptOptions {
 ///
 /// It starts with a space (kept out of history where `HISTCONTROL` ignores
 /// such lines; it is never saved anyway since the shell is replaced by
-/// `exec` and never runs its exit-time history save). It turns echo off, keeps
+/// `exec` and never runs its exit-time history save). It puts the terminal
+/// back into its default mode (`sane`: canonical input, signals, `^C`, `^\`
+/// and `^D`, whatever a profile set), turns echo off, keeps
 /// queued input on interrupt (`noflsh`), then replaces the interactive shell
 /// with a non-interactive bash (no job control, no aliases, no rc files) that
 /// prints the ready marker and loads the script from the following lines.
@@ -87,7 +89,7 @@ pub(crate) struct ScriptOptions {
 pub(crate) fn bootstrap_line(nonce: &Nonce) -> String {
     let (a, b) = nonce.as_str().split_at(nonce.as_str().len() / 2);
     format!(
-        " \\command stty -echo noflsh && BASH_ENV= \\exec bash -c '\
+        " \\command stty sane -echo noflsh && BASH_ENV= \\exec bash -c '\
 command -v base64 >/dev/null || {{ printf \"\\n%s%s:F:missing base64\\n\" {a} {b}; exit 0; }}; \
 printf \"\\n%s%s:R\\n\" {a} {b}; s=; while IFS= read -r l && [ -n \"$l\" ]; do s=$s$l; done; \
 eval \"$(printf %s \"$s\" | base64 -d)\"' cloudshell-rs-exec"

@@ -285,3 +285,49 @@ export BASH_ENV=$HOME/.bash_env
         .unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), b"noisy but intact\n");
 }
+
+/// A login shell that leaves the terminal in another mode (not canonical, no
+/// signals, other control characters) changes nothing either: stdin still
+/// ends, an interrupt still interrupts.
+#[tokio::test]
+async fn exec_emu_a_profile_that_changes_the_terminal_changes_nothing() {
+    let emu = start_emulator().await;
+    let home = emu.emulator.gateway().home_dir(&emu.env);
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".bash_profile"),
+        "stty -icanon -isig -icrnl intr ^X quit ^A eof ^B min 4 time 9\n",
+    )
+    .unwrap();
+    let out = exec::run(
+        &emu.client,
+        &emu.env,
+        &["wc", "-l"],
+        ExecOptions::new()
+            .stdin(&b"a\nb\n"[..])
+            .timeout(std::time::Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.stdout.as_slice(), out.status.code()), (&b"2\n"[..], 0));
+
+    let int = Interrupt::new();
+    let mut stdout = crate::exec::InterruptOnOutput::new(int.clone());
+    let status = exec::run_with_io(
+        &emu.client,
+        &emu.env,
+        &["bash", "-c", "echo started; sleep 60; echo not-reached"],
+        ExecOptions::new()
+            .interrupt(int)
+            .timeout(std::time::Duration::from_secs(20)),
+        None::<tokio::io::Empty>,
+        &mut stdout,
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.code(), stdout.buf.as_slice()),
+        (130, &b"started\n"[..])
+    );
+}
