@@ -268,9 +268,12 @@ command's (128+N when a signal N killed it). Arguments are passed exactly, with
 no shell in between: use `bash -c '...'` for pipes and variables. A piped stdin
 feeds the command and its end is delivered as EOF; with a terminal on stdin
 the command reads /dev/null. Ctrl-C interrupts the remote command (exit 130).
+With -t the command runs on the remote terminal itself, as with `ssh -t`:
+for editors, pagers, `top` and prompts.
 
 Examples:
   cloudshell-rs exec -- uname -a
+  cloudshell-rs exec -t -- htop
   printf 'a\\nb\\n' | cloudshell-rs exec -- wc -l
   cloudshell-rs exec --timeout 60 -- bash -c 'make test 2>&1 | tail'
   cloudshell-rs exec --inject-credentials -- aws sts get-caller-identity

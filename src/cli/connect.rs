@@ -136,6 +136,31 @@ fn custom_endpoint_env() -> bool {
 
 /// `connect`
 pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> CliResult {
+    on_terminal(ctx, global, args, OnTerminal::Shell).await
+}
+
+/// What runs on the session's terminal.
+pub(super) enum OnTerminal {
+    /// The interactive shell (`connect`).
+    Shell,
+    /// One command, started on the terminal (`exec -t`); the exit code is
+    /// the command's.
+    Command {
+        /// The command and its arguments.
+        argv: Vec<Vec<u8>>,
+        /// The environment variables (and start-up timeout) for it.
+        options: Box<cloudshell_rs::exec::ExecOptions>,
+    },
+}
+
+/// Finds the environment, waits for it, opens a session for a tab and
+/// connects the local terminal to it, with `what` running there.
+pub(super) async fn on_terminal(
+    ctx: &Context,
+    global: &GlobalArgs,
+    args: ConnectArgs,
+    what: OnTerminal,
+) -> CliResult {
     let client = ctx.client.clone();
     let spinner = Spinner::new("looking up the environment");
     let env = ctx.env_or_create_default(args.env.clone()).await?;
@@ -200,17 +225,18 @@ pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> C
     if let Some(msg) = session.customer_message() {
         terminal::status(msg);
     }
-    let injection = if args.inject_credentials {
-        match super::exec::inject_into_shell(ctx, global, &env, &session).await {
-            Ok(i) => Some(i),
-            Err(e) => {
-                let _ = session.close().await;
-                delete_session(&client, &env, &tabs.current()).await;
-                return Err(e);
+    let injection = match &what {
+        OnTerminal::Shell if args.inject_credentials => {
+            match super::exec::inject_into_shell(ctx, global, &env, &session).await {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    let _ = session.close().await;
+                    delete_session(&client, &env, &tabs.current()).await;
+                    return Err(e);
+                }
             }
         }
-    } else {
-        None
+        _ => None,
     };
 
     // Heartbeats keep the environment from being suspended while connected.
@@ -254,7 +280,16 @@ pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> C
         forward_resize: interactive,
         at_eof: AtEof::SendEot,
     };
-    let result = terminal::pump(session, pump_options).await;
+    let ended = match what {
+        OnTerminal::Shell => Ended::Shell(terminal::pump(session, pump_options).await),
+        OnTerminal::Command { argv, options } => {
+            // The command starts at the local terminal's size.
+            if let Some((c, r)) = terminal::terminal_size().filter(|_| interactive) {
+                let _ = session.resize(c, r).await;
+            }
+            Ended::Command(run_command(session, &argv, &options, pump_options).await)
+        }
+    };
     drop(guard);
     heartbeat.abort();
     if let Some(i) = injection {
@@ -263,7 +298,87 @@ pub async fn connect(ctx: &Context, global: &GlobalArgs, args: ConnectArgs) -> C
     if !args.keep_session {
         delete_session(&client, &env, &tabs.current()).await;
     }
-    finish(result)
+    match ended {
+        Ended::Shell(result) => finish(result),
+        Ended::Command(result) => result,
+    }
+}
+
+/// How the use of the terminal ended, told once the terminal is restored.
+enum Ended {
+    /// The shell's session ended so.
+    Shell(Result<PumpExit, cloudshell_rs::session::SessionError>),
+    /// The command's outcome.
+    Command(CliResult),
+}
+
+/// Starts the command on the session's terminal and pumps it until it ends.
+async fn run_command(
+    mut session: Session,
+    argv: &[Vec<u8>],
+    options: &cloudshell_rs::exec::ExecOptions,
+    pump_options: PumpOptions,
+) -> CliResult {
+    let mut command = match cloudshell_rs::exec::start_tty(&mut session, argv, options).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = session.close().await;
+            return Err(CliError::new(chain(&e)));
+        }
+    };
+    // Output that came with the start, and a command already done.
+    let mut first = Vec::new();
+    if let Some(status) = command.filter(&[], &mut first) {
+        let _ = session.close().await;
+        write_stdout(&first);
+        return exit_with(status.code());
+    }
+    write_stdout(&first);
+    let result = terminal::pump_filtered(session, pump_options, |b, out| {
+        command.filter(b, out).map(|s| s.code())
+    })
+    .await;
+    match result {
+        Ok(PumpExit::Closed {
+            exit_code: Some(c), ..
+        }) => exit_with(c),
+        Ok(PumpExit::Closed {
+            reason,
+            exit_code: None,
+        }) => Err(CliError::new(match reason {
+            Some(r) => format!(
+                "the service closed the session before the command finished: {}",
+                super::output::printable(&r)
+            ),
+            None => "the session closed before the command finished".to_string(),
+        })),
+        Ok(PumpExit::EscapeDisconnect) => {
+            Err(CliError::new("disconnected before the command finished"))
+        }
+        other => outcome(other),
+    }
+}
+
+fn write_stdout(data: &[u8]) {
+    use std::io::Write as _;
+    if data.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(data);
+    let _ = out.flush();
+}
+
+/// The CLI's outcome for a remote exit status.
+fn exit_with(code: i32) -> CliResult {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(CliError::with_code(
+            "",
+            u8::try_from(code.clamp(1, 255)).unwrap_or(1),
+        ))
+    }
 }
 
 /// Maps the end of a pumped session to the CLI's outcome. Why the service

@@ -22,8 +22,16 @@ const TIMEOUT_EXIT: u8 = 124;
 pub struct ExecArgs {
     /// Stop waiting after SECS seconds: the command is interrupted and the
     /// exit code is 124.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", conflicts_with = "tty")]
     pub timeout: Option<f64>,
+
+    /// Run the command on the remote terminal itself, like `ssh -t`: for
+    /// programs that need a terminal (editors, pagers, `top`, prompts).
+    /// Keystrokes, Ctrl-C and window size reach it; its stdout and stderr
+    /// come back together, as a terminal shows them; the exit code is
+    /// still the command's.
+    #[arg(short = 't', long)]
+    pub tty: bool,
 
     /// Export your local AWS credentials (AWS_ACCESS_KEY_ID,
     /// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
@@ -98,6 +106,30 @@ fn non_empty(
 pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResult {
     let (env, cmd) = split_words(args.words)?;
     let argv: Vec<Vec<u8>> = cmd.into_iter().map(os_bytes).collect();
+    if args.tty {
+        let mut options = ExecOptions::new();
+        if args.inject_credentials {
+            let aws = AwsEnv::from_client(&ctx.client)
+                .await
+                .map_err(|e| CliError::new(chain(&e)))?;
+            options = credentials::exec_options(options, &aws);
+        }
+        let terminal = super::connect::ConnectArgs {
+            env,
+            tab_id: None,
+            timeout_secs: 300,
+            heartbeat_secs: 60,
+            no_reconnect: false,
+            no_escape: false,
+            keep_session: false,
+            inject_credentials: false,
+        };
+        let what = super::connect::OnTerminal::Command {
+            argv,
+            options: Box::new(options),
+        };
+        return super::connect::on_terminal(ctx, global, terminal, what).await;
+    }
     let env = ctx.env_or_create_default(env).await?;
 
     let interrupt = Interrupt::new();

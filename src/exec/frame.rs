@@ -95,17 +95,31 @@ impl FrameDecoder {
         frames: &mut Vec<Frame>,
     ) -> Result<(), FrameError> {
         while !data.is_empty() {
+            let (frame, used) = self.feed_one(data)?;
+            data = &data[used..];
+            frames.extend(frame);
+        }
+        Ok(())
+    }
+
+    /// Feeds terminal bytes up to the end of the first complete frame:
+    /// returns it (if one was completed) and how many bytes were taken. The
+    /// bytes after a frame are left to the caller (with `exec -t` they are
+    /// the command's own output, not frames).
+    pub(crate) fn feed_one(&mut self, data: &[u8]) -> Result<(Option<Frame>, usize), FrameError> {
+        let mut rest = data;
+        while !rest.is_empty() {
             match self.state {
-                State::Skipping => match memchr(b'\n', data) {
+                State::Skipping => match memchr(b'\n', rest) {
                     Some(i) => {
-                        data = &data[i + 1..];
+                        rest = &rest[i + 1..];
                         self.state = State::Matching(0);
                     }
-                    None => return Ok(()),
+                    None => rest = &rest[rest.len()..],
                 },
                 State::Matching(n) => {
-                    let b = data[0];
-                    data = &data[1..];
+                    let b = rest[0];
+                    rest = &rest[1..];
                     if b == self.nonce[n] {
                         if n + 1 == self.nonce.len() {
                             self.state = State::Collecting;
@@ -120,29 +134,30 @@ impl FrameDecoder {
                     }
                 }
                 State::Collecting => {
-                    let (part, rest, done) = match memchr(b'\n', data) {
-                        Some(i) => (&data[..i], &data[i + 1..], true),
-                        None => (data, &data[data.len()..], false),
+                    let (part, after, done) = match memchr(b'\n', rest) {
+                        Some(i) => (&rest[..i], &rest[i + 1..], true),
+                        None => (rest, &rest[rest.len()..], false),
                     };
                     if self.line.len() + part.len() > MAX_FRAME_LINE {
                         return Err(FrameError::TooLong);
                     }
                     self.line.extend_from_slice(part);
-                    data = rest;
+                    rest = after;
                     if done {
                         self.state = State::Matching(0);
                         let mut line = std::mem::take(&mut self.line);
                         while line.last() == Some(&b'\r') {
                             line.pop();
                         }
-                        frames.push(self.parse(&line)?);
+                        let frame = self.parse(&line);
                         line.clear();
                         self.line = line;
+                        return Ok((Some(frame?), data.len() - rest.len()));
                     }
                 }
             }
         }
-        Ok(())
+        Ok((None, data.len()))
     }
 
     fn parse(&mut self, line: &[u8]) -> Result<Frame, FrameError> {

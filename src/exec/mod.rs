@@ -70,9 +70,11 @@
 mod frame;
 pub(crate) mod remote;
 mod script;
+mod tty;
 
 pub use frame::FrameError;
 pub use remote::{run, run_with_io};
+pub use tty::{TtyCommand, start_tty};
 
 use crate::Secret;
 use bytes::Bytes;

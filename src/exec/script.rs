@@ -146,9 +146,10 @@ pub(crate) fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
-/// The remote script (bash). See the module documentation of `exec` for the
-/// design; the comments here are about shell details.
-fn script(nonce: &Nonce, argv: &[Vec<u8>], opts: ScriptOptions) -> String {
+/// The start both scripts share: the nonce, the check for the tools, the
+/// command's argv decoded into `__csx_argv` and, with `with_env`, the
+/// environment block read (echo still off) and exported.
+fn prelude(nonce: &Nonce, argv: &[Vec<u8>], with_env: bool) -> String {
     let mut nul_separated = Vec::new();
     for a in argv {
         nul_separated.extend_from_slice(a);
@@ -173,7 +174,7 @@ for __csx_t in dd stty mapfile; do command -v "$__csx_t" >/dev/null 2>&1 || __cs
 [ "${#__csx_argv[@]}" -gt 0 ] || __csx_fail "empty command"
 "#,
     );
-    if opts.with_env {
+    if with_env {
         s.push_str(
             r#"__csx_e=; while IFS= read -r __csx_l && [ -n "$__csx_l" ]; do __csx_e=$__csx_e$__csx_l; done
 mapfile -d '' -t __csx_env < <(printf %s "$__csx_e" | base64 -d)
@@ -183,6 +184,47 @@ unset __csx_env
 "#,
         );
     }
+    s
+}
+
+/// The lines sent after the ready marker to run the command on the terminal
+/// itself (`exec -t`): the base64 script, an empty line.
+pub(crate) fn tty_script_lines(nonce: &Nonce, argv: &[Vec<u8>], with_env: bool) -> Vec<u8> {
+    lines(
+        STANDARD
+            .encode(tty_script(nonce, argv, with_env).as_bytes())
+            .as_bytes(),
+    )
+}
+
+/// The remote script of `exec -t`: the command runs in the foreground of
+/// the terminal, its output unframed. The terminal goes back to its default
+/// mode (echo on) just before the start marker; the script and its
+/// subshell's parent ignore the terminal's interrupt and quit signals, the
+/// command does not, so ^C and ^\ end the command and the exit marker still
+/// comes. The exit marker starts with a carriage return (column 0, so a
+/// terminal multiplexer in the path prints it on one row) and carries no
+/// newline before it: with the marker taken out, the output is exactly the
+/// command's.
+fn tty_script(nonce: &Nonce, argv: &[Vec<u8>], with_env: bool) -> String {
+    let mut s = prelude(nonce, argv, with_env);
+    s.push_str(
+        r#"trap '' INT QUIT
+\command stty sane 2>/dev/null
+printf '\n%s:S\n' "$N"
+( trap - INT QUIT; exec "${__csx_argv[@]}" )
+__csx_st=$?
+printf '\r%s:X:%d\n' "$N" "$__csx_st"
+exit 0
+"#,
+    );
+    s
+}
+
+/// The remote script (bash). See the module documentation of `exec` for the
+/// design; the comments here are about shell details.
+fn script(nonce: &Nonce, argv: &[Vec<u8>], opts: ScriptOptions) -> String {
+    let mut s = prelude(nonce, argv, opts.with_env);
     // SIGINT from the tty hits the whole foreground process group. The script
     // and every framing process ignore it (an ignored disposition survives
     // exec); only the command's own subshell resets it to the default, so the

@@ -228,7 +228,32 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Option<Vec<u8>>> {
 /// read from stdin and sent as is (through the escape filter when enabled).
 /// On stdin EOF the remaining input is sent, and once it is acknowledged
 /// the pump does what `options.at_eof` says.
-pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit, SessionError> {
+pub async fn pump(session: Session, options: PumpOptions) -> Result<PumpExit, SessionError> {
+    pump_inner(session, options, None).await
+}
+
+/// Like [`pump`], with the output passed through `filter` before it is
+/// written: it appends what is to be written to its second argument, and
+/// returns an exit status once the remote command has ended, which ends
+/// the pump with [`PumpExit::Closed`] carrying that status (used with
+/// [`crate::exec::TtyCommand::filter`]).
+pub async fn pump_filtered(
+    session: Session,
+    options: PumpOptions,
+    mut filter: impl FnMut(&[u8], &mut Vec<u8>) -> Option<i32>,
+) -> Result<PumpExit, SessionError> {
+    pump_inner(session, options, Some(&mut filter)).await
+}
+
+/// An output filter of [`pump_filtered`].
+type OutputFilter<'a> = &'a mut dyn FnMut(&[u8], &mut Vec<u8>) -> Option<i32>;
+
+async fn pump_inner(
+    mut session: Session,
+    options: PumpOptions,
+    mut output_filter: Option<OutputFilter<'_>>,
+) -> Result<PumpExit, SessionError> {
+    let mut filtered = Vec::new();
     let writer = session.writer();
     let mut stdin = spawn_stdin_reader();
     let mut stdin_open = true;
@@ -305,15 +330,24 @@ pub async fn pump(mut session: Session, options: PumpOptions) -> Result<PumpExit
                 None => break Ok(PumpExit::Closed { reason: None, exit_code }),
                 Some(SessionEvent::Output(b)) | Some(SessionEvent::StdErr(b)) => {
                     last_output = tokio::time::Instant::now();
+                    let (data, ended) = match output_filter.as_mut() {
+                        None => (&b[..], None),
+                        Some(f) => {
+                            filtered.clear();
+                            let ended = f(&b, &mut filtered);
+                            (&filtered[..], ended)
+                        }
+                    };
                     let w = async {
-                        stdout.write_all(&b).await?;
+                        stdout.write_all(data).await?;
                         stdout.flush().await
                     };
-                    if let Err(e) = w.await {
-                        if e.kind() == io::ErrorKind::BrokenPipe {
-                            break Ok(PumpExit::StdoutClosed);
-                        }
+                    if w.await.is_err() {
                         break Ok(PumpExit::StdoutClosed);
+                    }
+                    if let Some(code) = ended {
+                        let _ = writer.close().await;
+                        break Ok(PumpExit::Closed { reason: None, exit_code: Some(code) });
                     }
                 }
                 Some(SessionEvent::ExitCode(c)) => exit_code = Some(c),

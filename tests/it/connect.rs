@@ -155,6 +155,124 @@ async fn enter_tilde_dot_disconnects_and_restores_the_terminal() {
     reader_task.abort();
 }
 
+/// Runs `cloudshell-rs --local exec -t ARGS` on a new pty of 30x100; returns
+/// the pty's writer, the screen, the child and the pty's far end.
+fn exec_tty_in_a_pty(
+    home: &std::path::Path,
+    args: &[&str],
+) -> (
+    pty_process::OwnedWritePty,
+    Screen,
+    tokio::process::Child,
+    pty_process::Pts,
+    String,
+    tokio::task::JoinHandle<()>,
+) {
+    let (pty, pts) = pty_process::open().unwrap();
+    pty.resize(pty_process::Size::new(30, 100)).unwrap();
+    let before = stty_g(&pts);
+    let mut cmd = local_command(home).args(["exec", "-t", "--"]).args(args);
+    let child = cmd.spawn_borrowed(&pts).unwrap();
+    let (mut reader, writer) = pty.into_split();
+    let screen = Screen::default();
+    let sink = screen.clone();
+    let reader_task = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (writer, screen, child, pts, before, reader_task)
+}
+
+#[tokio::test]
+async fn exec_tty_runs_a_command_on_the_remote_terminal_and_restores_this_one() {
+    let home = tempfile::tempdir().unwrap();
+    let script = r#"stty size; tty >/dev/null && echo on-a-tty; read -p "name: " n; printf 'hi %s' "$n"; exit 7"#;
+    let (mut writer, screen, mut child, pts, before, reader_task) =
+        exec_tty_in_a_pty(home.path(), &["bash", "-c", script]);
+    within(120, async {
+        screen.wait_for("name: ").await;
+        // Raw mode here while the command runs: keystrokes go through as typed.
+        assert_ne!(stty_g(&pts), before, "the terminal is not in raw mode");
+        writer.write_all(b"bob\r").await.unwrap();
+        let status = child.wait().await.unwrap();
+        assert_eq!(status.code(), Some(7), "screen {:?}", screen.text());
+    })
+    .await;
+    assert_eq!(stty_g(&pts), before);
+    drop(pts);
+    reader_task.await.unwrap();
+    // Exactly what the command printed (the remote terminal echoes the
+    // typed name): no prompt, no echo of the line that started it, no marker.
+    let text = screen.text();
+    let from = text
+        .find("30 100")
+        .expect("the local size reached the command");
+    assert_eq!(
+        &text[from..],
+        "30 100\r\non-a-tty\r\nname: bob\r\nhi bob",
+        "{text:?}"
+    );
+}
+
+#[tokio::test]
+async fn exec_tty_passes_ctrl_c_to_the_command() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut writer, screen, mut child, pts, before, reader_task) =
+        exec_tty_in_a_pty(home.path(), &["bash", "-c", "echo started; sleep 600"]);
+    within(120, async {
+        screen.wait_for("started").await;
+        writer.write_all(b"\x03").await.unwrap();
+        let status = child.wait().await.unwrap();
+        assert_eq!(status.code(), Some(130), "screen {:?}", screen.text());
+    })
+    .await;
+    assert_eq!(stty_g(&pts), before);
+    drop(pts);
+    reader_task.abort();
+}
+
+#[tokio::test]
+async fn exec_tty_with_pipes_exports_credentials_unseen_and_cleans_up() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = piped_cli(&env, home.path());
+    cmd.args(["exec", "-t", "--inject-credentials", "--"]);
+    cmd.args([
+        "bash",
+        "-c",
+        r#"read line; echo "got $line"; printf %s "$AWS_SECRET_ACCESS_KEY" | sha256sum; exit 4"#,
+    ]);
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"typed\n").await.unwrap();
+    drop(stdin);
+    let out = within(60, child.wait_with_output()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    use sha2::Digest as _;
+    let sk_sha = hex::encode(sha2::Sha256::digest(session_support::SK));
+    // A pipe is typed into the remote terminal, which echoes it (as `ssh -tt`).
+    assert_eq!(stdout, format!("typed\r\ngot typed\r\n{sk_sha}  -\r\n"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(session_support::SK));
+    let ops: Vec<String> = env
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert!(
+        ops.iter().rposition(|o| o == "DeleteSession")
+            > ops.iter().position(|o| o == "CreateSession"),
+        "{ops:?}"
+    );
+    assert!(env.emulator.gateway().live_sessions().is_empty());
+}
+
 /// `cloudshell-rs --endpoint-url EMULATOR` with a clean environment holding
 /// only the emulator's credentials, its standard streams piped, killed when
 /// dropped.
@@ -262,6 +380,24 @@ async fn exec_says_why_the_service_closed_the_session() {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = piped_cli(&env, home.path());
     cmd.args(["exec", "--", "sh", "-c", "echo up-$((1+1)); sleep 30"]);
+    let out = stop_environment_under(&env, cmd, b"", "up-2").await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains(
+            "the service closed the session before the command finished: The environment \
+             was stopped."
+        ),
+        "{stderr:?}"
+    );
+}
+
+#[tokio::test]
+async fn exec_tty_says_why_the_service_closed_the_session() {
+    let env = session_support::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = piped_cli(&env, home.path());
+    cmd.args(["exec", "-t", "--", "sh", "-c", "echo up-$((1+1)); sleep 30"]);
     let out = stop_environment_under(&env, cmd, b"", "up-2").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

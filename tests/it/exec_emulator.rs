@@ -331,3 +331,84 @@ async fn exec_emu_a_profile_that_changes_the_terminal_changes_nothing() {
         (130, &b"started\n"[..])
     );
 }
+
+/// `exec::start_tty` for library users: the command runs on the session's
+/// terminal, keystrokes reach it, its output comes back without the markers,
+/// and the status is its own; variables reach it unseen.
+#[tokio::test]
+async fn exec_emu_start_tty_runs_a_command_on_the_terminal() {
+    use cloudshell_rs::session::{Session, SessionEvent, SessionOptions, SessionTarget};
+    let emu = start_emulator().await;
+    let created = emu
+        .client
+        .create_session()
+        .environment_id(&emu.env)
+        .tab_id(uuid::Uuid::new_v4().to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut session = Session::connect(
+        SessionTarget::from(created),
+        SessionOptions::default().allow_any_host(),
+    )
+    .await
+    .unwrap();
+    session.resize(120, 40).await.unwrap();
+    let options = ExecOptions::new().env(
+        "GREETING",
+        cloudshell_rs::Secret::new(String::from("hello there")),
+    );
+    let script = r#"printf '%s|' "$GREETING"; stty size; read x; echo "[$x]"; exit 9"#;
+    let mut command = exec::start_tty(&mut session, &["bash", "-c", script], &options)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut status = command.filter(&[], &mut out);
+    let mut typed = false;
+    while status.is_none() {
+        if !typed && out.ends_with(b"40 120\r\n") {
+            // Typed once the command waits for it (typed earlier, the
+            // terminal's echo would come first, as on any terminal).
+            session.send_input(b"typed\r").await.unwrap();
+            typed = true;
+        }
+        match session.next_event().await {
+            Some(SessionEvent::Output(b)) => status = command.filter(&b, &mut out),
+            Some(SessionEvent::Closed { .. } | SessionEvent::Failed(_)) | None => break,
+            Some(_) => {}
+        }
+    }
+    assert_eq!(
+        (String::from_utf8_lossy(&out), status.map(|s| s.code())),
+        ("hello there|40 120\r\ntyped\r\n[typed]\r\n".into(), Some(9))
+    );
+    // A command that is not there: the shell's own message, its status.
+    let created = emu
+        .client
+        .create_session()
+        .environment_id(&emu.env)
+        .tab_id(uuid::Uuid::new_v4().to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut session = Session::connect(
+        SessionTarget::from(created),
+        SessionOptions::default().allow_any_host(),
+    )
+    .await
+    .unwrap();
+    let mut command = exec::start_tty(&mut session, &["no-such-command-here"], &ExecOptions::new())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut status = command.filter(&[], &mut out);
+    while status.is_none() {
+        match session.next_event().await {
+            Some(SessionEvent::Output(b)) => status = command.filter(&b, &mut out),
+            Some(SessionEvent::Closed { .. } | SessionEvent::Failed(_)) | None => break,
+            Some(_) => {}
+        }
+    }
+    assert_eq!(status.map(|s| s.code()), Some(127));
+    assert!(String::from_utf8_lossy(&out).contains("no-such-command-here"));
+}
