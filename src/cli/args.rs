@@ -478,6 +478,10 @@ pub struct EmulatorArgs {
     /// client ends them with `ssm:TerminateSession`.
     #[arg(long, value_name = "VERSION")]
     pub agent_version: Option<String>,
+    /// Run each shell inside tmux, as CloudShell does: clients then get
+    /// tmux's rendering of the terminal (needs `tmux` on the PATH).
+    #[arg(long)]
+    pub tmux: bool,
 }
 
 /// Arguments of `session-manager-plugin`: passed through unchanged.

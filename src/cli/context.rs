@@ -249,6 +249,11 @@ pub async fn run_emulator(global: &GlobalArgs, args: &super::args::EmulatorArgs)
         .map_err(|e| CliError::with_code(format!("--agent-version: {e}"), 2))?;
     let (handle, own, region) =
         start_emulator(global, args.port, None, args.realistic, Some(options)).await?;
+    if args.tmux {
+        let mut config = handle.gateway().config();
+        config.tmux = true;
+        handle.gateway().set_config(config);
+    }
     let endpoint = handle.endpoint();
     let dir = state_dir(global)?;
     let mut stdout = std::io::stdout().lock();

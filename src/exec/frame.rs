@@ -1,27 +1,36 @@
 //! Sans-IO decoder for the frames the remote script writes to the terminal.
 //!
 //! The terminal stream carries anything: the echo of the bootstrap line,
-//! prompts, escape sequences, CRLF line endings. A frame is a line that
-//! starts with the run's nonce:
+//! prompts, escape sequences, CRLF line endings. On CloudShell it is not
+//! even the shell's own output but tmux's rendering of it: newlines may come
+//! as cursor movements, long lines wrap with scrolling sequences in between,
+//! a status line is redrawn now and then, and a screen redraw repeats what
+//! is visible. So frames do not depend on lines. The decoder drops every
+//! escape sequence and control character (CR and LF included), looks for the
+//! run's nonce anywhere in what is left, and reads a frame up to its `.`:
 //!
 //! ```text
-//! <nonce>:R                 ready: echo is off, the loader reads the script
-//! <nonce>:S                 the command is about to start
-//! <nonce>:O:<seq>:<base64>  bytes for stdout (seq counts from 0 per stream)
-//! <nonce>:E:<seq>:<base64>  bytes for stderr
-//! <nonce>:X:<status>        the command ended with this status ($?)
-//! <nonce>:F:<text>          the script cannot run (e.g. a missing tool)
+//! <nonce>:R.                           ready: echo is off, the loader reads the script
+//! <nonce>:S.                           the command is about to start
+//! <nonce>:O:<seq>:<len>:<base64>.      bytes for stdout (seq counts from 0 per stream;
+//! <nonce>:E:<seq>:<len>:<base64>.      len is the length of the base64 text), stderr
+//! <nonce>:X:<status>[:<nO>:<nE>:<sha256 O>:<sha256 E>].
+//!                                      the command ended with this status ($?), after
+//!                                      nO and nE frames whose bytes have these digests
+//! <nonce>:F:<text>.                    the script cannot run (e.g. a missing tool)
 //! ```
 //!
-//! Lines that do not start with the nonce are skipped without being stored,
-//! so memory stays bounded by [`MAX_FRAME_LINE`] whatever arrives. Sequence
-//! numbers make a lost or damaged frame an error instead of silently wrong
-//! output.
+//! A frame that does not parse (a screen redraw cut it, its length is
+//! wrong) is skipped, and so is a frame seen twice (a redraw repeated it):
+//! what is lost shows up as a gap in the sequence numbers, or at the end as
+//! a count or digest that does not match, always an error, never silently
+//! wrong output. Memory stays bounded by [`MAX_FRAME_LINE`] whatever arrives.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest as _, Sha256};
 
-/// Longest frame line accepted (an O/E frame carries at most 64 KiB).
+/// Longest frame accepted (an O/E frame carries at most 64 KiB).
 pub(crate) const MAX_FRAME_LINE: usize = 128 * 1024;
 
 /// One decoded frame.
@@ -31,21 +40,36 @@ pub(crate) enum Frame {
     Started,
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
-    Exit(i32),
+    Exit(Exit),
     Fatal(String),
 }
 
-/// What went wrong with a line that carried the nonce.
+/// The end of a run: its status and, from a script that counts them, how
+/// many frames of each stream it sent and the SHA-256 of each stream.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Exit {
+    pub(crate) status: i32,
+    pub(crate) sent: Option<Sent>,
+}
+
+/// What a script says it sent.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub(crate) frames: (u64, u64),
+    pub(crate) sha256: (String, String),
+}
+
+/// What went wrong with the frames.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
-    /// A frame line was longer than any frame the script writes.
+    /// A frame was longer than any frame the script writes.
     #[error("frame line longer than {MAX_FRAME_LINE} bytes")]
     TooLong,
     /// A frame did not follow the format.
     #[error("malformed frame ({0})")]
     Malformed(&'static str),
-    /// A frame arrived out of sequence: output was lost or damaged on the way.
+    /// A frame arrived out of sequence: output was lost on the way.
     #[error(
         "{stream} frame {got} arrived where {expected} was expected: output was lost on the way"
     )]
@@ -57,34 +81,163 @@ pub enum FrameError {
         /// Received sequence number.
         got: u64,
     },
+    /// The end of the run says more was sent than arrived, or other bytes.
+    #[error("the {0} that arrived is not what the command wrote: output was lost on the way")]
+    Incomplete(&'static str),
 }
 
-enum State {
-    /// At the start of a line; `n` bytes of the nonce matched so far.
-    Matching(usize),
-    /// The nonce matched; collecting the rest of the line.
-    Collecting,
-    /// Not a frame: skipping to the end of the line.
-    Skipping,
+/// Where the escape-sequence filter is.
+#[derive(Clone, Copy)]
+enum Esc {
+    /// Plain text.
+    Text,
+    /// After ESC.
+    Escape,
+    /// Inside a control sequence (`ESC [`), up to its final byte.
+    Csi,
+    /// Inside a string (`ESC ]`, `ESC P`, `ESC _`, `ESC ^`, `ESC X`), up to
+    /// BEL or `ESC \`.
+    Str,
+    /// ESC inside a string.
+    StrEscape,
+    /// After `ESC` and an intermediate byte (`ESC ( B`), up to the final byte.
+    Intermediate,
+}
+
+impl Esc {
+    /// Takes one byte; returns it when it is text.
+    fn text(&mut self, b: u8) -> Option<u8> {
+        match *self {
+            Esc::Text => match b {
+                0x1b => {
+                    *self = Esc::Escape;
+                    None
+                }
+                0..0x20 | 0x7f => None,
+                _ => Some(b),
+            },
+            Esc::Escape => {
+                *self = match b {
+                    b'[' => Esc::Csi,
+                    b']' | b'P' | b'_' | b'^' | b'X' => Esc::Str,
+                    0x1b => Esc::Escape,
+                    0x20..0x30 => Esc::Intermediate,
+                    _ => Esc::Text,
+                };
+                None
+            }
+            Esc::Csi => {
+                match b {
+                    0x40..0x7f => *self = Esc::Text,
+                    0x1b => *self = Esc::Escape,
+                    _ => {}
+                }
+                None
+            }
+            Esc::Str => {
+                match b {
+                    0x07 => *self = Esc::Text,
+                    0x1b => *self = Esc::StrEscape,
+                    _ => {}
+                }
+                None
+            }
+            Esc::StrEscape => {
+                if b == b'\\' {
+                    *self = Esc::Text;
+                } else {
+                    // An ESC ends the string; this byte follows that ESC.
+                    *self = Esc::Escape;
+                    return self.text(b);
+                }
+                None
+            }
+            Esc::Intermediate => {
+                match b {
+                    0x20..0x30 => {}
+                    0x1b => *self = Esc::Escape,
+                    _ => *self = Esc::Text,
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Incremental matching of the nonce (Knuth-Morris-Pratt).
+struct Matcher {
+    nonce: Vec<u8>,
+    /// `fail[i]`: length of the longest proper border of `nonce[..=i]`.
+    fail: Vec<usize>,
+    /// Bytes of the nonce matched so far.
+    matched: usize,
+}
+
+impl Matcher {
+    fn new(nonce: &[u8]) -> Self {
+        let mut fail = vec![0; nonce.len()];
+        let mut k = 0;
+        for i in 1..nonce.len() {
+            while k > 0 && nonce[i] != nonce[k] {
+                k = fail[k - 1];
+            }
+            if nonce[i] == nonce[k] {
+                k += 1;
+            }
+            fail[i] = k;
+        }
+        Matcher {
+            nonce: nonce.to_vec(),
+            fail,
+            matched: 0,
+        }
+    }
+
+    /// Takes one byte; true when the whole nonce has just been seen.
+    fn step(&mut self, b: u8) -> bool {
+        while self.matched > 0 && self.nonce[self.matched] != b {
+            self.matched = self.fail[self.matched - 1];
+        }
+        if self.nonce[self.matched] == b {
+            self.matched += 1;
+        }
+        if self.matched == self.nonce.len() {
+            self.matched = self.fail[self.matched - 1];
+            return true;
+        }
+        false
+    }
 }
 
 /// Incremental frame decoder.
 pub(crate) struct FrameDecoder {
-    nonce: Vec<u8>,
-    state: State,
+    esc: Esc,
+    matcher: Matcher,
+    /// Inside a frame (after its nonce): its bytes so far.
+    collecting: bool,
     line: Vec<u8>,
     next_out: u64,
     next_err: u64,
+    /// SHA-256 of the base64 text of each stream's frames, as the script
+    /// hashes what it sends.
+    sha_out: Sha256,
+    sha_err: Sha256,
+    /// Frames skipped because they did not parse.
+    skipped: u64,
 }
 
 impl FrameDecoder {
     pub(crate) fn new(nonce: &str) -> Self {
         FrameDecoder {
-            nonce: nonce.as_bytes().to_vec(),
-            state: State::Matching(0),
+            esc: Esc::Text,
+            matcher: Matcher::new(nonce.as_bytes()),
+            collecting: false,
             line: Vec::new(),
             next_out: 0,
             next_err: 0,
+            sha_out: Sha256::new(),
+            sha_err: Sha256::new(),
+            skipped: 0,
         }
     }
 
@@ -107,122 +260,174 @@ impl FrameDecoder {
     /// bytes after a frame are left to the caller (with `exec -t` they are
     /// the command's own output, not frames).
     pub(crate) fn feed_one(&mut self, data: &[u8]) -> Result<(Option<Frame>, usize), FrameError> {
-        let mut rest = data;
-        while !rest.is_empty() {
-            match self.state {
-                State::Skipping => match memchr(b'\n', rest) {
-                    Some(i) => {
-                        rest = &rest[i + 1..];
-                        self.state = State::Matching(0);
-                    }
-                    None => rest = &rest[rest.len()..],
-                },
-                State::Matching(n) => {
-                    let b = rest[0];
-                    rest = &rest[1..];
-                    if b == self.nonce[n] {
-                        if n + 1 == self.nonce.len() {
-                            self.state = State::Collecting;
-                            self.line.clear();
-                        } else {
-                            self.state = State::Matching(n + 1);
-                        }
-                    } else if b == b'\n' || (n == 0 && b == b'\r') {
-                        self.state = State::Matching(0);
-                    } else {
-                        self.state = State::Skipping;
-                    }
+        for (i, &raw) in data.iter().enumerate() {
+            let Some(b) = self.esc.text(raw) else {
+                continue;
+            };
+            if self.matcher.step(b) {
+                // A nonce starts a frame, even inside another one: that one
+                // was cut (by a redraw) and is skipped.
+                if self.collecting {
+                    self.skipped += 1;
                 }
-                State::Collecting => {
-                    let (part, after, done) = match memchr(b'\n', rest) {
-                        Some(i) => (&rest[..i], &rest[i + 1..], true),
-                        None => (rest, &rest[rest.len()..], false),
-                    };
-                    if self.line.len() + part.len() > MAX_FRAME_LINE {
-                        return Err(FrameError::TooLong);
-                    }
-                    self.line.extend_from_slice(part);
-                    rest = after;
-                    if done {
-                        self.state = State::Matching(0);
-                        let mut line = std::mem::take(&mut self.line);
-                        while line.last() == Some(&b'\r') {
-                            line.pop();
-                        }
-                        let frame = self.parse(&line);
-                        line.clear();
-                        self.line = line;
-                        return Ok((Some(frame?), data.len() - rest.len()));
-                    }
+                self.collecting = true;
+                self.line.clear();
+                continue;
+            }
+            if !self.collecting {
+                continue;
+            }
+            if b != b'.' {
+                if self.line.len() >= MAX_FRAME_LINE {
+                    // Longer than any frame: not one.
+                    self.collecting = false;
+                    self.skipped += 1;
+                    self.line = Vec::new();
+                } else {
+                    self.line.push(b);
                 }
+                continue;
+            }
+            self.collecting = false;
+            let line = std::mem::take(&mut self.line);
+            let frame = self.parse(&line);
+            self.line = line;
+            self.line.clear();
+            match frame {
+                Ok(Some(f)) => return Ok((Some(f), i + 1)),
+                Ok(None) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok((None, data.len()))
     }
 
-    fn parse(&mut self, line: &[u8]) -> Result<Frame, FrameError> {
-        let rest = line
-            .strip_prefix(b":")
-            .ok_or(FrameError::Malformed("no separator after nonce"))?;
-        match rest {
-            b"R" => Ok(Frame::Ready),
-            b"S" => Ok(Frame::Started),
-            _ => {
-                let (kind, body) = match rest {
-                    [k, b':', body @ ..] => (*k, body),
-                    _ => return Err(FrameError::Malformed("unknown frame")),
-                };
-                match kind {
-                    b'O' | b'E' => {
-                        let sep = memchr(b':', body)
-                            .ok_or(FrameError::Malformed("no sequence number"))?;
-                        let seq = parse_u64(&body[..sep])
-                            .ok_or(FrameError::Malformed("bad sequence number"))?;
-                        let (expected, stream) = if kind == b'O' {
-                            (&mut self.next_out, "stdout")
-                        } else {
-                            (&mut self.next_err, "stderr")
-                        };
-                        if seq != *expected {
-                            return Err(FrameError::OutOfSequence {
-                                stream,
-                                expected: *expected,
-                                got: seq,
-                            });
+    /// A frame's body (after the nonce, without the final `.`): the frame,
+    /// `None` for one to skip (damaged or seen before), or an error when
+    /// output is known to be lost.
+    fn parse(&mut self, line: &[u8]) -> Result<Option<Frame>, FrameError> {
+        let Some(rest) = line.strip_prefix(b":") else {
+            self.skipped += 1;
+            return Ok(None);
+        };
+        let frame = match rest {
+            b"R" => Frame::Ready,
+            b"S" => Frame::Started,
+            [k @ (b'O' | b'E'), b':', body @ ..] => return self.output(*k, body),
+            [b'X', b':', body @ ..] => match parse_exit(body) {
+                Some(exit) => {
+                    if let Some(sent) = &exit.sent {
+                        let out = hex::encode(self.sha_out.clone().finalize());
+                        if sent.frames.0 != self.next_out || sent.sha256.0 != out {
+                            return Err(FrameError::Incomplete("stdout"));
                         }
-                        *expected += 1;
-                        let bytes = STANDARD
-                            .decode(&body[sep + 1..])
-                            .map_err(|_| FrameError::Malformed("invalid base64 payload"))?;
-                        Ok(if kind == b'O' {
-                            Frame::Stdout(bytes)
-                        } else {
-                            Frame::Stderr(bytes)
-                        })
+                        let err = hex::encode(self.sha_err.clone().finalize());
+                        if sent.frames.1 != self.next_err || sent.sha256.1 != err {
+                            return Err(FrameError::Incomplete("stderr"));
+                        }
                     }
-                    b'X' => {
-                        let s = std::str::from_utf8(body)
-                            .map_err(|_| FrameError::Malformed("bad status"))?;
-                        let code: i32 =
-                            s.parse().map_err(|_| FrameError::Malformed("bad status"))?;
-                        Ok(Frame::Exit(code))
-                    }
-                    b'F' => Ok(Frame::Fatal(
-                        String::from_utf8_lossy(body)
-                            .chars()
-                            .filter(|c| !c.is_control())
-                            .take(200)
-                            .collect(),
-                    )),
-                    _ => Err(FrameError::Malformed("unknown frame type")),
+                    Frame::Exit(exit)
                 }
+                None => {
+                    self.skipped += 1;
+                    return Ok(None);
+                }
+            },
+            [b'F', b':', body @ ..] => Frame::Fatal(
+                String::from_utf8_lossy(body)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect(),
+            ),
+            _ => {
+                self.skipped += 1;
+                return Ok(None);
             }
+        };
+        Ok(Some(frame))
+    }
+
+    fn output(&mut self, kind: u8, body: &[u8]) -> Result<Option<Frame>, FrameError> {
+        let mut fields = body.splitn(3, |&c| c == b':');
+        let (Some(seq), Some(len), Some(text)) = (
+            fields.next().and_then(parse_u64),
+            fields.next().and_then(parse_u64),
+            fields.next(),
+        ) else {
+            self.skipped += 1;
+            return Ok(None);
+        };
+        if len != text.len() as u64 {
+            self.skipped += 1;
+            return Ok(None);
         }
+        let Ok(bytes) = STANDARD.decode(text) else {
+            self.skipped += 1;
+            return Ok(None);
+        };
+        let (expected, stream, sha) = if kind == b'O' {
+            (&mut self.next_out, "stdout", &mut self.sha_out)
+        } else {
+            (&mut self.next_err, "stderr", &mut self.sha_err)
+        };
+        if seq < *expected {
+            // Seen before: a redraw of the screen shows it again.
+            return Ok(None);
+        }
+        if seq > *expected {
+            return Err(FrameError::OutOfSequence {
+                stream,
+                expected: *expected,
+                got: seq,
+            });
+        }
+        *expected += 1;
+        sha.update(text);
+        Ok(Some(if kind == b'O' {
+            Frame::Stdout(bytes)
+        } else {
+            Frame::Stderr(bytes)
+        }))
+    }
+
+    /// Frames of each stream accepted so far (stdout, stderr).
+    pub(crate) fn accepted(&self) -> (u64, u64) {
+        (self.next_out, self.next_err)
+    }
+
+    /// Frames skipped because they did not parse.
+    pub(crate) fn skipped(&self) -> u64 {
+        self.skipped
     }
 }
 
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+/// `<status>` or `<status>:<nO>:<nE>:<sha256 O>:<sha256 E>`.
+fn parse_exit(body: &[u8]) -> Option<Exit> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut fields = text.split(':');
+    let status: i32 = fields.next()?.parse().ok()?;
+    let Some(n_out) = fields.next() else {
+        return Some(Exit { status, sent: None });
+    };
+    let n_out = parse_u64(n_out.as_bytes())?;
+    let n_err = parse_u64(fields.next()?.as_bytes())?;
+    let sum = |s: Option<&str>| {
+        s.filter(|s| s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()))
+            .map(str::to_ascii_lowercase)
+    };
+    let sha_out = sum(fields.next())?;
+    let sha_err = sum(fields.next())?;
+    if fields.next().is_some() {
+        return None;
+    }
+    Some(Exit {
+        status,
+        sent: Some(Sent {
+            frames: (n_out, n_err),
+            sha256: (sha_out, sha_err),
+        }),
+    })
 }
 
 fn parse_u64(s: &[u8]) -> Option<u64> {
@@ -247,12 +452,18 @@ mod tests {
         Ok(v)
     }
 
+    fn out(seq: u64, data: &[u8]) -> String {
+        let b = STANDARD.encode(data);
+        format!("\n{N}:O:{seq}:{}:{b}.\n", b.len())
+    }
+
     #[test]
     fn decodes_frames_among_noise_split_anywhere() {
         let stream = format!(
-            "$ stty -echo ... {a} {b}\r\n\r\n{N}:R\r\nnoise {N}:X:1\r\n\r\n{N}:O:0:aGk=\r\n\r\n{N}:E:0:AP8=\r\n\r\n{N}:X:7\r\n",
+            "$ stty -echo ... {a} \"{b}\"\r\n\r\n{N}:R.\r\nnoise {N}:X:1\r\n{o}\r\n{N}:E:0:4:AP8=.\r\n\r\n{N}:X:7.\r\n",
             a = &N[..16],
-            b = &N[16..]
+            b = &N[16..],
+            o = out(0, b"hi"),
         );
         let bytes = stream.as_bytes();
         for split in 0..bytes.len() {
@@ -264,9 +475,49 @@ mod tests {
                     Frame::Ready,
                     Frame::Stdout(b"hi".to_vec()),
                     Frame::Stderr(vec![0, 255]),
-                    Frame::Exit(7)
+                    Frame::Exit(Exit {
+                        status: 7,
+                        sent: None
+                    })
                 ]
             );
+        }
+    }
+
+    /// What tmux makes of frames: newlines as cursor movements, a wrapped
+    /// frame with scrolling sequences in it, a status line drawn between
+    /// frames, a redraw that shows frames again and cuts one.
+    #[test]
+    fn frames_survive_a_terminal_multiplexer() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let b = STANDARD.encode(&data);
+        let (b1, b2) = b.split_at(1500);
+        let stream = format!(
+            "\x1b[?2004l\x1b[1;23r\x1b[1;1H{N}:R.\x1b[K\x1b[5;1H\
+             {N}:O:0:{len}:{b1}\x1b[1;24r\x1b[23;1H\x1b[4S\x1b[19d{b2}.\
+             \x1b7\x1b[24;1H\x1b[30m\x1b[42m[0] 0:bash* \"vm\" 10:17\x1b(B\x1b[m\x1b8\
+             \x1b]0;title\x07\x1bP\x1b\\\
+             \x1b[2J\x1b[H{N}:O:0:{len}:{b}.\r\n{N}:O:1:8:{cut}\x1b[2;1H{N}:O:1:4:YWJj.\x1b[3;1H{N}:X:0.",
+            len = b.len(),
+            cut = &b[..5],
+        );
+        let bytes = stream.as_bytes();
+        for split in [0, 10, 100, 1000, 1600, bytes.len() - 3] {
+            let mut d = FrameDecoder::new(N);
+            let frames = feed_all(&mut d, &[&bytes[..split], &bytes[split..]]).unwrap();
+            assert_eq!(
+                frames,
+                vec![
+                    Frame::Ready,
+                    Frame::Stdout(data.clone()),
+                    Frame::Stdout(b"abc".to_vec()),
+                    Frame::Exit(Exit {
+                        status: 0,
+                        sent: None
+                    })
+                ]
+            );
+            assert_eq!(d.skipped(), 1, "the cut frame");
         }
     }
 
@@ -274,7 +525,7 @@ mod tests {
     fn other_nonces_and_prefixes_are_ignored() {
         let mut d = FrameDecoder::new(N);
         let s = format!(
-            "{}:X:0\n{}:X:0\n:X:0\n{}\n",
+            "{}:X:0.\n{}:X:0.\n:X:0.\n{}\n",
             &N[..31],
             N.replace('0', "1"),
             &N[..20]
@@ -283,9 +534,19 @@ mod tests {
     }
 
     #[test]
-    fn lost_frame_is_an_error() {
+    fn a_nonce_that_overlaps_itself_is_still_found() {
+        let n = "aab";
+        let mut d = FrameDecoder::new(n);
+        assert_eq!(
+            feed_all(&mut d, &[b"aaab:R.", b"aa", b"aab:S."]).unwrap(),
+            vec![Frame::Ready, Frame::Started]
+        );
+    }
+
+    #[test]
+    fn lost_output_is_an_error() {
         let mut d = FrameDecoder::new(N);
-        let s = format!("{N}:O:0:YQ==\n{N}:O:2:YQ==\n");
+        let s = format!("{}{}", out(0, b"a"), out(2, b"a"));
         assert!(matches!(
             feed_all(&mut d, &[s.as_bytes()]),
             Err(FrameError::OutOfSequence {
@@ -294,37 +555,70 @@ mod tests {
                 ..
             })
         ));
+        // The end says two frames were sent; one arrived.
+        let mut d = FrameDecoder::new(N);
+        let z = "0".repeat(64);
+        let s = format!("{}{N}:X:0:2:0:{z}:{z}.", out(0, b"a"));
+        assert_eq!(
+            feed_all(&mut d, &[s.as_bytes()]),
+            Err(FrameError::Incomplete("stdout"))
+        );
+        // The right counts, but not the bytes that were sent.
+        let mut d = FrameDecoder::new(N);
+        let s = format!("{}{N}:X:3:1:0:{z}:{z}.", out(0, b"a"));
+        assert_eq!(
+            feed_all(&mut d, &[s.as_bytes()]),
+            Err(FrameError::Incomplete("stdout"))
+        );
+        let sha = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
+        let mut d = FrameDecoder::new(N);
+        let s = format!("{}{N}:X:3:1:0:{}:{}.", out(0, b"a"), sha("YQ=="), sha(""));
+        assert_eq!(
+            feed_all(&mut d, &[s.as_bytes()]).unwrap().pop(),
+            Some(Frame::Exit(Exit {
+                status: 3,
+                sent: Some(Sent {
+                    frames: (1, 0),
+                    sha256: (sha("YQ=="), sha(""))
+                })
+            }))
+        );
     }
 
     #[test]
-    fn garbage_after_nonce_is_an_error_not_a_panic() {
+    fn damaged_frames_are_skipped_not_taken() {
         for tail in [
             ":",
             ":O",
             ":O:",
-            ":O:x:",
-            ":O:0:@@@",
+            ":O:x:1:",
+            ":O:0:4:@@@@",
+            ":O:0:5:YQ==",
             ":X:",
             ":X:abc",
             ":Q:1",
             "zz",
             ":O:99999999999999999999:",
+            ":X:0:1",
         ] {
             let mut d = FrameDecoder::new(N);
-            let s = format!("{N}{tail}\n");
-            assert!(feed_all(&mut d, &[s.as_bytes()]).is_err(), "{tail}");
+            let s = format!("{N}{tail}.");
+            assert_eq!(feed_all(&mut d, &[s.as_bytes()]), Ok(vec![]), "{tail}");
+            assert_eq!(d.skipped(), 1, "{tail}");
         }
     }
 
     #[test]
-    fn long_noise_lines_use_no_memory_and_long_frames_fail() {
+    fn long_noise_uses_no_memory_and_long_frames_are_skipped() {
         let mut d = FrameDecoder::new(N);
         let noise = vec![b'x'; 10 * MAX_FRAME_LINE];
         assert_eq!(feed_all(&mut d, &[&noise, b"\n"]).unwrap(), vec![]);
         assert!(d.line.capacity() == 0);
         let mut big = format!("{N}:O:0:").into_bytes();
         big.resize(MAX_FRAME_LINE + 100, b'A');
-        assert_eq!(feed_all(&mut d, &[&big]), Err(FrameError::TooLong));
+        big.extend_from_slice(format!(".{N}:R.").as_bytes());
+        assert_eq!(feed_all(&mut d, &[&big]), Ok(vec![Frame::Ready]));
+        assert_eq!(d.skipped(), 1);
     }
 
     proptest::proptest! {
@@ -336,6 +630,23 @@ mod tests {
             prefix.extend_from_slice(&data);
             let mut v = Vec::new();
             let _ = d.feed(&prefix, &mut v);
+        }
+
+        #[test]
+        fn escape_sequences_anywhere_change_nothing(data: Vec<u8>, at in proptest::collection::vec(0usize..4096, 0..8)) {
+            let frame = out(0, &data).into_bytes();
+            let mut noisy = frame.clone();
+            // Positions in the frame, from the end, so that no sequence
+            // lands inside another.
+            let mut at: Vec<usize> = at.iter().map(|p| p % (frame.len() + 1)).collect();
+            at.sort_unstable();
+            for (i, &p) in at.iter().enumerate().rev() {
+                let seq: &[u8] = [&b"\x1b[12;1H"[..], b"\r\n", b"\x1b[K", b"\x1b(B"][i % 4];
+                noisy.splice(p..p, seq.iter().copied());
+            }
+            let mut d = FrameDecoder::new(N);
+            let frames = feed_all(&mut d, &[&noisy]).unwrap();
+            proptest::prop_assert_eq!(frames, vec![Frame::Stdout(data)]);
         }
     }
 }

@@ -464,15 +464,17 @@ where
     let deadline = tokio::time::sleep(far);
     tokio::pin!(deadline);
     let mut timed_out = false;
+    // Frames of each stream acknowledged to the script so far; whether the
+    // terminal's input is free for acknowledgements (not carrying stdin).
+    let mut acked = (0u64, 0u64);
+    let mut acks_on = !sopts.forward_stdin;
 
     loop {
         for f in pending.drain(..) {
             match f {
-                Frame::Ready => {
-                    return Err(ExecError::Frame(FrameError::Malformed(
-                        "second ready marker",
-                    )));
-                }
+                // A screen redraw (tmux) shows the ready marker again.
+                Frame::Ready => {}
+                Frame::Started if started => {}
                 Frame::Started => {
                     started = true;
                     if let Some(t) = options.timeout {
@@ -481,14 +483,25 @@ where
                 }
                 Frame::Stdout(b) => stdout.write_all(&b).await.map_err(ExecError::Output)?,
                 Frame::Stderr(b) => stderr.write_all(&b).await.map_err(ExecError::Output)?,
-                Frame::Exit(code) => {
+                Frame::Exit(exit) => {
                     stdout.flush().await.map_err(ExecError::Output)?;
                     stderr.flush().await.map_err(ExecError::Output)?;
                     if timed_out {
                         // Timeout is known to be set when timed_out is true.
                         return Err(ExecError::Timeout(options.timeout.unwrap_or_default()));
                     }
-                    return Ok(ExitStatus::from_code(code));
+                    if decoder.skipped() > 0 {
+                        tracing::debug!(
+                            skipped = decoder.skipped(),
+                            "damaged or cut frames skipped"
+                        );
+                    }
+                    if exit.sent.is_none() {
+                        return Err(ExecError::Frame(FrameError::Malformed(
+                            "exit frame without counts",
+                        )));
+                    }
+                    return Ok(ExitStatus::from_code(exit.status));
                 }
                 Frame::Fatal(m) => return Err(ExecError::RemoteUnsupported(m)),
             }
@@ -506,16 +519,42 @@ where
                 if !pending.is_empty() {
                     stdout.flush().await.map_err(ExecError::Output)?;
                 }
+                if acks_on {
+                    // Flow control: tell the script which frames arrived.
+                    let now = decoder.accepted();
+                    let mut ack = String::new();
+                    if now.0 > acked.0 {
+                        ack.push_str(&format!("O{}\n", now.0));
+                    }
+                    if now.1 > acked.1 {
+                        ack.push_str(&format!("E{}\n", now.1));
+                    }
+                    if !ack.is_empty() {
+                        acked = now;
+                        // A closed input means the command has ended: its
+                        // exit frame decides.
+                        let _ = send(&input, ack.as_bytes()).await;
+                    }
+                }
             }
             r = &mut stdin_pump, if !stdin_done => {
                 stdin_done = true;
                 match r {
+                    Ok(()) => {
+                        // The command's stdin has ended: the terminal's
+                        // input now carries acknowledgements, starting with
+                        // what has arrived so far.
+                        acks_on = true;
+                        acked = decoder.accepted();
+                        let ack = format!("O{}\nE{}\n", acked.0, acked.1);
+                        let _ = send(&input, ack.as_bytes()).await;
+                    }
                     // The remote side stopped taking input: a command that
                     // exits without reading all of its stdin ends the session
                     // while input is still on its way. Its exit status is
                     // then already in the output (or the output ends and the
                     // run fails there), as `ssh host true < big` exits 0.
-                    Err(ExecError::SessionClosed) | Ok(()) => {}
+                    Err(ExecError::SessionClosed) => {}
                     Err(e) => return Err(e),
                 }
             }

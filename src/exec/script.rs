@@ -90,8 +90,8 @@ pub(crate) fn bootstrap_line(nonce: &Nonce) -> String {
     let (a, b) = nonce.as_str().split_at(nonce.as_str().len() / 2);
     format!(
         " \\command stty sane -echo noflsh && BASH_ENV= \\exec bash -c '\
-command -v base64 >/dev/null || {{ printf \"\\n%s%s:F:missing base64\\n\" {a} {b}; exit 0; }}; \
-printf \"\\n%s%s:R\\n\" {a} {b}; s=; while IFS= read -r l && [ -n \"$l\" ]; do s=$s$l; done; \
+command -v base64 >/dev/null || {{ printf \"\\n%s%s:F:missing base64.\\n\" {a} \"{b}\"; exit 0; }}; \
+printf \"\\n%s%s:R.\\n\" {a} \"{b}\"; s=; while IFS= read -r l && [ -n \"$l\" ]; do s=$s$l; done; \
 eval \"$(printf %s \"$s\" | base64 -d)\"' cloudshell-rs-exec"
     )
 }
@@ -164,7 +164,7 @@ fn prelude(nonce: &Nonce, argv: &[Vec<u8>], with_env: bool) -> String {
     let _ = writeln!(s, "N={}", nonce.as_str());
     s.push_str(
         r#"exec 4>&1
-__csx_fail() { printf '\n%s:F:%s\n' "$N" "$1" >&4; exit 0; }
+__csx_fail() { printf '\n%s:F:%s.\n' "$N" "$1" >&4; exit 0; }
 for __csx_t in dd stty mapfile; do command -v "$__csx_t" >/dev/null 2>&1 || __csx_fail "missing $__csx_t"; done
 "#,
     );
@@ -211,7 +211,7 @@ fn tty_script(nonce: &Nonce, argv: &[Vec<u8>], with_env: bool) -> String {
     s.push_str(
         r#"trap '' INT QUIT
 \command stty sane 2>/dev/null
-printf '\n%s:S\n' "$N"
+printf '\n%s:S.' "$N"
 ( trap - INT QUIT; exec "${__csx_argv[@]}" )
 __csx_st=$?
 printf '\r%s:X:%d\n' "$N" "$__csx_st"
@@ -230,32 +230,62 @@ fn script(nonce: &Nonce, argv: &[Vec<u8>], opts: ScriptOptions) -> String {
     // exec); only the command's own subshell resets it to the default, so the
     // command dies with 130 and the exit frame still gets out.
     s.push_str("trap '' INT\n");
+    s.push_str(
+        r#"for __csx_t in sha256sum mktemp mkfifo; do command -v "$__csx_t" >/dev/null 2>&1 || __csx_fail "missing $__csx_t"; done
+__csx_d=$(mktemp -d) || __csx_fail "cannot create a temporary directory"
+trap 'rm -rf "$__csx_d"' EXIT
+# Inside tmux (CloudShell), no status line drawn among the frames.
+[ -z "$TMUX" ] || tmux set-option status off >/dev/null 2>&1
+# Flow control: once the terminal's input is free (at once, or when the
+# command's stdin has ended), the client acknowledges frames on it (`O<n>`,
+# `E<n>`: n frames of that stream arrived) and an encoder keeps at most two
+# frames unacknowledged. A terminal multiplexer that cannot pass output on as
+# fast as it comes drops it and redraws the screen: this keeps the output in
+# flight far below that point (tmux: 8 bytes per cell of the window).
+mkfifo "$__csx_d/ao" "$__csx_d/ae" || __csx_fail "cannot create a fifo"
+exec 7<>"$__csx_d/ao" 8<>"$__csx_d/ae"
+__csx_acks() { : > "$__csx_d/acking"; while IFS= read -r __csx_l; do case $__csx_l in O*) printf '%s\n' "${__csx_l#O}" >&7;; E*) printf '%s\n' "${__csx_l#E}" >&8;; esac; done; }
+"#,
+    );
     if opts.forward_stdin {
         // The decoder reads the tty (canonical mode, echo off) until VEOF.
-        // stdbuf -o0 makes it write each decoded block at once.
+        // stdbuf -o0 makes it write each decoded block at once. Then the
+        // command's stdin ends and the same process reads acknowledgements.
         s.push_str(
-            r#"if command -v stdbuf >/dev/null 2>&1; then exec 5< <(exec stdbuf -o0 base64 -d 2>/dev/null); else exec 5< <(exec base64 -d 2>/dev/null); fi
+            r#"if command -v stdbuf >/dev/null 2>&1; then __csx_b64='stdbuf -o0 base64 -d'; else __csx_b64='base64 -d'; fi
+exec 5< <($__csx_b64 2>/dev/null; exec >&-; __csx_acks 2>/dev/null)
 __csx_dec=$!
 "#,
         );
     } else {
-        s.push_str("exec 5</dev/null\n__csx_dec=\n");
+        s.push_str(
+            "exec 5</dev/null 9<&0\n__csx_acks <&9 9<&- >/dev/null 2>&1 &\n__csx_dec=$!\nexec 9<&-\n",
+        );
     }
     s.push_str(
         r#"__csx_enc() {
-  local n=0 c
-  while c=$(dd bs=65536 count=1 2>/dev/null | base64 -w0) && [ -n "$c" ]; do
-    printf '\n%s:%s:%d:%s\n' "$N" "$1" "$n" "$c" | dd bs=131072 iflag=fullblock 2>/dev/null >&4
+  local n=0 a=0 c
+  mkfifo "$__csx_d/h$1" && { sha256sum < "$__csx_d/h$1" > "$__csx_d/$1.sum" & } && exec 6>"$__csx_d/h$1" || exit 1
+  while c=$(dd bs=32768 count=1 2>/dev/null | base64 -w0) && [ -n "$c" ]; do
+    if [ -e "$__csx_d/acking" ]; then
+      while [ $((n - a)) -ge 2 ]; do IFS= read -r -u "$2" a || break; done
+    fi
+    printf %s "$c" >&6
+    printf '\n%s:%s:%d:%d:%s.\n' "$N" "$1" "$n" "${#c}" "$c" | dd bs=131072 iflag=fullblock 2>/dev/null >&4
     n=$((n+1))
   done
+  exec 6>&-
+  wait
+  printf %d "$n" > "$__csx_d/$1.n"
 }
 __csx_run() { trap - INT; "${__csx_argv[@]}"; }
-printf '\n%s:S\n' "$N" >&4
-{ { __csx_run <&5 5<&- 2>&1 >&3 3>&- 4>&- | __csx_enc E 3>&- 5<&-; exit "${PIPESTATUS[0]}"; } 3>&1 | __csx_enc O 5<&-; }
+printf '\n%s:S.\n' "$N" >&4
+{ { __csx_run <&5 5<&- 2>&1 >&3 3>&- 4>&- 7<&- 8<&- | __csx_enc E 8 3>&- 5<&-; exit "${PIPESTATUS[0]}"; } 3>&1 | __csx_enc O 7 5<&-; }
 __csx_st=${PIPESTATUS[0]}
 exec 5<&-
-[ -z "$__csx_dec" ] || kill "$__csx_dec" 2>/dev/null
-printf '\n%s:X:%d\n' "$N" "$__csx_st" >&4
+kill "$__csx_dec" 2>/dev/null
+read -r __csx_so _ < "$__csx_d/O.sum"; read -r __csx_se _ < "$__csx_d/E.sum"
+printf '\n%s:X:%d:%s:%s:%s:%s.\n' "$N" "$__csx_st" "$(<"$__csx_d/O.n")" "$(<"$__csx_d/E.n")" "$__csx_so" "$__csx_se" >&4
 exit 0
 "#,
     );
@@ -282,7 +312,7 @@ mod tests {
         let n = Nonce::fixed("0123456789abcdef0123456789abcdef");
         let argv = vec![b"echo".to_vec(), b"$(rm -rf /) 'x' \"y\"".to_vec()];
         let s = script(&n, &argv, ScriptOptions::default());
-        assert!(!s.contains("rm -rf"));
+        assert!(!s.contains("rm -rf /"));
     }
 
     #[test]

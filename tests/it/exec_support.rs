@@ -104,3 +104,19 @@ pub async fn start_emulator() -> Emu {
         _log: e._log,
     }
 }
+
+/// The emulator with every shell inside tmux, as on CloudShell: the client
+/// gets tmux's rendering of the terminal (cursor movements, scrolling, a
+/// status line, output dropped and the screen redrawn when it falls behind).
+pub async fn start_emulator_in_tmux() -> Emu {
+    let tmux = std::process::Command::new("tmux").arg("-V").output();
+    assert!(
+        tmux.is_ok_and(|o| o.status.success()),
+        "these tests need tmux on the PATH (Debian: apt-get install tmux)"
+    );
+    let emu = start_emulator().await;
+    let mut config = emu.emulator.gateway().config();
+    config.tmux = true;
+    emu.emulator.gateway().set_config(config);
+    emu
+}

@@ -33,3 +33,4 @@ mod cp_cli;
 mod cp_emulator;
 mod cp_local;
 mod cp_support;
+mod tmux;

@@ -312,6 +312,8 @@ pub struct ShellSpec {
     pub region: String,
     /// Initial terminal size (cols, rows).
     pub size: (u16, u16),
+    /// Run the shell inside tmux (see [`GatewayConfig::tmux`](super::GatewayConfig::tmux)).
+    pub tmux: bool,
 }
 
 impl ShellSpec {
@@ -460,6 +462,7 @@ impl Backend {
                     home: std::env::temp_dir(),
                     region: "us-east-1".into(),
                     size: (80, 24),
+                    tmux: false,
                 });
                 match mode {
                     SessionMode::Command { command } => {
@@ -657,8 +660,36 @@ impl Backend {
         pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))
             .map_err(BackendError::Pty)?;
         let program = find_shell();
-        let cmd = pty_process::Command::new(&program)
-            .arg("-l")
+        let mut tmux_dir = None;
+        let cmd = if spec.tmux {
+            // A tmux server of its own (its socket in a directory of its
+            // own), ending with the shell: the session is destroyed when its
+            // client goes (the pty hangs up), and the server with its last
+            // session.
+            let dir = std::env::temp_dir().join(format!(
+                "cloudshell-emulator-tmux-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            let conf = dir.join("tmux.conf");
+            std::fs::create_dir(&dir)
+                .and_then(|()| std::fs::write(&conf, "set -g destroy-unattached on\n"))
+                .map_err(|source| BackendError::Home {
+                    path: dir.clone(),
+                    source,
+                })?;
+            tmux_dir = Some(dir.clone());
+            pty_process::Command::new("tmux")
+                .arg("-S")
+                .arg(dir.join("socket"))
+                .arg("-f")
+                .arg(&conf)
+                .arg("new-session")
+                .arg(&program)
+                .arg("-l")
+        } else {
+            pty_process::Command::new(&program).arg("-l")
+        };
+        let cmd = cmd
             .env_clear()
             .envs(spec.environment())
             .env("SHELL", &program)
@@ -732,6 +763,10 @@ impl Backend {
                 }
             };
             let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, read_done.wait_for(|d| *d)).await;
+            if let Some(dir) = tmux_dir {
+                // The server has gone with its last session.
+                let _ = std::fs::remove_dir_all(dir);
+            }
             pipe.close();
             let _ = exit_tx.send(Some(
                 status.map_or(ExitStatusInfo { code: None }, Into::into),

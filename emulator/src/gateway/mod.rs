@@ -80,6 +80,11 @@ pub struct GatewayConfig {
     /// After the program ended, how long to wait for the client to acknowledge the
     /// remaining output before `channel_closed` is sent anyway.
     pub close_ack_wait: Duration,
+    /// Run each shell inside tmux, as CloudShell does: what the client
+    /// receives is then tmux's rendering of the pane (cursor movements,
+    /// scrolling, a status line, output dropped and the screen redrawn when
+    /// the client falls behind), not the shell's own bytes.
+    pub tmux: bool,
 }
 
 impl Default for GatewayConfig {
@@ -92,6 +97,7 @@ impl Default for GatewayConfig {
             open_timeout: Duration::from_secs(45),
             pong_timeout: Duration::from_secs(60),
             close_ack_wait: Duration::from_secs(10),
+            tmux: false,
         }
     }
 }
@@ -474,6 +480,7 @@ impl Gateway {
             home: self.home_dir(environment_id),
             region: self.inner.region.clone(),
             size: (80, 24),
+            tmux: lock(&self.inner.config).tmux,
         }
     }
 
