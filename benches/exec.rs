@@ -6,7 +6,9 @@
 //!   `EXEC_RUNS` runs (default 30) after 3 warm-up runs;
 //! - `exec -- head -c 104857600 /dev/zero`: output throughput in MB/s
 //!   (10^6 bytes per second; every byte is counted by the benchmark) and the
-//!   client's peak RSS, `EXEC_THROUGHPUT_RUNS` runs (default 3).
+//!   client's peak RSS and CPU, `EXEC_THROUGHPUT_RUNS` runs (default 3);
+//! - the same through tmux (`emulator --tmux`, as CloudShell runs its
+//!   shells), when tmux is installed.
 //!
 //! Run with `cargo bench --bench exec`. Only loopback traffic is involved.
 
@@ -22,8 +24,14 @@ use std::time::{Duration, Instant};
 use support::{BIN, Emulator, wait_rusage};
 
 /// Runs the command, counting its stdout: (wall, bytes, peak RSS KiB).
+fn run(cmd: Command) -> (Duration, u64, i64) {
+    let (wall, bytes, rss, _) = run_cpu(cmd);
+    (wall, bytes, rss)
+}
+
+/// The same, with the client's CPU seconds.
 #[allow(clippy::zombie_processes)] // reaped by wait4 in wait_rusage
-fn run(mut cmd: Command) -> (Duration, u64, i64) {
+fn run_cpu(mut cmd: Command) -> (Duration, u64, i64, f64) {
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -47,7 +55,25 @@ fn run(mut cmd: Command) -> (Duration, u64, i64) {
     let bytes = counter.join().expect("counter");
     let wall = start.elapsed();
     assert_eq!(code, 0, "command failed: {cmd:?}");
-    (wall, bytes, rss)
+    (wall, bytes, rss, usage.cpu_secs)
+}
+
+/// `exec -- head -c 100 MiB /dev/zero` `runs` times against `emu`.
+fn throughput(emu: &Emulator, home: &std::path::Path, runs: usize, label: &str) {
+    for i in 0..runs {
+        let mut c = emu.client(home);
+        c.args(["exec", "--", "head", "-c", "104857600", "/dev/zero"]);
+        let (wall, bytes, rss, cpu) = run_cpu(c);
+        assert_eq!(bytes, 104_857_600, "every byte arrived");
+        println!(
+            "cloudshell-rs exec -- head -c 104857600 /dev/zero{label}: run {}: {:.2} s, {:.1} MB/s, {:.1} ms CPU per MiB, peak RSS {:.1} MB",
+            i + 1,
+            wall.as_secs_f64(),
+            bytes as f64 / 1e6 / wall.as_secs_f64(),
+            cpu * 1e3 / 100.0,
+            rss as f64 / 1024.0
+        );
+    }
 }
 
 fn main() {
@@ -87,17 +113,19 @@ fn main() {
         rss as f64 / 1024.0
     );
 
-    for i in 0..tp_runs {
-        let mut c = emu.client(&home);
-        c.args(["exec", "--", "head", "-c", "104857600", "/dev/zero"]);
-        let (wall, bytes, rss) = run(c);
-        assert_eq!(bytes, 104_857_600, "every byte arrived");
-        println!(
-            "cloudshell-rs exec -- head -c 104857600 /dev/zero: run {}: {:.2} s, {:.1} MB/s, peak RSS {:.1} MB",
-            i + 1,
-            wall.as_secs_f64(),
-            bytes as f64 / 1e6 / wall.as_secs_f64(),
-            rss as f64 / 1024.0
-        );
+    throughput(&emu, &home, tp_runs, "");
+    drop(emu);
+
+    let tmux = Command::new("tmux").arg("-V").output();
+    if tmux.is_ok_and(|o| o.status.success()) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().to_path_buf();
+        let emu = Emulator::start_with(&home, &["--tmux"]);
+        let mut create = emu.client(&home);
+        create.arg("create");
+        run(create);
+        throughput(&emu, &home, tp_runs, " through tmux");
+    } else {
+        println!("tmux not found: the runs through tmux are skipped");
     }
 }

@@ -71,9 +71,15 @@ impl Emulator {
     /// Starts it with its state under `home/emu` and reads the endpoint and
     /// credentials it prints.
     pub fn start(home: &Path) -> Emulator {
+        Self::start_with(home, &[])
+    }
+
+    /// The same, with more arguments for `emulator` (such as `--tmux`).
+    pub fn start_with(home: &Path, args: &[&str]) -> Emulator {
         let mut child = base(home)
             .args(["emulator", "--port", "0", "--state-dir"])
             .arg(home.join("emu"))
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -19,7 +19,7 @@ use crate::session::{Session, SessionEvent};
 /// A command started on a session's terminal by [`start_tty`]. Pass every
 /// later output of the session through [`filter`](Self::filter).
 pub struct TtyCommand {
-    /// `\r`, the nonce, `:X:`: how the exit marker starts.
+    /// The nonce and `:X:`: how the exit marker starts (after a `\r`).
     marker: Vec<u8>,
     /// Output not yet passed on: the start of what may be the exit marker.
     held: Vec<u8>,
@@ -41,8 +41,7 @@ const STATUS_DIGITS: usize = 3;
 
 impl TtyCommand {
     fn new(nonce: &Nonce) -> Self {
-        let mut marker = b"\r".to_vec();
-        marker.extend_from_slice(nonce.as_str().as_bytes());
+        let mut marker = nonce.as_str().as_bytes().to_vec();
         marker.extend_from_slice(b":X:");
         TtyCommand {
             marker,
@@ -53,10 +52,13 @@ impl TtyCommand {
 
     /// Takes the session's output: appends to `out` what the command
     /// printed, and returns its exit status once the exit marker has
-    /// arrived (output after it is not the command's and is dropped). Bytes
-    /// that may start the marker are held back until the next call tells;
-    /// that is only ever a lone trailing `\r` (or a `\r` followed by the
-    /// start of this run's random nonce).
+    /// arrived (output after it is not the command's and is dropped).
+    ///
+    /// The marker is `\r`, the run's nonce, `:X:` and the status, ended by
+    /// anything but a digit (a line end, or the escape sequence a terminal
+    /// multiplexer such as tmux puts there); the `\r` is taken out with it.
+    /// Bytes that may start the marker are held back until the next call
+    /// tells: in practice only a `\r` at the very end of a chunk.
     pub fn filter(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<ExitStatus> {
         if self.status.is_some() {
             return self.status;
@@ -67,41 +69,48 @@ impl TtyCommand {
         loop {
             let Some(at) = find(&self.held[from..], &self.marker).map(|i| from + i) else {
                 // Hold back the longest end of the buffer that could begin
-                // the marker.
+                // the marker, with the `\r` before it.
                 let rest = &self.held[from..];
-                let keep = (1..self.marker.len().min(rest.len() + 1))
+                let mut keep = (1..self.marker.len().min(rest.len() + 1))
                     .rev()
                     .find(|&k| rest.ends_with(&self.marker[..k]))
                     .unwrap_or(0);
+                if rest.len() > keep && rest[rest.len() - keep - 1] == b'\r' {
+                    keep += 1;
+                }
                 let cut = self.held.len() - keep;
                 out.extend_from_slice(&self.held[..cut]);
                 self.held.drain(..cut);
                 return None;
             };
+            let start = if at > from && self.held[at - 1] == b'\r' {
+                at - 1
+            } else {
+                at
+            };
             let after = &self.held[at + self.marker.len()..];
             let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
-            match after.get(digits) {
-                None if digits <= STATUS_DIGITS => {
-                    // The marker so far; the rest is still on its way.
-                    out.extend_from_slice(&self.held[..at]);
-                    self.held.drain(..at);
-                    return None;
-                }
-                Some(b'\r' | b'\n') if (1..=STATUS_DIGITS).contains(&digits) => {
-                    let code = std::str::from_utf8(&after[..digits])
-                        .ok()
-                        .and_then(|d| d.parse::<i32>().ok())
-                        .filter(|c| (0..=255).contains(c));
-                    if let Some(code) = code {
-                        out.extend_from_slice(&self.held[..at]);
-                        self.held = Vec::new();
-                        self.status = Some(ExitStatus::from_code(code));
-                        return self.status;
-                    }
-                    from = at + self.marker.len();
+            if digits == after.len() && digits <= STATUS_DIGITS {
+                // The marker so far; the rest is still on its way.
+                out.extend_from_slice(&self.held[..start]);
+                self.held.drain(..start);
+                return None;
+            }
+            let code = (1..=STATUS_DIGITS)
+                .contains(&digits)
+                .then(|| std::str::from_utf8(&after[..digits]).ok())
+                .flatten()
+                .and_then(|d| d.parse::<i32>().ok())
+                .filter(|c| (0..=255).contains(c));
+            match code {
+                Some(code) => {
+                    out.extend_from_slice(&self.held[..start]);
+                    self.held = Vec::new();
+                    self.status = Some(ExitStatus::from_code(code));
+                    return self.status;
                 }
                 // Not the marker after all: it is output like the rest.
-                _ => from = at + self.marker.len(),
+                None => from = at + self.marker.len(),
             }
         }
     }
@@ -290,9 +299,8 @@ mod tests {
             format!("\r{N}:X:\r\n"),
             format!("\r{N}:X:1234\r\n"),
             format!("\r{N}:X:256\r\n"),
-            format!("\r{N}:X:1x\r\n"),
+            format!("\r{N}:X:x1\r\n"),
             format!("\r{}:X:0\r\n", N.replace('0', "1")),
-            format!("{N}:X:0\r\n"),
         ];
         for fake in fakes {
             let real = format!("\r{N}:X:9\r\n");
@@ -301,6 +309,22 @@ mod tests {
                 run(&[stream.as_bytes()]),
                 (fake.clone().into_bytes(), Some(9)),
                 "{fake:?}"
+            );
+        }
+    }
+
+    /// The marker as tmux draws it: moved to its row by an escape sequence
+    /// instead of `\r`, the line cleared after it.
+    #[test]
+    fn the_marker_as_a_multiplexer_draws_it() {
+        let stream = format!("done\x1b[5;1H{N}:X:3\x1b[K\x1b[6;1H");
+        let bytes = stream.as_bytes();
+        for cut in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(cut);
+            assert_eq!(
+                run(&[a, b]),
+                (b"done\x1b[5;1H".to_vec(), Some(3)),
+                "cut at {cut}"
             );
         }
     }
