@@ -14,17 +14,17 @@
 //! <nonce>:S.                           the command is about to start
 //! <nonce>:O:<seq>:<len>:<base64>.      bytes for stdout (seq counts from 0 per stream;
 //! <nonce>:E:<seq>:<len>:<base64>.      len is the length of the base64 text), stderr
-//! <nonce>:X:<status>[:<nO>:<nE>:<sha256 O>:<sha256 E>].
-//!                                      the command ended with this status ($?), after
-//!                                      nO and nE frames whose bytes have these digests
+//! <nonce>:Z:<O|E>:<n>:<sha256>.        that stream ended after n frames whose base64
+//!                                      text has this SHA-256
+//! <nonce>:X:<status>.                  the command ended with this status ($?)
 //! <nonce>:F:<text>.                    the script cannot run (e.g. a missing tool)
 //! ```
 //!
 //! A frame that does not parse (a screen redraw cut it, its length is
 //! wrong) is skipped, and so is a frame seen twice (a redraw repeated it):
-//! what is lost shows up as a gap in the sequence numbers, or at the end as
-//! a count or digest that does not match, always an error, never silently
-//! wrong output. Memory stays bounded by [`MAX_FRAME_LINE`] whatever arrives.
+//! what is lost shows up as a gap in the sequence numbers, or at the end of
+//! a stream as a count or digest that does not match (or as a missing end),
+//! always an error, never silently wrong output. Memory stays bounded by [`MAX_FRAME_LINE`] whatever arrives.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -40,23 +40,8 @@ pub(crate) enum Frame {
     Started,
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
-    Exit(Exit),
+    Exit(i32),
     Fatal(String),
-}
-
-/// The end of a run: its status and, from a script that counts them, how
-/// many frames of each stream it sent and the SHA-256 of each stream.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Exit {
-    pub(crate) status: i32,
-    pub(crate) sent: Option<Sent>,
-}
-
-/// What a script says it sent.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Sent {
-    pub(crate) frames: (u64, u64),
-    pub(crate) sha256: (String, String),
 }
 
 /// What went wrong with the frames.
@@ -81,7 +66,8 @@ pub enum FrameError {
         /// Received sequence number.
         got: u64,
     },
-    /// The end of the run says more was sent than arrived, or other bytes.
+    /// The end of a stream says more was sent than arrived, or other bytes,
+    /// or the run ended without the end of a stream.
     #[error("the {0} that arrived is not what the command wrote: output was lost on the way")]
     Incomplete(&'static str),
 }
@@ -167,6 +153,8 @@ impl Esc {
 /// Incremental matching of the nonce (Knuth-Morris-Pratt).
 struct Matcher {
     nonce: Vec<u8>,
+    /// Fast search for whole nonces in long runs.
+    finder: memchr::memmem::FinderRev<'static>,
     /// `fail[i]`: length of the longest proper border of `nonce[..=i]`.
     fail: Vec<usize>,
     /// Bytes of the nonce matched so far.
@@ -188,9 +176,41 @@ impl Matcher {
         }
         Matcher {
             nonce: nonce.to_vec(),
+            finder: memchr::memmem::FinderRev::new(nonce).into_owned(),
             fail,
             matched: 0,
         }
+    }
+
+    /// Takes a run of bytes: returns where the text after the last whole
+    /// nonce in it starts (0 when there is none), and counts in `found` the
+    /// nonces seen. The state afterwards is as if each byte had been taken
+    /// by [`step`](Self::step), for runs of any length at far less cost.
+    fn scan(&mut self, run: &[u8], found: &mut u64) -> usize {
+        let n = self.nonce.len();
+        let mut after = 0;
+        // A partial match carried in from before the run: byte by byte.
+        let mut k = 0;
+        while self.matched > 0 && k < run.len() {
+            if self.step(run[k]) {
+                *found += 1;
+                after = k + 1;
+            }
+            k += 1;
+        }
+        if k == run.len() {
+            return after;
+        }
+        if let Some(p) = self.finder.rfind(&run[k..]) {
+            *found += 1;
+            after = k + p + n;
+        }
+        // The state at the end: only the last n - 1 bytes can begin a match.
+        self.matched = 0;
+        for &b in &run[k.max(run.len().saturating_sub(n - 1))..] {
+            self.step(b);
+        }
+        after
     }
 
     /// Takes one byte; true when the whole nonce has just been seen.
@@ -222,6 +242,8 @@ pub(crate) struct FrameDecoder {
     /// hashes what it sends.
     sha_out: Sha256,
     sha_err: Sha256,
+    /// Whether each stream's end frame (`Z`) has arrived and matched.
+    ended: (bool, bool),
     /// Frames skipped because they did not parse.
     skipped: u64,
 }
@@ -237,6 +259,7 @@ impl FrameDecoder {
             next_err: 0,
             sha_out: Sha256::new(),
             sha_err: Sha256::new(),
+            ended: (false, false),
             skipped: 0,
         }
     }
@@ -260,7 +283,35 @@ impl FrameDecoder {
     /// bytes after a frame are left to the caller (with `exec -t` they are
     /// the command's own output, not frames).
     pub(crate) fn feed_one(&mut self, data: &[u8]) -> Result<(Option<Frame>, usize), FrameError> {
-        for (i, &raw) in data.iter().enumerate() {
+        let mut i = 0;
+        while i < data.len() {
+            if self.collecting && matches!(self.esc, Esc::Text) && is_plain(data[i]) {
+                // Fast path: a run of plain bytes inside a frame (its base64)
+                // goes in at once; the matcher still sees every byte, so a
+                // nonce inside the run (a frame cut by a redraw, then a new
+                // one) still restarts the frame.
+                let end = data[i..]
+                    .iter()
+                    .position(|&b| !is_plain(b))
+                    .map_or(data.len(), |p| i + p);
+                let start = i + self.matcher.scan(&data[i..end], &mut self.skipped);
+                if start > i {
+                    self.line.clear();
+                }
+                let run = &data[start..end];
+                if self.line.len() + run.len() > MAX_FRAME_LINE {
+                    // Longer than any frame: not one.
+                    self.collecting = false;
+                    self.skipped += 1;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(run);
+                }
+                i = end;
+                continue;
+            }
+            let raw = data[i];
+            i += 1;
             let Some(b) = self.esc.text(raw) else {
                 continue;
             };
@@ -279,7 +330,6 @@ impl FrameDecoder {
             }
             if b != b'.' {
                 if self.line.len() >= MAX_FRAME_LINE {
-                    // Longer than any frame: not one.
                     self.collecting = false;
                     self.skipped += 1;
                     self.line = Vec::new();
@@ -294,7 +344,7 @@ impl FrameDecoder {
             self.line = line;
             self.line.clear();
             match frame {
-                Ok(Some(f)) => return Ok((Some(f), i + 1)),
+                Ok(Some(f)) => return Ok((Some(f), i)),
                 Ok(None) => {}
                 Err(e) => return Err(e),
             }
@@ -314,25 +364,23 @@ impl FrameDecoder {
             b"R" => Frame::Ready,
             b"S" => Frame::Started,
             [k @ (b'O' | b'E'), b':', body @ ..] => return self.output(*k, body),
-            [b'X', b':', body @ ..] => match parse_exit(body) {
-                Some(exit) => {
-                    if let Some(sent) = &exit.sent {
-                        let out = hex::encode(self.sha_out.clone().finalize());
-                        if sent.frames.0 != self.next_out || sent.sha256.0 != out {
-                            return Err(FrameError::Incomplete("stdout"));
-                        }
-                        let err = hex::encode(self.sha_err.clone().finalize());
-                        if sent.frames.1 != self.next_err || sent.sha256.1 != err {
-                            return Err(FrameError::Incomplete("stderr"));
-                        }
-                    }
-                    Frame::Exit(exit)
-                }
-                None => {
+            [b'Z', b':', k @ (b'O' | b'E'), b':', body @ ..] => return self.end(*k, body),
+            [b'X', b':', body @ ..] => {
+                let Some(status) = std::str::from_utf8(body)
+                    .ok()
+                    .and_then(|t| t.parse::<i32>().ok())
+                else {
                     self.skipped += 1;
                     return Ok(None);
+                };
+                if !self.ended.0 {
+                    return Err(FrameError::Incomplete("stdout"));
                 }
-            },
+                if !self.ended.1 {
+                    return Err(FrameError::Incomplete("stderr"));
+                }
+                Frame::Exit(status)
+            }
             [b'F', b':', body @ ..] => Frame::Fatal(
                 String::from_utf8_lossy(body)
                     .chars()
@@ -391,6 +439,36 @@ impl FrameDecoder {
         }))
     }
 
+    /// A stream's end: `<n>:<sha256>` must be what arrived.
+    fn end(&mut self, kind: u8, body: &[u8]) -> Result<Option<Frame>, FrameError> {
+        let text = std::str::from_utf8(body).ok();
+        let Some((n, sha)) = text.and_then(|t| t.split_once(':')) else {
+            self.skipped += 1;
+            return Ok(None);
+        };
+        let (Some(n), true) = (
+            parse_u64(n.as_bytes()),
+            sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_hexdigit()),
+        ) else {
+            self.skipped += 1;
+            return Ok(None);
+        };
+        let (count, digest, ended, stream) = if kind == b'O' {
+            (self.next_out, &self.sha_out, &mut self.ended.0, "stdout")
+        } else {
+            (self.next_err, &self.sha_err, &mut self.ended.1, "stderr")
+        };
+        if *ended {
+            // A redraw shows it again.
+            return Ok(None);
+        }
+        if n != count || !sha.eq_ignore_ascii_case(&hex::encode(digest.clone().finalize())) {
+            return Err(FrameError::Incomplete(stream));
+        }
+        *ended = true;
+        Ok(None)
+    }
+
     /// Frames of each stream accepted so far (stdout, stderr).
     pub(crate) fn accepted(&self) -> (u64, u64) {
         (self.next_out, self.next_err)
@@ -402,32 +480,10 @@ impl FrameDecoder {
     }
 }
 
-/// `<status>` or `<status>:<nO>:<nE>:<sha256 O>:<sha256 E>`.
-fn parse_exit(body: &[u8]) -> Option<Exit> {
-    let text = std::str::from_utf8(body).ok()?;
-    let mut fields = text.split(':');
-    let status: i32 = fields.next()?.parse().ok()?;
-    let Some(n_out) = fields.next() else {
-        return Some(Exit { status, sent: None });
-    };
-    let n_out = parse_u64(n_out.as_bytes())?;
-    let n_err = parse_u64(fields.next()?.as_bytes())?;
-    let sum = |s: Option<&str>| {
-        s.filter(|s| s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()))
-            .map(str::to_ascii_lowercase)
-    };
-    let sha_out = sum(fields.next())?;
-    let sha_err = sum(fields.next())?;
-    if fields.next().is_some() {
-        return None;
-    }
-    Some(Exit {
-        status,
-        sent: Some(Sent {
-            frames: (n_out, n_err),
-            sha256: (sha_out, sha_err),
-        }),
-    })
+/// A byte that is frame text as it stands: not a control character, not
+/// the end of a frame.
+fn is_plain(b: u8) -> bool {
+    !(b < 0x20 || b == 0x7f || b == b'.')
 }
 
 fn parse_u64(s: &[u8]) -> Option<u64> {
@@ -457,13 +513,28 @@ mod tests {
         format!("\n{N}:O:{seq}:{}:{b}.\n", b.len())
     }
 
+    /// The end frame of a stream whose frames carried `texts`.
+    fn end(kind: char, texts: &[&str]) -> String {
+        let mut h = Sha256::new();
+        for t in texts {
+            h.update(t.as_bytes());
+        }
+        format!(
+            "\n{N}:Z:{kind}:{}:{}.\n",
+            texts.len(),
+            hex::encode(h.finalize())
+        )
+    }
+
     #[test]
     fn decodes_frames_among_noise_split_anywhere() {
         let stream = format!(
-            "$ stty -echo ... {a} \"{b}\"\r\n\r\n{N}:R.\r\nnoise {N}:X:1\r\n{o}\r\n{N}:E:0:4:AP8=.\r\n\r\n{N}:X:7.\r\n",
+            "$ stty -echo ... {a} \"{b}\"\r\n\r\n{N}:R.\r\nnoise {N}:X:1\r\n{o}\r\n{N}:E:0:4:AP8=.\r\n{zo}{ze}\r\n{N}:X:7.\r\n",
             a = &N[..16],
             b = &N[16..],
             o = out(0, b"hi"),
+            zo = end('O', &["aGk="]),
+            ze = end('E', &["AP8="]),
         );
         let bytes = stream.as_bytes();
         for split in 0..bytes.len() {
@@ -475,10 +546,7 @@ mod tests {
                     Frame::Ready,
                     Frame::Stdout(b"hi".to_vec()),
                     Frame::Stderr(vec![0, 255]),
-                    Frame::Exit(Exit {
-                        status: 7,
-                        sent: None
-                    })
+                    Frame::Exit(7)
                 ]
             );
         }
@@ -497,9 +565,11 @@ mod tests {
              {N}:O:0:{len}:{b1}\x1b[1;24r\x1b[23;1H\x1b[4S\x1b[19d{b2}.\
              \x1b7\x1b[24;1H\x1b[30m\x1b[42m[0] 0:bash* \"vm\" 10:17\x1b(B\x1b[m\x1b8\
              \x1b]0;title\x07\x1bP\x1b\\\
-             \x1b[2J\x1b[H{N}:O:0:{len}:{b}.\r\n{N}:O:1:8:{cut}\x1b[2;1H{N}:O:1:4:YWJj.\x1b[3;1H{N}:X:0.",
+             \x1b[2J\x1b[H{N}:O:0:{len}:{b}.\r\n{N}:O:1:8:{cut}\x1b[2;1H{N}:O:1:4:YWJj.\x1b[3;1H{zo}{ze}{zo}{N}:X:0.",
             len = b.len(),
             cut = &b[..5],
+            zo = end('O', &[&b, "YWJj"]),
+            ze = end('E', &[]),
         );
         let bytes = stream.as_bytes();
         for split in [0, 10, 100, 1000, 1600, bytes.len() - 3] {
@@ -511,10 +581,7 @@ mod tests {
                     Frame::Ready,
                     Frame::Stdout(data.clone()),
                     Frame::Stdout(b"abc".to_vec()),
-                    Frame::Exit(Exit {
-                        status: 0,
-                        sent: None
-                    })
+                    Frame::Exit(0)
                 ]
             );
             assert_eq!(d.skipped(), 1, "the cut frame");
@@ -557,31 +624,35 @@ mod tests {
         ));
         // The end says two frames were sent; one arrived.
         let mut d = FrameDecoder::new(N);
-        let z = "0".repeat(64);
-        let s = format!("{}{N}:X:0:2:0:{z}:{z}.", out(0, b"a"));
+        let s = format!("{}{}", out(0, b"a"), end('O', &["YQ==", "YQ=="]));
         assert_eq!(
             feed_all(&mut d, &[s.as_bytes()]),
             Err(FrameError::Incomplete("stdout"))
         );
-        // The right counts, but not the bytes that were sent.
+        // The right count, but not the bytes that were sent.
         let mut d = FrameDecoder::new(N);
-        let s = format!("{}{N}:X:3:1:0:{z}:{z}.", out(0, b"a"));
+        let s = format!("{}{}", out(0, b"a"), end('O', &["YQ=x"]));
         assert_eq!(
             feed_all(&mut d, &[s.as_bytes()]),
             Err(FrameError::Incomplete("stdout"))
         );
-        let sha = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
+        // The run ended without the end of a stream.
         let mut d = FrameDecoder::new(N);
-        let s = format!("{}{N}:X:3:1:0:{}:{}.", out(0, b"a"), sha("YQ=="), sha(""));
+        let s = format!("{}{}{N}:X:0.", out(0, b"a"), end('O', &["YQ=="]));
         assert_eq!(
-            feed_all(&mut d, &[s.as_bytes()]).unwrap().pop(),
-            Some(Frame::Exit(Exit {
-                status: 3,
-                sent: Some(Sent {
-                    frames: (1, 0),
-                    sha256: (sha("YQ=="), sha(""))
-                })
-            }))
+            feed_all(&mut d, &[s.as_bytes()]),
+            Err(FrameError::Incomplete("stderr"))
+        );
+        let mut d = FrameDecoder::new(N);
+        let s = format!(
+            "{}{}{}{N}:X:3.",
+            out(0, b"a"),
+            end('O', &["YQ=="]),
+            end('E', &[])
+        );
+        assert_eq!(
+            feed_all(&mut d, &[s.as_bytes()]).unwrap(),
+            vec![Frame::Stdout(b"a".to_vec()), Frame::Exit(3)]
         );
     }
 
@@ -622,6 +693,38 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// `scan` over a run ends where stepping byte by byte ends, and
+        /// finds the same last nonce.
+        #[test]
+        fn scanning_a_run_is_stepping_each_byte(
+            before in proptest::collection::vec(0usize..4, 0..6),
+            run in proptest::collection::vec(0usize..4, 0..40),
+        ) {
+            // Pieces that make partial and whole nonces likely: "aab" overlaps itself.
+            let pieces: [&[u8]; 4] = [b"a", b"aab", b"b", b"x"];
+            let bytes = |v: &[usize]| v.iter().flat_map(|&p| pieces[p].iter().copied()).collect::<Vec<u8>>();
+            let (before, run) = (bytes(&before), bytes(&run));
+            let mut fast = Matcher::new(b"aab");
+            let mut slow = Matcher::new(b"aab");
+            for &b in &before {
+                fast.step(b);
+                slow.step(b);
+            }
+            let mut found = 0;
+            let after = fast.scan(&run, &mut found);
+            let mut slow_after = 0;
+            let mut slow_found = 0;
+            for (i, &b) in run.iter().enumerate() {
+                if slow.step(b) {
+                    slow_found += 1;
+                    slow_after = i + 1;
+                }
+            }
+            proptest::prop_assert_eq!(after, slow_after);
+            proptest::prop_assert_eq!(found > 0, slow_found > 0);
+            proptest::prop_assert_eq!(fast.matched, slow.matched);
+        }
+
         #[test]
         fn never_panics(data: Vec<u8>, cut in 0usize..64) {
             let mut d = FrameDecoder::new(N);

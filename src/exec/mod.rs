@@ -463,6 +463,10 @@ where
             .collect();
         send(&input, &script::env_lines(&vars)).await?;
     }
+    if !sopts.forward_stdin {
+        // The terminal's input is free: acknowledgements travel from the start.
+        send(&input, b"O0\nE0\n").await?;
+    }
 
     // Phase 2: stream.
     let stdin_pump = pump_stdin(stdin, input.clone());
@@ -494,7 +498,7 @@ where
                 }
                 Frame::Stdout(b) => stdout.write_all(&b).await.map_err(ExecError::Output)?,
                 Frame::Stderr(b) => stderr.write_all(&b).await.map_err(ExecError::Output)?,
-                Frame::Exit(exit) => {
+                Frame::Exit(code) => {
                     stdout.flush().await.map_err(ExecError::Output)?;
                     stderr.flush().await.map_err(ExecError::Output)?;
                     if timed_out {
@@ -507,12 +511,7 @@ where
                             "damaged or cut frames skipped"
                         );
                     }
-                    if exit.sent.is_none() {
-                        return Err(ExecError::Frame(FrameError::Malformed(
-                            "exit frame without counts",
-                        )));
-                    }
-                    return Ok(ExitStatus::from_code(exit.status));
+                    return Ok(ExitStatus::from_code(code));
                 }
                 Frame::Fatal(m) => return Err(ExecError::RemoteUnsupported(m)),
             }

@@ -231,9 +231,7 @@ fn script(nonce: &Nonce, argv: &[Vec<u8>], opts: ScriptOptions) -> String {
     // command dies with 130 and the exit frame still gets out.
     s.push_str("trap '' INT\n");
     s.push_str(
-        r#"for __csx_t in sha256sum mktemp mkfifo; do command -v "$__csx_t" >/dev/null 2>&1 || __csx_fail "missing $__csx_t"; done
-__csx_d=$(mktemp -d) || __csx_fail "cannot create a temporary directory"
-trap 'rm -rf "$__csx_d"' EXIT
+        r#"for __csx_t in sha256sum mkfifo rm; do command -v "$__csx_t" >/dev/null 2>&1 || __csx_fail "missing $__csx_t"; done
 # Inside tmux (CloudShell), no status line drawn among the frames.
 [ -z "$TMUX" ] || tmux set-option status off >/dev/null 2>&1
 # Flow control: once the terminal's input is free (at once, or when the
@@ -241,10 +239,14 @@ trap 'rm -rf "$__csx_d"' EXIT
 # `E<n>`: n frames of that stream arrived) and an encoder keeps at most two
 # frames unacknowledged. A terminal multiplexer that cannot pass output on as
 # fast as it comes drops it and redraws the screen: this keeps the output in
-# flight far below that point (tmux: 8 bytes per cell of the window).
-mkfifo "$__csx_d/ao" "$__csx_d/ae" || __csx_fail "cannot create a fifo"
-exec 7<>"$__csx_d/ao" 8<>"$__csx_d/ae"
-__csx_acks() { : > "$__csx_d/acking"; while IFS= read -r __csx_l; do case $__csx_l in O*) printf '%s\n' "${__csx_l#O}" >&7;; E*) printf '%s\n' "${__csx_l#E}" >&8;; esac; done; }
+# flight far below that point (tmux: 8 bytes per cell of the window). The
+# fifos carry the acknowledgements to the encoders; named by the nonce,
+# removed as soon as they are open.
+__csx_p=${TMPDIR:-/tmp}/.cloudshell-rs-$N
+mkfifo -m 600 "$__csx_p.o" "$__csx_p.e" || __csx_fail "cannot create a fifo in ${TMPDIR:-/tmp}"
+exec 7<>"$__csx_p.o" 8<>"$__csx_p.e"
+rm -f "$__csx_p.o" "$__csx_p.e"
+__csx_acks() { while IFS= read -r __csx_l; do case $__csx_l in O*) printf '%s\n' "${__csx_l#O}" >&7;; E*) printf '%s\n' "${__csx_l#E}" >&8;; esac; done; }
 "#,
     );
     if opts.forward_stdin {
@@ -264,19 +266,26 @@ __csx_dec=$!
     }
     s.push_str(
         r#"__csx_enc() {
-  local n=0 a=0 c
-  mkfifo "$__csx_d/h$1" && { sha256sum < "$__csx_d/h$1" > "$__csx_d/$1.sum" & } && exec 6>"$__csx_d/h$1" || exit 1
+  local n=0 a=0 c k= h= s=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 w
   while c=$(dd bs=32768 count=1 2>/dev/null | base64 -w0) && [ -n "$c" ]; do
-    if [ -e "$__csx_d/acking" ]; then
+    # The first acknowledgement says that they travel: from then on, wait.
+    if [ -z "$k" ] && read -t 0 -u "$2"; then k=1; fi
+    if [ -n "$k" ]; then
       while [ $((n - a)) -ge 2 ]; do IFS= read -r -u "$2" a || break; done
     fi
-    printf %s "$c" >&6
+    if [ -z "$h" ]; then
+      # SHA-256 of the frames' text, by a coprocess started with the first.
+      coproc __csx_h { exec sha256sum; }
+      exec 6<&"${__csx_h[0]}" 9>&"${__csx_h[1]}"
+      w=${__csx_h[1]}; exec {w}>&-
+      h=1
+    fi
+    printf %s "$c" >&9
     printf '\n%s:%s:%d:%d:%s.\n' "$N" "$1" "$n" "${#c}" "$c" | dd bs=131072 iflag=fullblock 2>/dev/null >&4
     n=$((n+1))
   done
-  exec 6>&-
-  wait
-  printf %d "$n" > "$__csx_d/$1.n"
+  if [ -n "$h" ]; then exec 9>&-; IFS=' ' read -r s _ <&6; exec 6<&-; fi
+  printf '\n%s:Z:%s:%d:%s.\n' "$N" "$1" "$n" "$s" >&4
 }
 __csx_run() { trap - INT; "${__csx_argv[@]}"; }
 printf '\n%s:S.\n' "$N" >&4
@@ -284,8 +293,7 @@ printf '\n%s:S.\n' "$N" >&4
 __csx_st=${PIPESTATUS[0]}
 exec 5<&-
 kill "$__csx_dec" 2>/dev/null
-read -r __csx_so _ < "$__csx_d/O.sum"; read -r __csx_se _ < "$__csx_d/E.sum"
-printf '\n%s:X:%d:%s:%s:%s:%s.\n' "$N" "$__csx_st" "$(<"$__csx_d/O.n")" "$(<"$__csx_d/E.n")" "$__csx_so" "$__csx_se" >&4
+printf '\n%s:X:%d.\n' "$N" "$__csx_st" >&4
 exit 0
 "#,
     );
