@@ -27,13 +27,14 @@
 //!    arguments reach the command exactly; nothing is interpolated into shell
 //!    text.
 //! 4. The command's stdout and stderr go to two encoders (bash loops of
-//!    `dd bs=32768 count=1 | base64 -w0`: dd's single read() forwards output
-//!    as soon as it is written, up to 32 KiB per frame). Each frame is
+//!    `dd bs=65536 count=1 | base64 -w0`: dd's single read() forwards output
+//!    as soon as it is written, up to 64 KiB per frame). Each frame is
 //!    `<nonce>:O:<seq>:<len>:<base64>.` or `<nonce>:E:<seq>:<len>:<base64>.`
 //!    written by `dd iflag=fullblock` in ONE write() so the two encoders
-//!    never interleave inside a frame. When both are done the script writes
-//!    `<nonce>:X:<$?>:<frames O>:<frames E>:<sha256 O>:<sha256 E>.`. The
-//!    nonce is 128 random bits per run. The command's own output is always
+//!    never interleave inside a frame. Each encoder ends with
+//!    `<nonce>:Z:<O|E>:<frames>:<sha256 of its text>.`, and when both are
+//!    done the script writes `<nonce>:X:<$?>.`. The nonce is 128 random
+//!    bits per run. The command's own output is always
 //!    base64 inside a frame, so whatever it prints (fake markers included)
 //!    cannot be taken for a frame.
 //!
@@ -41,12 +42,14 @@
 //!    rendering of the terminal, not these bytes. The decoder (see `frame`)
 //!    drops escape sequences and control characters, finds frames by their
 //!    nonce anywhere, skips frames a screen redraw repeats or cuts, and
-//!    checks sequence numbers, lengths, and at the end the counts and
-//!    digests: lost or damaged output is an error, never silently wrong. And
+//!    checks sequence numbers, lengths, and at each stream's end its count
+//!    and digest: lost or damaged output is an error, never silently wrong. And
 //!    since tmux drops output for a client that falls behind, the client
 //!    acknowledges frames on the terminal's input (`O<n>`, `E<n>`) as soon as
 //!    that input is free (at once, or once stdin has ended), and each encoder
-//!    keeps at most two frames unacknowledged.
+//!    keeps at most one frame unacknowledged (the session's terminal is
+//!    500 x 100: tmux drops output beyond 400 KB in flight; one frame of
+//!    each stream is under 180 KB).
 //! 5. stdin: when forwarded, each local chunk (≤ 3069 bytes) is sent as one
 //!    base64 line padded with newlines to exactly 4096 characters, the block
 //!    size of GNU `base64 -d`, so the remote decoder (`stdbuf -o0 base64 -d`,
@@ -67,15 +70,15 @@
 //!    was still running there.
 //!
 //! Memory is bounded: the client holds at most one frame (≤ 128 KiB) and
-//! one decoded frame (≤ 32 KiB) at a time; text that is not a frame is
+//! one decoded frame (≤ 64 KiB) at a time; text that is not a frame is
 //! skipped without being stored.
 //!
 //! The status is the shell's `$?`: a command killed by signal N reports
 //! 128+N, like a shell does.
 //!
 //! Requirements on the remote side: bash ≥ 4.4, `stty`, and coreutils
-//! `base64`, `dd`, `sha256sum`, `mktemp` and `mkfifo` (`stdbuf` is used
-//! when present). A missing tool is
+//! `base64`, `dd`, `sha256sum`, `mkfifo` and `rm` (`stdbuf` is used when
+//! present). A missing tool is
 //! reported as [`ExecError::RemoteUnsupported`].
 
 mod frame;

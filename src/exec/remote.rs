@@ -12,9 +12,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Terminal size given to exec sessions: wide, so a terminal emulator in the
-/// path (tmux) wraps as little as possible.
+/// path (tmux) wraps as little as possible, and tall, since tmux drops
+/// output for a client more than 8 bytes per cell behind (500 x 100: 400 KB,
+/// over twice what flow control ever lets be in flight).
 const EXEC_COLS: u16 = 500;
-const EXEC_ROWS: u16 = 50;
+const EXEC_ROWS: u16 = 100;
 
 /// How long to wait for the environment to be RUNNING before creating the session.
 const ENVIRONMENT_WAIT: Duration = Duration::from_secs(300);

@@ -236,8 +236,8 @@ fn script(nonce: &Nonce, argv: &[Vec<u8>], opts: ScriptOptions) -> String {
 [ -z "$TMUX" ] || tmux set-option status off >/dev/null 2>&1
 # Flow control: once the terminal's input is free (at once, or when the
 # command's stdin has ended), the client acknowledges frames on it (`O<n>`,
-# `E<n>`: n frames of that stream arrived) and an encoder keeps at most two
-# frames unacknowledged. A terminal multiplexer that cannot pass output on as
+# `E<n>`: n frames of that stream arrived) and an encoder keeps at most one
+# frame unacknowledged. A terminal multiplexer that cannot pass output on as
 # fast as it comes drops it and redraws the screen: this keeps the output in
 # flight far below that point (tmux: 8 bytes per cell of the window). The
 # fifos carry the acknowledgements to the encoders; named by the nonce,
@@ -267,11 +267,11 @@ __csx_dec=$!
     s.push_str(
         r#"__csx_enc() {
   local n=0 a=0 c k= h= s=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 w
-  while c=$(dd bs=32768 count=1 2>/dev/null | base64 -w0) && [ -n "$c" ]; do
+  while c=$(dd bs=65536 count=1 2>/dev/null | base64 -w0) && [ -n "$c" ]; do
     # The first acknowledgement says that they travel: from then on, wait.
     if [ -z "$k" ] && read -t 0 -u "$2"; then k=1; fi
     if [ -n "$k" ]; then
-      while [ $((n - a)) -ge 2 ]; do IFS= read -r -u "$2" a || break; done
+      while [ $((n - a)) -ge 1 ]; do IFS= read -r -u "$2" a || break; done
     fi
     if [ -z "$h" ]; then
       # SHA-256 of the frames' text, by a coprocess started with the first.
