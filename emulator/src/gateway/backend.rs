@@ -312,8 +312,9 @@ pub struct ShellSpec {
     pub region: String,
     /// Initial terminal size (cols, rows).
     pub size: (u16, u16),
-    /// Run the shell inside tmux (see [`GatewayConfig::tmux`](super::GatewayConfig::tmux)).
-    pub tmux: bool,
+    /// Run the shell inside tmux (see [`GatewayConfig::tmux`](super::GatewayConfig::tmux)),
+    /// with its server's socket in a new directory under this one.
+    pub tmux: Option<PathBuf>,
 }
 
 impl ShellSpec {
@@ -462,7 +463,7 @@ impl Backend {
                     home: std::env::temp_dir(),
                     region: "us-east-1".into(),
                     size: (80, 24),
-                    tmux: false,
+                    tmux: None,
                 });
                 match mode {
                     SessionMode::Command { command } => {
@@ -661,17 +662,14 @@ impl Backend {
             .map_err(BackendError::Pty)?;
         let program = find_shell();
         let mut tmux_dir = None;
-        let cmd = if spec.tmux {
+        let cmd = if let Some(base) = &spec.tmux {
             // A tmux server of its own (its socket in a directory of its
             // own), ending with the shell: the session is destroyed when its
             // client goes (the pty hangs up), and the server with its last
             // session.
-            let dir = std::env::temp_dir().join(format!(
-                "cloudshell-emulator-tmux-{}",
-                uuid::Uuid::new_v4().simple()
-            ));
+            let dir = base.join(uuid::Uuid::new_v4().simple().to_string());
             let conf = dir.join("tmux.conf");
-            std::fs::create_dir(&dir)
+            std::fs::create_dir_all(&dir)
                 .and_then(|()| std::fs::write(&conf, "set -g destroy-unattached on\n"))
                 .map_err(|source| BackendError::Home {
                     path: dir.clone(),

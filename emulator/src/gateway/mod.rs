@@ -83,7 +83,8 @@ pub struct GatewayConfig {
     /// Run each shell inside tmux, as CloudShell does: what the client
     /// receives is then tmux's rendering of the pane (cursor movements,
     /// scrolling, a status line, output dropped and the screen redrawn when
-    /// the client falls behind), not the shell's own bytes.
+    /// the client falls behind), not the shell's own bytes. Each shell has
+    /// a tmux server of its own, its socket under `STATE_DIR/tmux/`.
     pub tmux: bool,
 }
 
@@ -264,11 +265,15 @@ impl Gateway {
         region: impl Into<String>,
         kms: Arc<FakeKms>,
     ) -> Self {
+        let state_dir = state_dir.into();
+        // The tmux sockets of an earlier run of the emulator (its servers
+        // ended with it).
+        let _ = std::fs::remove_dir_all(state_dir.join("tmux"));
         Self {
             inner: Arc::new(Inner {
                 config: Mutex::new(config),
                 directory,
-                state_dir: state_dir.into(),
+                state_dir,
                 region: region.into(),
                 sessions: Mutex::new(HashMap::new()),
                 session_options: Mutex::new(HashMap::new()),
@@ -480,7 +485,9 @@ impl Gateway {
             home: self.home_dir(environment_id),
             region: self.inner.region.clone(),
             size: (80, 24),
-            tmux: lock(&self.inner.config).tmux,
+            tmux: lock(&self.inner.config)
+                .tmux
+                .then(|| self.inner.state_dir.join("tmux")),
         }
     }
 
