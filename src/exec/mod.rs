@@ -409,15 +409,7 @@ where
     O: AsyncWrite + Unpin + ?Sized,
     E: AsyncWrite + Unpin + ?Sized,
 {
-    let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.as_ref().to_vec()).collect();
-    if argv.is_empty() {
-        return Err(ExecError::EmptyCommand);
-    }
-    for (name, _) in &options.env {
-        if !script::is_env_name(name) {
-            return Err(ExecError::InvalidEnvName(name.clone()));
-        }
-    }
+    let argv = checked_argv(argv, &options)?;
     let nonce = Nonce::random();
     let mut decoder = FrameDecoder::new(nonce.as_str());
     let interrupt = options.interrupt.clone().unwrap_or_default();
@@ -459,12 +451,7 @@ where
 
     send(&input, &script::script_lines(&nonce, &argv, sopts)).await?;
     if sopts.with_env {
-        let vars: Vec<(String, Vec<u8>)> = options
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().as_bytes().to_vec()))
-            .collect();
-        send(&input, &script::env_lines(&vars)).await?;
+        send(&input, &env_block(&options)).await?;
     }
     if !sopts.forward_stdin {
         // The terminal's input is free: acknowledgements travel from the start.
@@ -589,6 +576,34 @@ where
             }
         }
     }
+}
+
+/// The command line as bytes, checked with the variables to export: not
+/// empty, and every name a shell identifier.
+fn checked_argv(
+    argv: &[impl AsRef<[u8]>],
+    options: &ExecOptions,
+) -> Result<Vec<Vec<u8>>, ExecError> {
+    let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.as_ref().to_vec()).collect();
+    if argv.is_empty() {
+        return Err(ExecError::EmptyCommand);
+    }
+    for (name, _) in &options.env {
+        if !script::is_env_name(name) {
+            return Err(ExecError::InvalidEnvName(name.clone()));
+        }
+    }
+    Ok(argv)
+}
+
+/// The lines that carry the variables to export (see `script::env_lines`).
+fn env_block(options: &ExecOptions) -> Vec<u8> {
+    let vars: Vec<(String, Vec<u8>)> = options
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().as_bytes().to_vec()))
+        .collect();
+    script::env_lines(&vars)
 }
 
 /// Sends `data` in messages of at most [`INPUT_MESSAGE`] bytes.

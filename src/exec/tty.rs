@@ -141,15 +141,7 @@ pub async fn start_tty(
     argv: &[impl AsRef<[u8]>],
     options: &ExecOptions,
 ) -> Result<TtyCommand, ExecError> {
-    let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.as_ref().to_vec()).collect();
-    if argv.is_empty() {
-        return Err(ExecError::EmptyCommand);
-    }
-    for (name, _) in &options.env {
-        if !script::is_env_name(name) {
-            return Err(ExecError::InvalidEnvName(name.clone()));
-        }
-    }
+    let argv = super::checked_argv(argv, options)?;
     let nonce = Nonce::random();
     let mut decoder = FrameDecoder::new(nonce.as_str());
     let mut command = TtyCommand::new(&nonce);
@@ -172,12 +164,7 @@ pub async fn start_tty(
                         let with_env = !options.env.is_empty();
                         send(session, &script::tty_script_lines(&nonce, &argv, with_env)).await?;
                         if with_env {
-                            let vars: Vec<(String, Vec<u8>)> = options
-                                .env
-                                .iter()
-                                .map(|(k, v)| (k.clone(), v.expose().as_bytes().to_vec()))
-                                .collect();
-                            send(session, &script::env_lines(&vars)).await?;
+                            send(session, &super::env_block(options)).await?;
                         }
                     }
                     Some(Frame::Started) if ready => {

@@ -66,24 +66,8 @@ impl Screen {
 #[tokio::test]
 async fn connect_in_a_real_pty_runs_commands_and_restores_the_terminal() {
     let home = tempfile::tempdir().unwrap();
-    let (pty, pts) = pty_process::open().unwrap();
-    pty.resize(pty_process::Size::new(30, 100)).unwrap();
-    let before = stty_g(&pts);
-
-    let mut cmd = local_command(home.path()).arg("connect");
-    let mut child = cmd.spawn_borrowed(&pts).unwrap();
-    let (mut reader, mut writer) = pty.into_split();
-    let screen = Screen::default();
-    let sink = screen.clone();
-    let reader_task = tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
+    let (mut writer, screen, mut child, pts, before, reader_task) =
+        in_a_pty(local_command(home.path()).arg("connect"), 30, 100);
 
     within(120, async {
         screen.wait_for("# ").await;
@@ -121,22 +105,8 @@ async fn connect_in_a_real_pty_runs_commands_and_restores_the_terminal() {
 #[tokio::test]
 async fn enter_tilde_dot_disconnects_and_restores_the_terminal() {
     let home = tempfile::tempdir().unwrap();
-    let (pty, pts) = pty_process::open().unwrap();
-    let before = stty_g(&pts);
-    let mut cmd = local_command(home.path()).arg("connect");
-    let mut child = cmd.spawn_borrowed(&pts).unwrap();
-    let (mut reader, mut writer) = pty.into_split();
-    let screen = Screen::default();
-    let sink = screen.clone();
-    let reader_task = tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
+    let (mut writer, screen, mut child, pts, before, reader_task) =
+        in_a_pty(local_command(home.path()).arg("connect"), 24, 80);
     within(120, async {
         screen.wait_for("# ").await;
         writer.write_all(b"echo one\r").await.unwrap();
@@ -155,23 +125,22 @@ async fn enter_tilde_dot_disconnects_and_restores_the_terminal() {
     reader_task.abort();
 }
 
-/// Runs `cloudshell-rs --local exec -t ARGS` on a new pty of 30x100; returns
-/// the pty's writer, the screen, the child and the pty's far end.
-fn exec_tty_in_a_pty(
-    home: &std::path::Path,
-    args: &[&str],
-) -> (
+/// What [`in_a_pty`] started: the pty's writer, the screen, the child, the
+/// pty's far end, its modes before, and the task that fills the screen.
+type InAPty = (
     pty_process::OwnedWritePty,
     Screen,
     tokio::process::Child,
     pty_process::Pts,
     String,
     tokio::task::JoinHandle<()>,
-) {
+);
+
+/// Runs `cmd` on a new pty of `rows` x `cols`, its output collected.
+fn in_a_pty(mut cmd: pty_process::Command, rows: u16, cols: u16) -> InAPty {
     let (pty, pts) = pty_process::open().unwrap();
-    pty.resize(pty_process::Size::new(30, 100)).unwrap();
+    pty.resize(pty_process::Size::new(rows, cols)).unwrap();
     let before = stty_g(&pts);
-    let mut cmd = local_command(home).args(["exec", "-t", "--"]).args(args);
     let child = cmd.spawn_borrowed(&pts).unwrap();
     let (mut reader, writer) = pty.into_split();
     let screen = Screen::default();
@@ -186,6 +155,15 @@ fn exec_tty_in_a_pty(
         }
     });
     (writer, screen, child, pts, before, reader_task)
+}
+
+/// `cloudshell-rs --local exec -t ARGS` on a new pty of 30x100.
+fn exec_tty_in_a_pty(home: &std::path::Path, args: &[&str]) -> InAPty {
+    in_a_pty(
+        local_command(home).args(["exec", "-t", "--"]).args(args),
+        30,
+        100,
+    )
 }
 
 #[tokio::test]

@@ -332,13 +332,9 @@ async fn exec_emu_a_profile_that_changes_the_terminal_changes_nothing() {
     );
 }
 
-/// `exec::start_tty` for library users: the command runs on the session's
-/// terminal, keystrokes reach it, its output comes back without the markers,
-/// and the status is its own; variables reach it unseen.
-#[tokio::test]
-async fn exec_emu_start_tty_runs_a_command_on_the_terminal() {
-    use cloudshell_rs::session::{Session, SessionEvent, SessionOptions, SessionTarget};
-    let emu = start_emulator().await;
+/// A session of a new tab of the emulator's environment.
+async fn new_tab(emu: &crate::exec_support::Emu) -> cloudshell_rs::session::Session {
+    use cloudshell_rs::session::{Session, SessionOptions, SessionTarget};
     let created = emu
         .client
         .create_session()
@@ -347,12 +343,47 @@ async fn exec_emu_start_tty_runs_a_command_on_the_terminal() {
         .send()
         .await
         .unwrap();
-    let mut session = Session::connect(
+    Session::connect(
         SessionTarget::from(created),
         SessionOptions::default().allow_any_host(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Passes the session's output through `command` until its status comes
+/// (or the session ends); `typed` is sent once the output ends with `when`.
+async fn until_status(
+    session: &mut cloudshell_rs::session::Session,
+    command: &mut exec::TtyCommand,
+    mut typed: Option<(&[u8], &[u8])>,
+) -> (Vec<u8>, Option<i32>) {
+    use cloudshell_rs::session::SessionEvent;
+    let mut out = Vec::new();
+    let mut status = command.filter(&[], &mut out);
+    while status.is_none() {
+        if let Some((when, input)) = typed
+            && out.ends_with(when)
+        {
+            session.send_input(input).await.unwrap();
+            typed = None;
+        }
+        match session.next_event().await {
+            Some(SessionEvent::Output(b)) => status = command.filter(&b, &mut out),
+            Some(SessionEvent::Closed { .. } | SessionEvent::Failed(_)) | None => break,
+            Some(_) => {}
+        }
+    }
+    (out, status.map(|s| s.code()))
+}
+
+/// `exec::start_tty` for library users: the command runs on the session's
+/// terminal, keystrokes reach it, its output comes back without the markers,
+/// and the status is its own; variables reach it unseen.
+#[tokio::test]
+async fn exec_emu_start_tty_runs_a_command_on_the_terminal() {
+    let emu = start_emulator().await;
+    let mut session = new_tab(&emu).await;
     session.resize(120, 40).await.unwrap();
     let options = ExecOptions::new().env(
         "GREETING",
@@ -362,53 +393,24 @@ async fn exec_emu_start_tty_runs_a_command_on_the_terminal() {
     let mut command = exec::start_tty(&mut session, &["bash", "-c", script], &options)
         .await
         .unwrap();
-    let mut out = Vec::new();
-    let mut status = command.filter(&[], &mut out);
-    let mut typed = false;
-    while status.is_none() {
-        if !typed && out.ends_with(b"40 120\r\n") {
-            // Typed once the command waits for it (typed earlier, the
-            // terminal's echo would come first, as on any terminal).
-            session.send_input(b"typed\r").await.unwrap();
-            typed = true;
-        }
-        match session.next_event().await {
-            Some(SessionEvent::Output(b)) => status = command.filter(&b, &mut out),
-            Some(SessionEvent::Closed { .. } | SessionEvent::Failed(_)) | None => break,
-            Some(_) => {}
-        }
-    }
+    // Typed once the command waits for it (typed earlier, the terminal's
+    // echo would come first, as on any terminal).
+    let (out, status) = until_status(
+        &mut session,
+        &mut command,
+        Some((&b"40 120\r\n"[..], &b"typed\r"[..])),
+    )
+    .await;
     assert_eq!(
-        (String::from_utf8_lossy(&out), status.map(|s| s.code())),
+        (String::from_utf8_lossy(&out), status),
         ("hello there|40 120\r\ntyped\r\n[typed]\r\n".into(), Some(9))
     );
     // A command that is not there: the shell's own message, its status.
-    let created = emu
-        .client
-        .create_session()
-        .environment_id(&emu.env)
-        .tab_id(uuid::Uuid::new_v4().to_string())
-        .send()
-        .await
-        .unwrap();
-    let mut session = Session::connect(
-        SessionTarget::from(created),
-        SessionOptions::default().allow_any_host(),
-    )
-    .await
-    .unwrap();
+    let mut session = new_tab(&emu).await;
     let mut command = exec::start_tty(&mut session, &["no-such-command-here"], &ExecOptions::new())
         .await
         .unwrap();
-    let mut out = Vec::new();
-    let mut status = command.filter(&[], &mut out);
-    while status.is_none() {
-        match session.next_event().await {
-            Some(SessionEvent::Output(b)) => status = command.filter(&b, &mut out),
-            Some(SessionEvent::Closed { .. } | SessionEvent::Failed(_)) | None => break,
-            Some(_) => {}
-        }
-    }
-    assert_eq!(status.map(|s| s.code()), Some(127));
+    let (out, status) = until_status(&mut session, &mut command, None).await;
+    assert_eq!(status, Some(127));
     assert!(String::from_utf8_lossy(&out).contains("no-such-command-here"));
 }
