@@ -352,12 +352,14 @@ async fn connect_says_why_the_service_closed_the_session() {
     );
 }
 
-#[tokio::test]
-async fn exec_says_why_the_service_closed_the_session() {
+/// `exec EXEC_ARGS -- sh -c ...` while the environment is stopped under it:
+/// exit code 1 and the service's reason.
+async fn exec_says_why_the_service_closed(exec_args: &[&str]) {
     let env = session_support::start().await;
     let home = tempfile::tempdir().unwrap();
     let mut cmd = piped_cli(&env, home.path());
-    cmd.args(["exec", "--", "sh", "-c", "echo up-$((1+1)); sleep 30"]);
+    cmd.arg("exec").args(exec_args);
+    cmd.args(["--", "sh", "-c", "echo up-$((1+1)); sleep 30"]);
     let out = stop_environment_under(&env, cmd, b"", "up-2").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -371,21 +373,13 @@ async fn exec_says_why_the_service_closed_the_session() {
 }
 
 #[tokio::test]
+async fn exec_says_why_the_service_closed_the_session() {
+    exec_says_why_the_service_closed(&[]).await;
+}
+
+#[tokio::test]
 async fn exec_tty_says_why_the_service_closed_the_session() {
-    let env = session_support::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = piped_cli(&env, home.path());
-    cmd.args(["exec", "-t", "--", "sh", "-c", "echo up-$((1+1)); sleep 30"]);
-    let out = stop_environment_under(&env, cmd, b"", "up-2").await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        stderr.contains(
-            "the service closed the session before the command finished: The environment \
-             was stopped."
-        ),
-        "{stderr:?}"
-    );
+    exec_says_why_the_service_closed(&["-t"]).await;
 }
 
 #[tokio::test]
