@@ -45,7 +45,7 @@
 //!    checks sequence numbers, lengths, and at each stream's end its count
 //!    and digest: lost or damaged output is an error, never silently wrong. And
 //!    since tmux drops output for a client that falls behind, the client
-//!    acknowledges frames on the terminal's input (`O<n>`, `E<n>`) as soon as
+//!    acknowledges frames on the terminal's input (`.O<n>`, `.E<n>`) as soon as
 //!    that input is free (at once, or once stdin has ended), and each encoder
 //!    keeps at most one frame unacknowledged (the session's terminal is
 //!    500 x 100: tmux drops output beyond 400 KB in flight; one frame of
@@ -455,7 +455,7 @@ where
     }
     if !sopts.forward_stdin {
         // The terminal's input is free: acknowledgements travel from the start.
-        send(&input, b"O0\nE0\n").await?;
+        send(&input, b".O0\n.E0\n").await?;
     }
 
     // Phase 2: stream.
@@ -501,6 +501,9 @@ where
                             "damaged or cut frames skipped"
                         );
                     }
+                    // The script waits for this before it ends (its end
+                    // could take its last output with it under tmux).
+                    let _ = send(&input, b".X\n").await;
                     return Ok(ExitStatus::from_code(code));
                 }
                 Frame::Fatal(m) => return Err(ExecError::RemoteUnsupported(m)),
@@ -524,10 +527,10 @@ where
                     let now = decoder.accepted();
                     let mut ack = String::new();
                     if now.0 > acked.0 {
-                        ack.push_str(&format!("O{}\n", now.0));
+                        ack.push_str(&format!(".O{}\n", now.0));
                     }
                     if now.1 > acked.1 {
-                        ack.push_str(&format!("E{}\n", now.1));
+                        ack.push_str(&format!(".E{}\n", now.1));
                     }
                     if !ack.is_empty() {
                         acked = now;
@@ -546,7 +549,7 @@ where
                         // what has arrived so far.
                         acks_on = true;
                         acked = decoder.accepted();
-                        let ack = format!("O{}\nE{}\n", acked.0, acked.1);
+                        let ack = format!(".O{}\n.E{}\n", acked.0, acked.1);
                         let _ = send(&input, ack.as_bytes()).await;
                     }
                     // The remote side stopped taking input: a command that

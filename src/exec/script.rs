@@ -215,6 +215,9 @@ printf '\n%s:S.' "$N"
 ( trap - INT QUIT; exec "${__csx_argv[@]}" )
 __csx_st=$?
 printf '\r%s:X:%d\n' "$N" "$__csx_st"
+# Not gone before the marker is out: tmux drops what it has not yet passed
+# on when the pane ends. The client hangs up on seeing it (or 10 s pass).
+while IFS= read -r -t 10 __csx_l; do :; done
 exit 0
 "#,
     );
@@ -235,8 +238,8 @@ fn script(nonce: &Nonce, argv: &[Vec<u8>], opts: ScriptOptions) -> String {
 # Inside tmux (CloudShell), no status line drawn among the frames.
 [ -z "$TMUX" ] || tmux set-option status off >/dev/null 2>&1
 # Flow control: once the terminal's input is free (at once, or when the
-# command's stdin has ended), the client acknowledges frames on it (`O<n>`,
-# `E<n>`: n frames of that stream arrived) and an encoder keeps at most one
+# command's stdin has ended), the client acknowledges frames on it (`.O<n>`,
+# `.E<n>`: n frames of that stream arrived) and an encoder keeps at most one
 # frame unacknowledged. A terminal multiplexer that cannot pass output on as
 # fast as it comes drops it and redraws the screen: this keeps the output in
 # flight far below that point (tmux: 8 bytes per cell of the window). The
@@ -246,7 +249,9 @@ __csx_p=${TMPDIR:-/tmp}/.cloudshell-rs-$N
 mkfifo -m 600 "$__csx_p.o" "$__csx_p.e" || __csx_fail "cannot create a fifo in ${TMPDIR:-/tmp}"
 exec 7<>"$__csx_p.o" 8<>"$__csx_p.e"
 rm -f "$__csx_p.o" "$__csx_p.e"
-__csx_acks() { while IFS= read -r __csx_l; do case $__csx_l in O*) printf '%s\n' "${__csx_l#O}" >&7;; E*) printf '%s\n' "${__csx_l#E}" >&8;; esac; done; }
+# An acknowledgement is `.O<n>` or `.E<n>`: no base64 line starts with a dot,
+# so stdin a command left unread is never taken for one.
+__csx_acks() { while IFS= read -r __csx_l; do case $__csx_l in .O|.E|.O*[!0-9]*|.E*[!0-9]*) ;; .O*) printf '%s\n' "${__csx_l#.O}" >&7;; .E*) printf '%s\n' "${__csx_l#.E}" >&8;; esac; done; }
 "#,
     );
     if opts.forward_stdin {
@@ -293,7 +298,11 @@ printf '\n%s:S.\n' "$N" >&4
 __csx_st=${PIPESTATUS[0]}
 exec 5<&-
 kill "$__csx_dec" 2>/dev/null
+wait "$__csx_dec" 2>/dev/null
 printf '\n%s:X:%d.\n' "$N" "$__csx_st" >&4
+# Not gone before the status is out: tmux drops what it has not yet passed on
+# when the pane ends. The client answers `.X` (or hangs up; or 10 s pass).
+while IFS= read -r -t 10 __csx_l && [ "$__csx_l" != .X ]; do :; done
 exit 0
 "#,
     );
