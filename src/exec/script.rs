@@ -216,8 +216,9 @@ printf '\n%s:S.' "$N"
 __csx_st=$?
 printf '\r%s:X:%d\n' "$N" "$__csx_st"
 # Not gone before the marker is out: tmux drops what it has not yet passed
-# on when the pane ends. The client hangs up on seeing it (or 10 s pass).
-while IFS= read -r -t 10 __csx_l; do :; done
+# on when the pane ends. The client hangs up on seeing it (5 s at most).
+__csx_t=$SECONDS
+while [ $((SECONDS - __csx_t)) -lt 5 ] && IFS= read -r -t 1 __csx_l; do :; done
 exit 0
 "#,
     );
@@ -301,8 +302,10 @@ kill "$__csx_dec" 2>/dev/null
 wait "$__csx_dec" 2>/dev/null
 printf '\n%s:X:%d.\n' "$N" "$__csx_st" >&4
 # Not gone before the status is out: tmux drops what it has not yet passed on
-# when the pane ends. The client answers `.X` (or hangs up; or 10 s pass).
-while IFS= read -r -t 10 __csx_l && [ "$__csx_l" != .X ]; do :; done
+# when the pane ends. The client answers `.X` (or hangs up; 5 s at most, as
+# unread stdin may still be arriving).
+__csx_t=$SECONDS
+while [ $((SECONDS - __csx_t)) -lt 5 ] && IFS= read -r -t 1 __csx_l && [ "$__csx_l" != .X ]; do :; done
 exit 0
 "#,
     );
