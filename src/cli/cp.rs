@@ -1,4 +1,4 @@
-//! `cloudshell-rs cp [-r] [-p] [-q] [--via in-band|s3] SRC... DST`: copy files
+//! `cloudshell-rs cp [-r] [-p] [-q] [--via auto|in-band|s3] SRC... DST`: copy files
 //! and trees between this machine and an environment (see
 //! `cloudshell_rs::transfer`).
 
@@ -17,6 +17,7 @@ use cloudshell_rs::transfer::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::context::Context;
+use super::output::{printable, status_line};
 use super::{CliError, CliResult, GlobalArgs, OutputFormat, chain};
 
 /// Arguments of `cp`.
@@ -35,9 +36,10 @@ pub struct CpArgs {
     pub quiet: bool,
 
     /// How the data travels: in-band through the session (works without
-    /// internet access in the environment), or through S3 presigned URLs as
-    /// the AWS Console does.
-    #[arg(long, value_enum, default_value_t = Via::InBand)]
+    /// internet access in the environment), through S3 presigned URLs as the
+    /// AWS Console does, or `auto`: uploads of 1 MiB or more to the public
+    /// environment through S3 (in-band again if S3 fails), the rest in-band.
+    #[arg(long, value_enum, default_value_t = Via::Auto)]
     pub via: Via,
 
     /// SRC... DST: sources, then the destination. `ENV:PATH` is a path in
@@ -56,6 +58,8 @@ pub enum Via {
     InBand,
     /// Through S3 presigned URLs.
     S3,
+    /// S3 for uploads of 1 MiB or more to the public environment, else in-band.
+    Auto,
 }
 
 fn usage(msg: impl Into<String>) -> CliError {
@@ -114,6 +118,7 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
         .transport(match args.via {
             Via::InBand => Transport::InBand,
             Via::S3 => Transport::S3,
+            Via::Auto => Transport::Auto,
         })
         .interrupt(interrupt.clone())
         .session_options(super::connect::session_options(global, &ctx.client));
@@ -223,6 +228,17 @@ async fn copy_many(
             Ok(report) => {
                 total += report.bytes;
                 done += 1;
+                if let Some(why) = &report.s3_fallback {
+                    let line = format!(
+                        "{}: S3 could not be used ({}); copied in-band",
+                        printable(source),
+                        printable(why)
+                    );
+                    match &bar {
+                        Some(b) => b.suspend(|| status_line(&line)),
+                        None => status_line(&line),
+                    }
+                }
                 if global.output == OutputFormat::Json {
                     print_json(source, &report)?;
                 }
@@ -267,6 +283,7 @@ fn print_json(source: &str, r: &TransferReport) -> CliResult {
         "ChannelBytesReceived": r.channel_bytes_received,
         "HttpBytes": r.http_bytes,
         "SessionIds": r.session_ids,
+        "S3Fallback": r.s3_fallback,
     });
     super::output::write_stdout(&format!("{v}\n"))
 }

@@ -174,12 +174,28 @@ pub enum TransferError {
         #[source]
         source: reqwest::Error,
     },
+    /// The environment's request to S3 failed (`curl` could not connect, or
+    /// S3 refused it).
+    #[error("remote: the environment's request to S3 failed: {0}")]
+    EnvironmentS3(String),
     /// The transfer was interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
 }
 
 impl TransferError {
+    /// Whether the S3 route itself failed: GetFileUploadUrls, the request to
+    /// S3 from here or from the environment. Another transport may work.
+    pub(crate) fn is_s3_route(&self) -> bool {
+        matches!(
+            self,
+            TransferError::Api(_)
+                | TransferError::S3 { .. }
+                | TransferError::Http { .. }
+                | TransferError::EnvironmentS3(_)
+        )
+    }
+
     /// Maps a local I/O error on `path` to the most specific variant.
     pub(crate) fn local(action: &'static str, path: impl Into<PathBuf>, e: std::io::Error) -> Self {
         let path = path.into();

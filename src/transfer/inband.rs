@@ -153,6 +153,11 @@ pub(crate) fn remote_error(
             f.detail
         )),
         "tool" => TransferError::RemoteToolMissing(f.detail.clone()),
+        "s3" => TransferError::EnvironmentS3(if other.is_empty() {
+            f.detail.clone()
+        } else {
+            other
+        }),
         _ if other.is_empty() => TransferError::Remote(f.detail.clone()),
         _ => TransferError::Remote(format!("{}: {other}", f.detail)),
     }
@@ -301,6 +306,7 @@ pub(crate) async fn upload(
         channel_bytes_received: outcome.channel_bytes_received,
         http_bytes: 0,
         session_ids: outcome.session_id.into_iter().collect(),
+        s3_fallback: None,
     };
     match (outcome, produced) {
         (Ok(outcome), Ok((sha256, bytes, files))) if outcome.status.success() => {
@@ -390,6 +396,7 @@ impl BatchRun {
             channel_bytes_received: self.channel_bytes_received,
             http_bytes: 0,
             session_ids: self.session_ids.clone(),
+            s3_fallback: None,
         }
     }
 }
@@ -577,6 +584,7 @@ pub(crate) async fn download(
         channel_bytes_received: outcome.channel_bytes_received,
         http_bytes: 0,
         session_ids: outcome.session_id.into_iter().collect(),
+        s3_fallback: None,
     })
 }
 

@@ -84,13 +84,26 @@ pub enum Transport {
     InBand,
     /// Through S3 presigned URLs, as the AWS Console does.
     S3,
+    /// Uploads of a file of [`AUTO_S3_MIN_BYTES`] or more to the public
+    /// (non-VPC) environment go through S3, everything else in-band. If the
+    /// S3 route fails (GetFileUploadUrls refused, S3 refusing the upload, the
+    /// environment unable to reach S3), the file is copied again in-band and
+    /// [`TransferReport::s3_fallback`] says why. CloudShell runs its shells in
+    /// tmux, which takes typed-in data at well under 1 MB/s: through S3 a
+    /// large upload is many times faster. Directory trees and downloads go
+    /// in-band.
+    Auto,
 }
+
+/// The file size from which [`Transport::Auto`] uploads through S3.
+pub const AUTO_S3_MIN_BYTES: u64 = 1 << 20;
 
 impl std::fmt::Display for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Transport::InBand => "in-band",
             Transport::S3 => "s3",
+            Transport::Auto => "auto",
         })
     }
 }
@@ -213,6 +226,9 @@ pub struct TransferReport {
     pub http_bytes: u64,
     /// The data-channel sessions used, in order.
     pub session_ids: Vec<String>,
+    /// With [`Transport::Auto`], when S3 was tried and failed: what failed.
+    /// The copy then went in-band ([`TransferReport::transport`]).
+    pub s3_fallback: Option<String>,
 }
 
 /// Progress reporting with a total that may become known on the way.
@@ -316,7 +332,45 @@ pub async fn upload(
     match options.transport {
         Transport::InBand => inband::upload(&runner, &src, remote, options).await,
         Transport::S3 => s3::upload(&runner, &src, remote, options).await,
+        Transport::Auto => {
+            if src.dir || src.size < AUTO_S3_MIN_BYTES || !is_public(client, environment_id).await {
+                return inband::upload(&runner, &src, remote, options).await;
+            }
+            match s3::upload(&runner, &src, remote, options).await {
+                Err(e) if e.is_s3_route() => {
+                    let why = crate::error_chain(&e);
+                    tracing::info!(error = %why, "S3 not usable, copying in-band");
+                    let mut report = inband::upload(&runner, &src, remote, options).await?;
+                    report.s3_fallback = Some(why);
+                    Ok(report)
+                }
+                other => other,
+            }
+        }
     }
+}
+
+/// Whether the environment is the public one (no VPC configuration: it has
+/// internet access, so it reaches S3). Unknown counts as no.
+async fn is_public(client: &Client, environment_id: &str) -> bool {
+    match client.describe_environments().send().await {
+        Ok(out) => out
+            .environments
+            .iter()
+            .any(|e| e.environment_id == environment_id && e.is_default()),
+        Err(e) => {
+            tracing::debug!(error = %e, "DescribeEnvironments failed; copying in-band");
+            false
+        }
+    }
+}
+
+/// Whether all these local files are under [`AUTO_S3_MIN_BYTES`] (one that
+/// cannot be read counts as small: the copy reports it).
+fn all_small(locals: &[impl AsRef<Path>]) -> bool {
+    locals.iter().all(|l| {
+        std::fs::metadata(l.as_ref()).map_or(true, |m| m.is_dir() || m.len() < AUTO_S3_MIN_BYTES)
+    })
 }
 
 /// Copies several local sources into the directory `remote` of the
@@ -341,7 +395,12 @@ pub async fn upload_files(
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
     let (locals, clash) = before_name_clash(locals, remote);
-    let results = if options.recursive || options.transport != Transport::InBand {
+    let batch = match options.transport {
+        Transport::InBand => true,
+        Transport::Auto => all_small(locals),
+        _ => false,
+    };
+    let results = if options.recursive || !batch {
         one_by_one(locals.len(), |i| {
             upload(client, environment_id, locals[i].as_ref(), remote, &options)
         })
@@ -514,8 +573,8 @@ pub async fn download(
     dest.precheck()?;
     let runner = runner_for(client, environment_id, options).await?;
     match options.transport {
-        Transport::InBand => inband::download(&runner, remote, &dest, options).await,
         Transport::S3 => s3::download(&runner, remote, &dest, options).await,
+        _ => inband::download(&runner, remote, &dest, options).await,
     }
 }
 
@@ -541,7 +600,7 @@ pub async fn download_files(
 ) -> Vec<Result<TransferReport, TransferError>> {
     let options = options.clone().into_directory(true);
     let (remotes, clash) = before_remote_name_clash(remotes, local);
-    let results = if options.recursive || options.transport != Transport::InBand {
+    let results = if options.recursive || options.transport == Transport::S3 {
         one_by_one(remotes.len(), |i| {
             download(client, environment_id, remotes[i].as_ref(), local, &options)
         })

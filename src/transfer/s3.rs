@@ -45,15 +45,21 @@ fn curl_quote(s: &str) -> String {
     o
 }
 
+/// An HTTP failure without its URL: a presigned URL grants access (and a
+/// GET URL carries the session token), so it never reaches a message.
+fn http_error(operation: &'static str, source: reqwest::Error) -> TransferError {
+    TransferError::Http {
+        operation,
+        source: source.without_url(),
+    }
+}
+
 fn http_client() -> Result<reqwest::Client, TransferError> {
     crate::session::ensure_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
         .build()
-        .map_err(|source| TransferError::Http {
-            operation: "client set-up",
-            source,
-        })
+        .map_err(|source| http_error("client set-up", source))
 }
 
 /// `Code: Message` from an S3 XML error body.
@@ -231,10 +237,7 @@ pub(crate) async fn upload(
         reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
             .file_name(name.clone())
             .mime_str("application/octet-stream")
-            .map_err(|source| TransferError::Http {
-                operation: "upload",
-                source,
-            })?;
+            .map_err(|source| http_error("upload", source))?;
     let mut form = reqwest::multipart::Form::new();
     for (k, v) in &urls.file_upload_presigned_fields {
         form = form.text(k.clone(), v.clone());
@@ -246,10 +249,7 @@ pub(crate) async fn upload(
         .multipart(form)
         .send()
         .await
-        .map_err(|source| TransferError::Http {
-            operation: "upload",
-            source,
-        })?;
+        .map_err(|source| http_error("upload", source))?;
     if !resp.status().is_success() {
         return Err(s3_error("upload", resp).await);
     }
@@ -340,6 +340,7 @@ pub(crate) async fn upload(
         channel_bytes_received: outcome.channel_bytes_received,
         http_bytes: len,
         session_ids: outcome.session_id.into_iter().collect(),
+        s3_fallback: None,
     })
 }
 
@@ -394,10 +395,10 @@ pub(crate) async fn download(
     if let Some(md5) = &key_md5 {
         req = req.header(SSE_KEY_MD5, md5.as_str());
     }
-    let mut resp = req.send().await.map_err(|source| TransferError::Http {
-        operation: "download",
-        source,
-    })?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|source| http_error("download", source))?;
     if !resp.status().is_success() {
         return Err(s3_error("download", resp).await);
     }
@@ -420,10 +421,7 @@ pub(crate) async fn download(
             }
             Ok(None) => break,
             Err(source) => {
-                fed = Err(TransferError::Http {
-                    operation: "download",
-                    source,
-                });
+                fed = Err(http_error("download", source));
                 break;
             }
         }
@@ -463,10 +461,12 @@ pub(crate) async fn download(
         channel_bytes_received: outcome.channel_bytes_received,
         http_bytes,
         session_ids: outcome.session_id.into_iter().collect(),
+        s3_fallback: None,
     })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -483,5 +483,31 @@ mod tests {
             "AccessDenied: no"
         );
         assert_eq!(s3_message("plain"), "plain");
+    }
+
+    #[tokio::test]
+    async fn http_errors_never_show_the_presigned_url() {
+        // A port nothing listens on: the request fails to connect.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!(
+            "http://127.0.0.1:{port}/obj?X-Amz-Security-Token=SECRETTOKEN&X-Amz-Signature=SECRETSIG"
+        );
+        let e = http_client()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        assert!(
+            e.to_string().contains("SECRET"),
+            "the raw error names the URL"
+        );
+        let shown = crate::error_chain(&http_error("download", e));
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.starts_with("S3 download request failed"), "{shown}");
     }
 }

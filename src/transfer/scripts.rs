@@ -57,6 +57,8 @@ csrs_kind() {
     *"Permission denied"*|*"Operation not permitted"*|*"Read-only file system"*) k=perm ;;
     *"No such file"*) k=notfound ;;
     *"Not a directory"*) k=notdir ;;
+    "curl: ("*|*"
+curl: ("*) k=s3 ;;
     *) k=io ;;
   esac
 }
@@ -599,7 +601,16 @@ mod tests {
                 "mkdir: cannot create directory 'a/b': Not a directory",
                 "notdir",
             ),
-            ("curl: (22) The requested URL returned error: 403", "io"),
+            ("curl: (22) The requested URL returned error: 403", "s3"),
+            (
+                "curl: (7) Failed to connect to s3.amazonaws.com port 443",
+                "s3",
+            ),
+            (
+                "cat: write error: No space left on device\ncurl: (23) Failure writing output to destination",
+                "nospace",
+            ),
+            ("tee: x.fifo: Broken pipe", "io"),
         ];
         for (msg, want) in cases {
             let mut script =

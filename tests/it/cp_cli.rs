@@ -374,3 +374,62 @@ async fn cp_cli_progress_bar_on_a_terminal() {
         "{screen:?}"
     );
 }
+
+/// By default (`--via auto`) a large upload to the public environment goes
+/// through S3; when the environment cannot reach S3 the copy goes in-band
+/// and one line on stderr says so.
+#[test]
+fn cp_cli_auto_via_s3_and_the_fallback_line() {
+    let cli = Cli::new();
+    let local = cli.local();
+    let data = pseudo_random(3 * 1024 * 1024, 21);
+    let src = local.join("big.bin");
+    write_file(&src, &data, 0o644);
+    let lines = json_lines(
+        cli.cmd_with(&["--output", "json"], "cp")
+            .arg(&src)
+            .arg(":~/"),
+    );
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["Transport"], "s3");
+    assert_eq!(lines[0]["HttpBytes"], data.len() as u64);
+    assert!(lines[0]["S3Fallback"].is_null());
+    let home = cli.home();
+    assert_eq!(sha256_file(&home.join("big.bin")), sha256_hex(&data));
+
+    // The environment's curl cannot connect.
+    std::fs::create_dir_all(home.join("fakebin")).unwrap();
+    write_file(
+        &home.join("fakebin/curl"),
+        b"#!/bin/sh\ncat >/dev/null\necho 'curl: (7) Failed to connect to s3.us-east-1.amazonaws.com port 443' >&2\nexit 7\n",
+        0o755,
+    );
+    std::fs::write(home.join(".bash_profile"), "PATH=$HOME/fakebin:$PATH\n").unwrap();
+    let out = cli
+        .cmd_with(&["--output", "json"], "cp")
+        .arg(&src)
+        .arg(":again.bin")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "{}: S3 could not be used (remote: the environment's request to S3 failed: \
+             curl: (7) Failed to connect to s3.us-east-1.amazonaws.com port 443); copied in-band",
+            src.display()
+        )
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Transport"], "in-band");
+    assert!(v["S3Fallback"].as_str().unwrap().contains("curl: (7)"));
+    assert_eq!(sha256_file(&home.join("again.bin")), sha256_hex(&data));
+    // --via in-band never tries S3: no line.
+    let (code, err) = run(cli
+        .cmd("cp")
+        .args(["--via", "in-band"])
+        .arg(&src)
+        .arg(":third.bin"));
+    assert_eq!((code, err.as_str()), (0, ""));
+}

@@ -689,3 +689,171 @@ async fn cp_emu_s3_upload_of_a_file_that_changed_keeps_nothing() {
         .unwrap();
     assert_eq!(std::fs::read(emu.home.join("grown.bin")).unwrap(), before);
 }
+
+/// `Transport::Auto`: an upload of 1 MiB or more to the public environment
+/// goes through S3, a smaller one in-band; downloads go in-band.
+#[tokio::test]
+async fn cp_emu_auto_uploads_large_files_through_s3() {
+    require_curl();
+    let emu = start(GatewayConfig::default()).await;
+    let auto = TransferOptions::new().transport(Transport::Auto);
+    let big = pseudo_random(transfer::AUTO_S3_MIN_BYTES as usize, 11);
+    let small = pseudo_random(transfer::AUTO_S3_MIN_BYTES as usize - 1, 12);
+    for (name, data, want) in [
+        ("big.bin", &big, Transport::S3),
+        ("small.bin", &small, Transport::InBand),
+    ] {
+        let src = emu.local.join(name);
+        write_file(&src, data, 0o640);
+        let r = transfer::upload(&emu.client, &emu.env, &src, name, &auto)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {}", cloudshell_rs::error_chain(&e)));
+        assert_eq!(r.transport, want, "{name}");
+        assert_eq!(r.s3_fallback, None);
+        assert_eq!(sha256_file(&emu.home.join(name)), sha256_hex(data));
+        assert_eq!(mode_of(&emu.home.join(name)), 0o640);
+        let back = emu.local.join(format!("{name}.back"));
+        let d = transfer::download(&emu.client, &emu.env, name, &back, &auto)
+            .await
+            .unwrap();
+        assert_eq!(d.transport, Transport::InBand);
+        assert_eq!(sha256_file(&back), sha256_hex(data));
+    }
+    // Several files: a batch in one session while all are small, else one
+    // by one, each by its size.
+    let dir = "into";
+    std::fs::create_dir(emu.home.join(dir)).unwrap();
+    let locals = [emu.local.join("small.bin"), emu.local.join("big.bin")];
+    let rs = transfer::upload_files(&emu.client, &emu.env, &locals, dir, &auto).await;
+    let ts: Vec<_> = rs.iter().map(|r| r.as_ref().unwrap().transport).collect();
+    assert_eq!(ts, [Transport::InBand, Transport::S3]);
+    let rs = transfer::upload_files(&emu.client, &emu.env, &locals[..1], "into/", &auto).await;
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].as_ref().unwrap().transport, Transport::InBand);
+    assert!(
+        leftovers(&emu.home).is_empty(),
+        "{:?}",
+        leftovers(&emu.home)
+    );
+}
+
+/// `Transport::Auto` never sends a VPC environment's uploads through S3: it
+/// may have no route there.
+#[tokio::test]
+async fn cp_emu_auto_keeps_vpc_environments_in_band() {
+    let emu = start(GatewayConfig::default()).await;
+    let vpc = emu
+        .client
+        .create_environment()
+        .environment_name("private")
+        .vpc_config(cloudshell_rs::types::VpcConfig::new(
+            "vpc-0abc".into(),
+            vec!["subnet-0a".into()],
+            vec!["sg-0c".into()],
+        ))
+        .send()
+        .await
+        .unwrap()
+        .environment_id;
+    emu.client
+        .wait_until_running(&vpc, Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    let home = emu.emulator.gateway().home_dir(&vpc);
+    std::fs::create_dir_all(&home).unwrap();
+    let data = pseudo_random(2 * 1024 * 1024, 13);
+    let src = emu.local.join("v.bin");
+    write_file(&src, &data, 0o644);
+    let auto = TransferOptions::new().transport(Transport::Auto);
+    let r = transfer::upload(&emu.client, &vpc, &src, "v.bin", &auto)
+        .await
+        .unwrap();
+    assert_eq!(r.transport, Transport::InBand);
+    assert_eq!(r.http_bytes, 0);
+    assert_eq!(sha256_file(&home.join("v.bin")), sha256_hex(&data));
+}
+
+/// `Transport::Auto` copies in-band again when the S3 route fails, and says
+/// why: an environment whose `curl` cannot connect, bad JSON from
+/// GetFileUploadUrls. A failure of another kind (the destination) is not
+/// retried.
+#[tokio::test]
+async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
+    use cloudshell_emulator::{FaultKind, RestFault};
+    require_curl();
+    let emu = start(GatewayConfig::default()).await;
+    let auto = TransferOptions::new().transport(Transport::Auto);
+    let data = pseudo_random(2 * 1024 * 1024, 14);
+    let src = emu.local.join("f.bin");
+    write_file(&src, &data, 0o644);
+
+    // GetFileUploadUrls answers with truncated JSON.
+    emu.emulator.inject(RestFault::on(
+        "GetFileUploadUrls",
+        FaultKind::MalformedJson,
+        1,
+    ));
+    let r = transfer::upload(&emu.client, &emu.env, &src, "a.bin", &auto)
+        .await
+        .unwrap();
+    assert_eq!(r.transport, Transport::InBand);
+    let why = r.s3_fallback.unwrap();
+    assert!(why.contains("CloudShell API call failed"), "{why}");
+    assert_eq!(sha256_file(&emu.home.join("a.bin")), sha256_hex(&data));
+
+    // The environment cannot reach S3: its curl fails to connect.
+    let bin = emu.home.join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    write_file(
+        &bin.join("curl"),
+        b"#!/bin/sh\ncat >/dev/null\necho 'curl: (7) Failed to connect to s3.us-east-1.amazonaws.com port 443' >&2\nexit 7\n",
+        0o755,
+    );
+    std::fs::write(emu.home.join(".bash_profile"), "PATH=$HOME/fakebin:$PATH\n").unwrap();
+    let r = transfer::upload(&emu.client, &emu.env, &src, "b.bin", &auto)
+        .await
+        .unwrap();
+    assert_eq!(r.transport, Transport::InBand);
+    let why = r.s3_fallback.unwrap();
+    assert!(
+        why.contains("the environment's request to S3 failed")
+            && why.contains("curl: (7) Failed to connect"),
+        "{why}"
+    );
+    assert_eq!(sha256_file(&emu.home.join("b.bin")), sha256_hex(&data));
+    assert!(
+        leftovers(&emu.home).is_empty(),
+        "{:?}",
+        leftovers(&emu.home)
+    );
+
+    // A destination that cannot be written: the same error as in-band, and
+    // no second attempt (one session only).
+    std::fs::remove_file(emu.home.join(".bash_profile")).unwrap();
+    emu.emulator.clear_requests();
+    let e = transfer::upload(&emu.client, &emu.env, &src, "nowhere/c.bin", &auto)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TransferError::NotFound {
+                side: Side::Remote,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let ops: Vec<_> = emu
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .filter(|o| o == "CreateSession" || o == "GetFileUploadUrls")
+        .collect();
+    assert_eq!(
+        ops,
+        ["GetFileUploadUrls", "CreateSession"],
+        "a destination error is not retried in-band"
+    );
+}
