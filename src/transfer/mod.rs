@@ -20,7 +20,7 @@
 //!   line that is a link is followed. A tree is never merged into an existing
 //!   directory: its destination must not exist.
 //!
-//! Two transports ([`Transport`]):
+//! Two transports, and a choice between them ([`Transport`]):
 //!
 //! - [`Transport::InBand`] (default): through the data channel, as commands run
 //!   with [`crate::exec`]. Works in VPC environments without internet access.
@@ -33,6 +33,9 @@
 //!   (multipart POST, then a GET with the SSE-C key headers); a helper command
 //!   in the environment runs `curl`, reading the URLs, form fields and the SSE-C
 //!   key from its stdin (a curl config), never from its command line.
+//! - [`Transport::Auto`] (the CLI's default): S3 for uploads of a file of
+//!   [`AUTO_S3_MIN_BYTES`] or more to the public environment, in-band for the
+//!   rest and again in-band when the S3 route fails.
 //!
 //! Remote paths are relative to the home directory; `~` and `~/…` are
 //! expanded there. Remote patterns (`logs/*.txt`) are expanded by [`glob`].
