@@ -13,7 +13,7 @@ use tokio::net::unix::pipe;
 use super::error::{Side, TransferError};
 use super::local::{self, Framer, HashWriter, LocalDestination, SourceInfo};
 use super::runner::{RemoteRunner, RunOutcome};
-use super::scripts::{self, BatchFile, Report, UploadArgs, UploadSource};
+use super::scripts::{self, BatchFile, DownloadSink, Report, UploadArgs, UploadSource};
 use super::{Reporter, TransferOptions, TransferReport, Transport};
 use crate::exec::ExecError;
 
@@ -510,7 +510,33 @@ pub(crate) async fn download(
     dest: &LocalDestination,
     options: &TransferOptions,
 ) -> Result<TransferReport, TransferError> {
-    let argv = scripts::download_argv(remote, options.recursive, false);
+    let argv = scripts::download_argv(remote, options.recursive, DownloadSink::Stdout);
+    match download_run(runner, &argv, None, dest, options).await? {
+        Downloaded::Here(report) => Ok(report),
+        Downloaded::InS3 { .. } => Err(TransferError::Protocol(
+            "the environment sent the file to S3 unasked".into(),
+        )),
+    }
+}
+
+/// How a download run ended.
+pub(crate) enum Downloaded {
+    /// The data came in-band and is in place.
+    Here(TransferReport),
+    /// The environment put the data into S3 (`DownloadSink::Auto`): the run
+    /// and what the script reported (the META line among it).
+    InS3 { outcome: RunOutcome, report: Report },
+}
+
+/// Runs the download script `argv` (with `stdin`, if any), its stdout fed
+/// to the local destination.
+pub(crate) async fn download_run(
+    runner: &dyn RemoteRunner,
+    argv: &[Vec<u8>],
+    stdin: Option<&mut (dyn AsyncRead + Send + Unpin)>,
+    dest: &LocalDestination,
+    options: &TransferOptions,
+) -> Result<Downloaded, TransferError> {
     let reporter = Reporter::new(options.progress.clone(), None);
     let (mut writer, reader) = pipe_from_async_writer()?;
     let dest2 = dest.clone();
@@ -521,7 +547,7 @@ pub(crate) async fn download(
             rep2.set_total((!m.dir).then_some(m.size));
         })
     });
-    let (outcome, report) = run_script(runner, &argv, None, &mut writer).await;
+    let (outcome, report) = run_script(runner, argv, stdin, &mut writer).await;
     drop(writer);
     let received = consumer
         .await
@@ -552,6 +578,10 @@ pub(crate) async fn download(
             Direction::Download,
         ));
     }
+    if report.meta.is_some() {
+        // META on stderr: the data went to S3, nothing came here.
+        return Ok(Downloaded::InS3 { outcome, report });
+    }
     let received = received?;
     let Some((remote_sha, _)) = &report.ok else {
         return Err(TransferError::Protocol(
@@ -573,7 +603,7 @@ pub(crate) async fn download(
     let target = tokio::task::spawn_blocking(move || received.staged.commit())
         .await
         .map_err(|e| TransferError::Protocol(format!("the receiving thread failed: {e}")))??;
-    Ok(TransferReport {
+    Ok(Downloaded::Here(TransferReport {
         destination: target.display().to_string(),
         bytes,
         files,
@@ -584,8 +614,10 @@ pub(crate) async fn download(
         channel_bytes_received: outcome.channel_bytes_received,
         http_bytes: 0,
         session_ids: outcome.session_id.into_iter().collect(),
-        s3_fallback: None,
-    })
+        s3_fallback: report
+            .fallback
+            .map(|why| TransferError::EnvironmentS3(why).to_string()),
+    }))
 }
 
 /// The remote paths each of `patterns` expands to, in order (the

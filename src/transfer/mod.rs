@@ -33,9 +33,9 @@
 //!   (multipart POST, then a GET with the SSE-C key headers); a helper command
 //!   in the environment runs `curl`, reading the URLs, form fields and the SSE-C
 //!   key from its stdin (a curl config), never from its command line.
-//! - [`Transport::Auto`] (the CLI's default): S3 for uploads of a file of
-//!   [`AUTO_S3_MIN_BYTES`] or more to the public environment, in-band for the
-//!   rest and again in-band when the S3 route fails.
+//! - [`Transport::Auto`] (the CLI's default): S3 for a file of
+//!   [`AUTO_S3_MIN_BYTES`] or more to or from the public environment,
+//!   in-band for the rest and again in-band when the S3 route fails.
 //!
 //! Remote paths are relative to the home directory; `~` and `~/…` are
 //! expanded there. Remote patterns (`logs/*.txt`) are expanded by [`glob`].
@@ -87,18 +87,22 @@ pub enum Transport {
     InBand,
     /// Through S3 presigned URLs, as the AWS Console does.
     S3,
-    /// Uploads of a file of [`AUTO_S3_MIN_BYTES`] or more to the public
-    /// (non-VPC) environment go through S3, everything else in-band. If the
-    /// S3 route fails (GetFileUploadUrls refused, S3 refusing the upload, the
-    /// environment unable to reach S3), the file is copied again in-band and
-    /// [`TransferReport::s3_fallback`] says why. CloudShell runs its shells in
-    /// tmux, which takes typed-in data at well under 1 MB/s: through S3 a
-    /// large upload is many times faster. Directory trees and downloads go
-    /// in-band.
+    /// A file of [`AUTO_S3_MIN_BYTES`] or more goes through S3 to or from the
+    /// public (non-VPC) environment, everything else in-band: smaller files,
+    /// directory trees, several files copied together while all are small,
+    /// and VPC environments (they may have no route to S3). If the S3 route
+    /// fails (GetFile*Urls refused, S3 refusing a request, the environment
+    /// unable to reach S3), the file is copied in-band and
+    /// [`TransferReport::s3_fallback`] says why. CloudShell runs its shells
+    /// in tmux, which takes typed-in data at well under 1 MB/s and passes
+    /// output on at a few MB/s: through S3 a large file travels many times
+    /// faster. A download asks the environment for the file once: it sends
+    /// it to S3 or, when small (or when it cannot reach S3), in-band in the
+    /// same run.
     Auto,
 }
 
-/// The file size from which [`Transport::Auto`] uploads through S3.
+/// The file size from which [`Transport::Auto`] copies through S3.
 pub const AUTO_S3_MIN_BYTES: u64 = 1 << 20;
 
 impl std::fmt::Display for Transport {
@@ -577,6 +581,9 @@ pub async fn download(
     let runner = runner_for(client, environment_id, options).await?;
     match options.transport {
         Transport::S3 => s3::download(&runner, remote, &dest, options).await,
+        Transport::Auto if is_public(client, environment_id).await => {
+            s3::download_auto(&runner, remote, &dest, options).await
+        }
         _ => inband::download(&runner, remote, &dest, options).await,
     }
 }
@@ -586,7 +593,8 @@ pub async fn download(
 /// the first failure ends the copy (the sources before it are in place, the
 /// ones after it are not attempted).
 ///
-/// With the in-band transport and without `recursive`, the files come one
+/// With the in-band transport (or [`Transport::Auto`]: the sizes are not
+/// known beforehand) and without `recursive`, the files come one
 /// after the other through a single session and a single remote command,
 /// instead of a session each; each file is verified and renamed into place
 /// as soon as it has arrived. Otherwise each source is copied by

@@ -12,11 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::error::TransferError;
 use super::inband::{
-    Collector, check_confirmed, pipe_from_async_writer, run_script, run_to_success, upload_failure,
+    self, Collector, Downloaded, check_confirmed, pipe_from_async_writer, run_script,
+    run_to_success, upload_failure,
 };
 use super::local::{self, HashWriter, LocalDestination, SourceInfo};
-use super::runner::ExecRunner;
-use super::scripts::{self, UploadArgs, UploadSource};
+use super::runner::{ExecRunner, RunOutcome};
+use super::scripts::{self, DownloadSink, Report, UploadArgs, UploadSource};
 use super::{Reporter, TransferOptions, TransferReport, Transport};
 use crate::Secret;
 
@@ -344,30 +345,10 @@ pub(crate) async fn upload(
     })
 }
 
-pub(crate) async fn download(
-    runner: &ExecRunner,
-    remote: &str,
-    dest: &LocalDestination,
-    options: &TransferOptions,
-) -> Result<TransferReport, TransferError> {
-    let client = runner.client();
-    let env = runner.environment_id();
-    let urls = client
-        .get_file_download_urls()
-        .environment_id(env)
-        .file_download_path(remote)
-        .send()
-        .await
-        .map_err(|e| api_error(e, env))?;
-    let Presigned {
-        post_url,
-        get_url,
-        key,
-        key_md5,
-    } = Presigned::from_urls(&urls)?;
-
-    // The environment POSTs the file (or a tar of the tree) to the presigned form.
-    let mut config = format!("url = {}\n", curl_quote(&post_url));
+/// The curl config of the environment's POST to the presigned form (the
+/// file itself is read from fd 3).
+fn post_config(post_url: &str, urls: &crate::types::FileUrlsOutput) -> String {
+    let mut config = format!("url = {}\n", curl_quote(post_url));
     for (k, v) in &urls.file_upload_presigned_fields {
         config.push_str(&format!(
             "form-string = {}\n",
@@ -375,17 +356,104 @@ pub(crate) async fn download(
         ));
     }
     config.push_str("form = \"file=@/dev/fd/3\"\n");
-    let argv = scripts::download_argv(remote, options.recursive, true);
+    config
+}
+
+async fn download_urls(
+    runner: &ExecRunner,
+    remote: &str,
+) -> Result<(crate::types::FileUrlsOutput, Presigned), TransferError> {
+    let env = runner.environment_id();
+    let urls = runner
+        .client()
+        .get_file_download_urls()
+        .environment_id(env)
+        .file_download_path(remote)
+        .send()
+        .await
+        .map_err(|e| api_error(e, env))?;
+    let presigned = Presigned::from_urls(&urls)?;
+    Ok((urls, presigned))
+}
+
+pub(crate) async fn download(
+    runner: &ExecRunner,
+    remote: &str,
+    dest: &LocalDestination,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let (urls, presigned) = download_urls(runner, remote).await?;
+    // The environment POSTs the file (or a tar of the tree) to the presigned form.
+    let config = post_config(&presigned.post_url, &urls);
+    let argv = scripts::download_argv(remote, options.recursive, DownloadSink::S3);
     let mut stdin: &[u8] = config.as_bytes();
     let mut stdout = Collector::default();
     let (outcome, report) = run_to_success(runner, &argv, Some(&mut stdin), &mut stdout).await?;
+    fetch(presigned, outcome, report, dest, options).await
+}
+
+/// [`Transport::Auto`]'s download from the public environment: one run in
+/// which the environment sends a file of [`AUTO_S3_MIN_BYTES`] or more to
+/// S3 and anything else (or the file, when its request to S3 fails) in-band.
+/// When the S3 route fails, the copy goes in-band, with
+/// [`TransferReport::s3_fallback`] saying why.
+pub(crate) async fn download_auto(
+    runner: &ExecRunner,
+    remote: &str,
+    dest: &LocalDestination,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let in_band = async |e: TransferError| {
+        let why = crate::error_chain(&e);
+        tracing::info!(error = %why, "S3 not usable, copying in-band");
+        let mut report = inband::download(runner, remote, dest, options).await?;
+        report.s3_fallback = Some(why);
+        Ok(report)
+    };
+    let (urls, presigned) = match download_urls(runner, remote).await {
+        Ok(u) => u,
+        Err(e) if e.is_s3_route() => return in_band(e).await,
+        Err(e) => return Err(e),
+    };
+    let config = post_config(&presigned.post_url, &urls);
+    let argv = scripts::download_argv(
+        remote,
+        options.recursive,
+        DownloadSink::Auto(super::AUTO_S3_MIN_BYTES),
+    );
+    let mut stdin: &[u8] = config.as_bytes();
+    match inband::download_run(runner, &argv, Some(&mut stdin), dest, options).await? {
+        Downloaded::Here(report) => Ok(report),
+        Downloaded::InS3 { outcome, report } => {
+            match fetch(presigned, outcome, report, dest, options).await {
+                Err(e) if e.is_s3_route() => in_band(e).await,
+                other => other,
+            }
+        }
+    }
+}
+
+/// GETs the object the environment put into S3 (its run `outcome` and
+/// `report`) with the SSE-C headers, streaming it into the destination.
+async fn fetch(
+    presigned: Presigned,
+    outcome: RunOutcome,
+    report: Report,
+    dest: &LocalDestination,
+    options: &TransferOptions,
+) -> Result<TransferReport, TransferError> {
+    let Presigned {
+        get_url,
+        key,
+        key_md5,
+        ..
+    } = presigned;
     let (Some((remote_sha, size)), Some(meta)) = (report.ok.clone(), report.meta) else {
         return Err(TransferError::Protocol(
             "the environment did not report what it uploaded".into(),
         ));
     };
 
-    // GET the object with the SSE-C headers, streaming it into the destination.
     let reporter = Reporter::new(options.progress.clone(), size);
     let http = http_client()?;
     let mut req = http

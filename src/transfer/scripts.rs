@@ -9,6 +9,8 @@
 //! - `CSRS-ERR <kind> <detail>` (stderr): a classified failure, exit status 3;
 //! - `CSRS-META <kind> <mode> <atime> <mtime> <size>` (first stdout line of a
 //!   download): what is coming;
+//! - `CSRS-FALLBACK <message>` (stderr): the request to S3 failed, the data
+//!   comes on stdout instead;
 //! - `CSRS-OK <sha256> <bytes>` (stderr): done; the hash of what was written
 //!   (upload) or sent (download);
 //! - `CSRS-SUM <sha256>` / `CSRS-BAD` (stdout, after each file of a batch
@@ -178,9 +180,12 @@ printf 'CSRS-OK %s 0\n' "$got" >&2
 "#;
 
 /// Download (file or, with the recursive flag, a tree as a tar stream).
-/// Arguments: source, recursive flag (0/1), sink (`stdout`, or `s3`: POST to
-/// the presigned form given as a curl config on stdin). Prints the META line
-/// first (on stdout for `stdout`, on stderr for `s3`).
+/// Arguments: source, recursive flag (0/1), sink: `stdout`; `s3` (POST to the
+/// presigned form given as a curl config on stdin); or `auto:MIN`, S3 for a
+/// file of MIN bytes or more, else (and when the request to S3 fails, with a
+/// `CSRS-FALLBACK <message>` line on stderr) `stdout`. With `stdout` the META
+/// line comes first on stdout, followed by the data; with S3 it is printed on
+/// stderr once the object is in S3.
 const DOWNLOAD: &str = r#"
 csrs_expand "$1"; src=$r
 rec=$2 sink=$3
@@ -204,15 +209,17 @@ meta=${st%%|*}
 csrs_send() {
   if [ $kind = dir ]; then tar -C "$src" -cf - .; else head -c "${meta##* }" -- "$src"; fi
 }
-if [ "$sink" = stdout ]; then
+csrs_stdout() {
   printf 'CSRS-META %s %s\n' "$kind" "$meta"
   exec 3>&1
   h=$(set -o pipefail; csrs_send | tee /dev/fd/3 | sha256sum) || csrs_fail io "$src"
   h=${h%% *}
   [ $kind = dir ] || csrs_same "$src" "$st" "$h" || csrs_fail changed "$src"
   size=
-else
-  printf 'CSRS-META %s %s\n' "$kind" "$meta" >&2
+}
+# With $1 = auto, a failed request to S3 returns 1 (its message in $e)
+# instead of failing the run.
+csrs_s3() {
   command -v curl >/dev/null 2>&1 || csrs_fail tool "curl is not installed in the environment"
   tmpd=$(mktemp -d) || csrs_fail io "${TMPDIR:-/tmp}"
   trap 'rm -rf -- "$tmpd"' EXIT
@@ -226,9 +233,27 @@ else
   h=$(sha256sum < "$data") || csrs_fail io "$src"
   h=${h%% *}
   size=$(stat -c %s -- "$data")
-  e=$(curl -fsS -o /dev/null --config - 2>&1 3< "$data") || csrs_check "$src" "$e"
+  if ! e=$(curl -fsS -o /dev/null --config - 2>&1 3< "$data"); then
+    [ "${1-}" = auto ] && return 1
+    csrs_check "$src" "$e"
+  fi
   [ $kind = dir ] || csrs_same "$src" "$st" || csrs_fail changed "$src"
-fi
+  printf 'CSRS-META %s %s\n' "$kind" "$meta" >&2
+}
+case $sink in
+  stdout) csrs_stdout ;;
+  s3) csrs_s3 ;;
+  auto:*)
+    if [ $kind = file ] && [ "${meta##* }" -ge "${sink#auto:}" ] && command -v curl >/dev/null 2>&1; then
+      if ! csrs_s3 auto; then
+        printf 'CSRS-FALLBACK %s\n' "$(printf %s "$e" | tr '\n' ' ')" >&2
+        csrs_stdout
+      fi
+    else
+      csrs_stdout
+    fi ;;
+  *) csrs_fail io "unknown sink $sink" ;;
+esac
 printf 'CSRS-OK %s %s\n' "$h" "$size" >&2
 "#;
 
@@ -401,15 +426,32 @@ pub(crate) fn upload_files_argv(destination: &str, files: &[BatchFile<'_>]) -> V
 }
 
 /// argv of a download; `to_s3` makes the environment POST the data to S3.
-pub(crate) fn download_argv(source: &str, recursive: bool, to_s3: bool) -> Vec<Vec<u8>> {
+pub(crate) fn download_argv(source: &str, recursive: bool, sink: DownloadSink) -> Vec<Vec<u8>> {
+    let sink = match sink {
+        DownloadSink::Stdout => "stdout".to_string(),
+        DownloadSink::S3 => "s3".to_string(),
+        DownloadSink::Auto(min) => format!("auto:{min}"),
+    };
     argv(
         DOWNLOAD,
         &[
             source.as_bytes(),
             if recursive { b"1" } else { b"0" },
-            if to_s3 { b"s3" } else { b"stdout" },
+            sink.as_bytes(),
         ],
     )
+}
+
+/// Where a download's data goes from the environment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DownloadSink {
+    /// In-band, on stdout.
+    Stdout,
+    /// Into S3.
+    S3,
+    /// Into S3 for a file of at least this many bytes, else (or when the
+    /// request to S3 fails) on stdout.
+    Auto(u64),
 }
 
 /// argv of a download of several files (stdout only).
@@ -486,6 +528,8 @@ pub(crate) struct Report {
     pub oks: Vec<(String, Option<u64>)>,
     pub meta: Option<Meta>,
     pub failure: Option<RemoteFailure>,
+    /// The `CSRS-FALLBACK` line: why S3 was not used after all.
+    pub fallback: Option<String>,
     /// Other stderr lines (tool messages), for error context.
     pub other: Vec<String>,
 }
@@ -546,6 +590,8 @@ pub(crate) fn parse_report(stderr: &[u8]) -> Report {
             });
         } else if line.starts_with("CSRS-META ") {
             r.meta = parse_meta(line);
+        } else if let Some(why) = line.strip_prefix("CSRS-FALLBACK ") {
+            r.fallback = Some(why.trim_end().to_string());
         } else if !line.trim().is_empty() && r.other.len() < 20 {
             r.other.push(line.to_string());
         }

@@ -425,6 +425,35 @@ fn cp_cli_auto_via_s3_and_the_fallback_line() {
     assert_eq!(v["Transport"], "in-band");
     assert!(v["S3Fallback"].as_str().unwrap().contains("curl: (7)"));
     assert_eq!(sha256_file(&home.join("again.bin")), sha256_hex(&data));
+    // Down, the same: through S3 by default, in-band when the environment
+    // cannot reach S3.
+    let down = local.join("down.bin");
+    let out = cli
+        .cmd_with(&["--output", "json"], "cp")
+        .arg(":again.bin")
+        .arg(&down)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.starts_with(
+            "again.bin: S3 could not be used (remote: the environment's request to S3 failed: \
+             curl: (7) Failed to connect"
+        ),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&down), sha256_hex(&data));
+    std::fs::remove_file(home.join(".bash_profile")).unwrap();
+    let down2 = local.join("down2.bin");
+    let lines = json_lines(
+        cli.cmd_with(&["--output", "json"], "cp")
+            .arg(":again.bin")
+            .arg(&down2),
+    );
+    assert_eq!(lines[0]["Transport"], "s3");
+    assert_eq!(sha256_file(&down2), sha256_hex(&data));
+    std::fs::write(home.join(".bash_profile"), "PATH=$HOME/fakebin:$PATH\n").unwrap();
     // --via in-band never tries S3: no line.
     let (code, err) = run(cli
         .cmd("cp")

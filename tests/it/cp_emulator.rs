@@ -690,8 +690,8 @@ async fn cp_emu_s3_upload_of_a_file_that_changed_keeps_nothing() {
     assert_eq!(std::fs::read(emu.home.join("grown.bin")).unwrap(), before);
 }
 
-/// `Transport::Auto`: an upload of 1 MiB or more to the public environment
-/// goes through S3, a smaller one in-band; downloads go in-band.
+/// `Transport::Auto`: a file of 1 MiB or more goes through S3 to and from
+/// the public environment, a smaller one in-band.
 #[tokio::test]
 async fn cp_emu_auto_uploads_large_files_through_s3() {
     require_curl();
@@ -716,8 +716,16 @@ async fn cp_emu_auto_uploads_large_files_through_s3() {
         let d = transfer::download(&emu.client, &emu.env, name, &back, &auto)
             .await
             .unwrap();
-        assert_eq!(d.transport, Transport::InBand);
+        assert_eq!(d.transport, want, "{name}");
+        assert_eq!(d.s3_fallback, None);
+        let http = if want == Transport::S3 {
+            data.len() as u64
+        } else {
+            0
+        };
+        assert_eq!(d.http_bytes, http);
         assert_eq!(sha256_file(&back), sha256_hex(data));
+        assert_eq!(mode_of(&back), 0o640);
     }
     // Several files: a batch in one session while all are small, else one
     // by one, each by its size.
@@ -771,6 +779,20 @@ async fn cp_emu_auto_keeps_vpc_environments_in_band() {
     assert_eq!(r.transport, Transport::InBand);
     assert_eq!(r.http_bytes, 0);
     assert_eq!(sha256_file(&home.join("v.bin")), sha256_hex(&data));
+    let back = emu.local.join("v.back");
+    let d = transfer::download(&emu.client, &vpc, "v.bin", &back, &auto)
+        .await
+        .unwrap();
+    assert_eq!(d.transport, Transport::InBand);
+    assert_eq!(sha256_file(&back), sha256_hex(&data));
+    let asked: Vec<_> = emu
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .filter(|o| o.starts_with("GetFile"))
+        .collect();
+    assert!(asked.is_empty(), "{asked:?}");
 }
 
 /// `Transport::Auto` copies in-band again when the S3 route fails, and says
@@ -800,6 +822,19 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
     let why = r.s3_fallback.unwrap();
     assert!(why.contains("CloudShell API call failed"), "{why}");
     assert_eq!(sha256_file(&emu.home.join("a.bin")), sha256_hex(&data));
+    emu.emulator.inject(RestFault::on(
+        "GetFileDownloadUrls",
+        FaultKind::MalformedJson,
+        1,
+    ));
+    let back = emu.local.join("a.back");
+    let d = transfer::download(&emu.client, &emu.env, "a.bin", &back, &auto)
+        .await
+        .unwrap();
+    assert_eq!(d.transport, Transport::InBand);
+    let why = d.s3_fallback.unwrap();
+    assert!(why.contains("CloudShell API call failed"), "{why}");
+    assert_eq!(sha256_file(&back), sha256_hex(&data));
 
     // The environment cannot reach S3: its curl fails to connect.
     let bin = emu.home.join("fakebin");
@@ -821,6 +856,29 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
         "{why}"
     );
     assert_eq!(sha256_file(&emu.home.join("b.bin")), sha256_hex(&data));
+    // Down: the environment sends the file in-band in the same run.
+    emu.emulator.clear_requests();
+    let back = emu.local.join("b.back");
+    let d = transfer::download(&emu.client, &emu.env, "b.bin", &back, &auto)
+        .await
+        .unwrap();
+    assert_eq!(d.transport, Transport::InBand);
+    assert_eq!(d.http_bytes, 0);
+    let why = d.s3_fallback.unwrap();
+    assert!(why.contains("curl: (7) Failed to connect"), "{why}");
+    assert_eq!(sha256_file(&back), sha256_hex(&data));
+    let sessions = emu
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.operation == "CreateSession")
+        .count();
+    assert_eq!(sessions, 1, "one run");
+    assert!(
+        leftovers(&emu.local).is_empty(),
+        "{:?}",
+        leftovers(&emu.local)
+    );
     assert!(
         leftovers(&emu.home).is_empty(),
         "{:?}",
