@@ -335,12 +335,21 @@ pub async fn upload(
     options: &TransferOptions,
 ) -> Result<TransferReport, TransferError> {
     let src = local::inspect_source(local, options.recursive)?;
-    let runner = runner_for(client, environment_id, options).await?;
+    let large = !src.dir && src.size >= AUTO_S3_MIN_BYTES;
+    let (runner, public) = tokio::join!(
+        runner_for(client, environment_id, options),
+        is_public_if(
+            options.transport == Transport::Auto && large,
+            client,
+            environment_id
+        ),
+    );
+    let runner = runner?;
     match options.transport {
         Transport::InBand => inband::upload(&runner, &src, remote, options).await,
         Transport::S3 => s3::upload(&runner, &src, remote, options).await,
         Transport::Auto => {
-            if src.dir || src.size < AUTO_S3_MIN_BYTES || !is_public(client, environment_id).await {
+            if !public {
                 return inband::upload(&runner, &src, remote, options).await;
             }
             match s3::upload(&runner, &src, remote, options).await {
@@ -357,9 +366,13 @@ pub async fn upload(
     }
 }
 
-/// Whether the environment is the public one (no VPC configuration: it has
-/// internet access, so it reaches S3). Unknown counts as no.
-async fn is_public(client: &Client, environment_id: &str) -> bool {
+/// With `ask`, whether the environment is the public one (no VPC
+/// configuration: it has internet access, so it reaches S3); unknown counts
+/// as no. Without `ask`, false and no request.
+async fn is_public_if(ask: bool, client: &Client, environment_id: &str) -> bool {
+    if !ask {
+        return false;
+    }
     match client.describe_environments().send().await {
         Ok(out) => out
             .environments
@@ -578,12 +591,14 @@ pub async fn download(
 ) -> Result<TransferReport, TransferError> {
     let dest = destination(remote, local, options);
     dest.precheck()?;
-    let runner = runner_for(client, environment_id, options).await?;
+    let (runner, public) = tokio::join!(
+        runner_for(client, environment_id, options),
+        is_public_if(options.transport == Transport::Auto, client, environment_id),
+    );
+    let runner = runner?;
     match options.transport {
         Transport::S3 => s3::download(&runner, remote, &dest, options).await,
-        Transport::Auto if is_public(client, environment_id).await => {
-            s3::download_auto(&runner, remote, &dest, options).await
-        }
+        Transport::Auto if public => s3::download_auto(&runner, remote, &dest, options).await,
         _ => inband::download(&runner, remote, &dest, options).await,
     }
 }
