@@ -37,8 +37,8 @@ pub struct CpArgs {
 
     /// How the data travels: in-band through the session (works without
     /// internet access in the environment), through S3 presigned URLs as the
-    /// AWS Console does, or `auto`: a file of 1 MiB or more to or from the
-    /// public environment through S3 (in-band if S3 fails), the rest in-band.
+    /// AWS Console does, or `auto`: a file or tree of 1 MiB or more to or from
+    /// the public environment through S3 (in-band if S3 fails), the rest in-band.
     #[arg(long, value_enum, default_value_t = Via::Auto)]
     pub via: Via,
 
@@ -58,7 +58,7 @@ pub enum Via {
     InBand,
     /// Through S3 presigned URLs.
     S3,
-    /// S3 for a file of 1 MiB or more to or from the public environment, else in-band.
+    /// S3 for a file or tree of 1 MiB or more to or from the public environment, else in-band.
     Auto,
 }
 

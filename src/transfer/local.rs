@@ -330,6 +330,31 @@ fn copy_big<R: Read + ?Sized, W: Write + ?Sized>(r: &mut R, w: &mut W) -> io::Re
     }
 }
 
+/// The bytes of the regular files under `root` (links not followed), counted
+/// until `enough` is reached; what cannot be read counts as nothing (the copy
+/// itself reports it).
+pub(crate) fn tree_size(root: &Path, enough: u64) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(md) = entry.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(entry.path());
+            } else if md.is_file() {
+                total = total.saturating_add(md.len());
+                if total >= enough {
+                    return total;
+                }
+            }
+        }
+    }
+    total
+}
+
 /// Writes the tree under `src` as a tar stream (entries relative to it, the
 /// top directory itself not included). Symbolic links are stored as links;
 /// sockets, FIFOs and devices are skipped (their count is returned with the

@@ -33,7 +33,7 @@
 //!   (multipart POST, then a GET with the SSE-C key headers); a helper command
 //!   in the environment runs `curl`, reading the URLs, form fields and the SSE-C
 //!   key from its stdin (a curl config), never from its command line.
-//! - [`Transport::Auto`] (the CLI's default): S3 for a file of
+//! - [`Transport::Auto`] (the CLI's default): S3 for a file or tree of
 //!   [`AUTO_S3_MIN_BYTES`] or more to or from the public environment,
 //!   in-band for the rest and again in-band when the S3 route fails.
 //!
@@ -87,10 +87,10 @@ pub enum Transport {
     InBand,
     /// Through S3 presigned URLs, as the AWS Console does.
     S3,
-    /// A file of [`AUTO_S3_MIN_BYTES`] or more goes through S3 to or from the
-    /// public (non-VPC) environment, everything else in-band: smaller files,
-    /// directory trees, several files copied together while all are small,
-    /// and VPC environments (they may have no route to S3). If the S3 route
+    /// A file or tree of [`AUTO_S3_MIN_BYTES`] or more goes through S3 to or
+    /// from the public (non-VPC) environment, everything else in-band:
+    /// smaller ones, several files copied together while all are small, and
+    /// VPC environments (they may have no route to S3). If the S3 route
     /// fails (GetFile*Urls refused, S3 refusing a request, the environment
     /// unable to reach S3), the file is copied in-band and
     /// [`TransferReport::s3_fallback`] says why. CloudShell runs its shells
@@ -102,7 +102,8 @@ pub enum Transport {
     Auto,
 }
 
-/// The file size from which [`Transport::Auto`] copies through S3.
+/// The size (of a file, or of the files in a tree) from which
+/// [`Transport::Auto`] copies through S3.
 pub const AUTO_S3_MIN_BYTES: u64 = 1 << 20;
 
 impl std::fmt::Display for Transport {
@@ -335,7 +336,16 @@ pub async fn upload(
     options: &TransferOptions,
 ) -> Result<TransferReport, TransferError> {
     let src = local::inspect_source(local, options.recursive)?;
-    let large = !src.dir && src.size >= AUTO_S3_MIN_BYTES;
+    let large = options.transport == Transport::Auto
+        && if src.dir {
+            let path = src.path.clone();
+            tokio::task::spawn_blocking(move || local::tree_size(&path, AUTO_S3_MIN_BYTES))
+                .await
+                .unwrap_or(0)
+                >= AUTO_S3_MIN_BYTES
+        } else {
+            src.size >= AUTO_S3_MIN_BYTES
+        };
     let (runner, public) = tokio::join!(
         runner_for(client, environment_id, options),
         is_public_if(

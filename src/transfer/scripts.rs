@@ -182,7 +182,7 @@ printf 'CSRS-OK %s 0\n' "$got" >&2
 /// Download (file or, with the recursive flag, a tree as a tar stream).
 /// Arguments: source, recursive flag (0/1), sink: `stdout`; `s3` (POST to the
 /// presigned form given as a curl config on stdin); or `auto:MIN`, S3 for a
-/// file of MIN bytes or more, else (and when the request to S3 fails, with a
+/// file (or tree, by `du -sb`) of MIN bytes or more, else (and when the request to S3 fails, with a
 /// `CSRS-FALLBACK <message>` line on stderr) `stdout`. With `stdout` the META
 /// line comes first on stdout, followed by the data; with S3 it is printed on
 /// stderr once the object is in S3.
@@ -244,7 +244,8 @@ case $sink in
   stdout) csrs_stdout ;;
   s3) csrs_s3 ;;
   auto:*)
-    if [ $kind = file ] && [ "${meta##* }" -ge "${sink#auto:}" ] && command -v curl >/dev/null 2>&1; then
+    if [ $kind = file ]; then n=${meta##* }; else n=$(du -sb -- "$src" 2>/dev/null); n=${n%%[!0-9]*}; fi
+    if [ "${n:-0}" -ge "${sink#auto:}" ] && command -v curl >/dev/null 2>&1; then
       if ! csrs_s3 auto; then
         printf 'CSRS-FALLBACK %s\n' "$(printf %s "$e" | tr '\n' ' ')" >&2
         csrs_stdout

@@ -915,3 +915,51 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
         "a destination error is not retried in-band"
     );
 }
+
+/// `Transport::Auto` with trees: one of 1 MiB or more goes through S3 both
+/// ways (as a tar archive), a smaller one in-band; either arrives whole.
+#[tokio::test]
+async fn cp_emu_auto_trees_by_size() {
+    require_curl();
+    let emu = start(GatewayConfig::default()).await;
+    let auto = TransferOptions::new()
+        .transport(Transport::Auto)
+        .recursive(true);
+    for (name, extra, want) in [
+        ("small-tree", 0, Transport::InBand),
+        (
+            "large-tree",
+            transfer::AUTO_S3_MIN_BYTES as usize,
+            Transport::S3,
+        ),
+    ] {
+        let tree = emu.local.join(name);
+        make_tree(&tree);
+        if extra > 0 {
+            write_file(&tree.join("a/b/big.bin"), &pseudo_random(extra, 15), 0o644);
+        }
+        let expected = tree_listing(&tree);
+        let up = transfer::upload(&emu.client, &emu.env, &tree, name, &auto)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {}", cloudshell_rs::error_chain(&e)));
+        assert_eq!(up.transport, want, "{name} up");
+        assert_eq!(tree_listing(&emu.home.join(name)), expected, "{name}");
+        let back = emu.local.join(format!("{name}.back"));
+        let down = transfer::download(&emu.client, &emu.env, name, &back, &auto)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {}", cloudshell_rs::error_chain(&e)));
+        assert_eq!(down.transport, want, "{name} down");
+        assert!(down.tree);
+        assert_eq!(tree_listing(&back), expected, "{name}");
+    }
+    assert!(
+        leftovers(&emu.home).is_empty(),
+        "{:?}",
+        leftovers(&emu.home)
+    );
+    assert!(
+        leftovers(&emu.local).is_empty(),
+        "{:?}",
+        leftovers(&emu.local)
+    );
+}
