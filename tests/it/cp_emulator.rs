@@ -738,11 +738,7 @@ async fn cp_emu_auto_uploads_large_files_through_s3() {
     let rs = transfer::upload_files(&emu.client, &emu.env, &locals[..1], "into/", &auto).await;
     assert_eq!(rs.len(), 1);
     assert_eq!(rs[0].as_ref().unwrap().transport, Transport::InBand);
-    assert!(
-        leftovers(&emu.home).is_empty(),
-        "{:?}",
-        leftovers(&emu.home)
-    );
+    assert_clean(&emu.home);
 }
 
 /// `Transport::Auto` never sends a VPC environment's uploads through S3: it
@@ -874,16 +870,8 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
         .filter(|r| r.operation == "CreateSession")
         .count();
     assert_eq!(sessions, 1, "one run");
-    assert!(
-        leftovers(&emu.local).is_empty(),
-        "{:?}",
-        leftovers(&emu.local)
-    );
-    assert!(
-        leftovers(&emu.home).is_empty(),
-        "{:?}",
-        leftovers(&emu.home)
-    );
+    assert_clean(&emu.local);
+    assert_clean(&emu.home);
 
     // A destination that cannot be written: the same error as in-band, and
     // no second attempt (one session only).
@@ -952,14 +940,6 @@ async fn cp_emu_auto_trees_by_size() {
         assert!(down.tree);
         assert_eq!(tree_listing(&back), expected, "{name}");
     }
-    assert!(
-        leftovers(&emu.home).is_empty(),
-        "{:?}",
-        leftovers(&emu.home)
-    );
-    assert!(
-        leftovers(&emu.local).is_empty(),
-        "{:?}",
-        leftovers(&emu.local)
-    );
+    assert_clean(&emu.home);
+    assert_clean(&emu.local);
 }

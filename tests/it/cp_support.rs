@@ -269,6 +269,13 @@ pub fn tree_listing(root: &Path) -> Vec<(String, &'static str, u32, String)> {
     out
 }
 
+/// Fails if a leftover temporary name exists anywhere under `dir`.
+#[track_caller]
+pub fn assert_clean(dir: &Path) {
+    let found = leftovers(dir);
+    assert!(found.is_empty(), "left behind: {found:?}");
+}
+
 /// Whether any leftover temporary name exists anywhere under `dir`.
 pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
