@@ -479,11 +479,16 @@ async fn fetch(
     });
     let mut http_bytes = 0u64;
     let mut fed: Result<(), TransferError> = Ok(());
-    loop {
+    // A file's first `size` bytes: one that grew while the environment sent
+    // it (a log being written to) is longer in S3.
+    let mut left = if meta.dir { u64::MAX } else { meta.size };
+    while left > 0 {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 http_bytes += chunk.len() as u64;
-                if writer.write_all(&chunk).await.is_err() {
+                let take = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
+                left -= take as u64;
+                if writer.write_all(&chunk[..take]).await.is_err() {
                     break; // the receiver stopped; its error says why
                 }
             }

@@ -230,14 +230,21 @@ csrs_s3() {
   else
     data=$src
   fi
-  h=$(sha256sum < "$data") || csrs_fail io "$src"
+  # A file: its first bytes, as many as it had (one that grows meanwhile,
+  # a log being written to, is sent longer; the client keeps those).
+  if [ $kind = dir ]; then
+    h=$(sha256sum < "$data") || csrs_fail io "$src"
+    size=$(stat -c %s -- "$data")
+  else
+    size=${meta##* }
+    h=$(set -o pipefail; head -c "$size" -- "$src" | sha256sum) || csrs_fail io "$src"
+  fi
   h=${h%% *}
-  size=$(stat -c %s -- "$data")
   if ! e=$(curl -fsS -o /dev/null --config - 2>&1 3< "$data"); then
     [ "${1-}" = auto ] && return 1
     csrs_check "$src" "$e"
   fi
-  [ $kind = dir ] || csrs_same "$src" "$st" || csrs_fail changed "$src"
+  [ $kind = dir ] || csrs_same "$src" "$st" "$h" || csrs_fail changed "$src"
   printf 'CSRS-META %s %s\n' "$kind" "$meta" >&2
 }
 case $sink in

@@ -943,3 +943,42 @@ async fn cp_emu_auto_trees_by_size() {
     assert_clean(&emu.home);
     assert_clean(&emu.local);
 }
+
+/// A remote file that grows while it is copied down through S3 (a log being
+/// written to) is copied as it was when the copy began, as in-band.
+#[tokio::test]
+async fn cp_emu_s3_download_of_a_growing_file_copies_its_beginning() {
+    require_curl();
+    let emu = start(GatewayConfig::default()).await;
+    let data = pseudo_random(2 * 1024 * 1024 + 5, 16);
+    write_file(&emu.home.join("grow.log"), &data, 0o644);
+    // The environment's curl: the file grows just before it is sent.
+    std::fs::create_dir_all(emu.home.join("fakebin")).unwrap();
+    write_file(
+        &emu.home.join("fakebin/curl"),
+        b"#!/bin/sh\nprintf 'more lines\\n' >> \"$HOME/grow.log\"\nPATH=${PATH#*fakebin:} exec curl \"$@\"\n",
+        0o755,
+    );
+    std::fs::write(emu.home.join(".bash_profile"), "PATH=$HOME/fakebin:$PATH\n").unwrap();
+    for (i, t) in [Transport::S3, Transport::Auto].into_iter().enumerate() {
+        let back = emu.local.join(format!("grow{i}.log"));
+        let r = transfer::download(
+            &emu.client,
+            &emu.env,
+            "grow.log",
+            &back,
+            &TransferOptions::new().transport(t),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{t}: {}", cloudshell_rs::error_chain(&e)));
+        assert_eq!(r.transport, Transport::S3);
+        let before = std::fs::read(&back).unwrap();
+        assert_eq!(before.len(), data.len() + i * "more lines\n".len(), "{t}");
+        assert_eq!(&before[..data.len()], &data[..], "{t}");
+        assert_eq!(r.sha256, sha256_hex(&before));
+    }
+    let now = std::fs::metadata(emu.home.join("grow.log")).unwrap().len();
+    assert_eq!(now, data.len() as u64 + 2 * "more lines\n".len() as u64);
+    assert_clean(&emu.local);
+    assert_clean(&emu.home);
+}
