@@ -305,7 +305,7 @@ Examples:
   cloudshell-rs cp :logs/app.log .                   # download
   cloudshell-rs cp ':logs/*.log' ./logs/             # a remote pattern
   cloudshell-rs cp -p a.txt b.txt my-vpc-env:/tmp/   # keep times; a VPC environment by name
-  cloudshell-rs cp --via s3 :big.iso .               # a download through S3, as the Console does
+  cloudshell-rs cp --via s3 :notes.txt .             # through S3 whatever the size, as the Console does
   cloudshell-rs --output json cp data.csv :~/        # one JSON line per copy (bytes, sha256)")]
     Cp(super::cp::CpArgs),
 }
