@@ -174,6 +174,10 @@ pub enum TransferError {
         #[source]
         source: reqwest::Error,
     },
+    /// GetFileUploadUrls / GetFileDownloadUrls answered without something
+    /// the S3 transport needs.
+    #[error("the file-transfer URLs lack {0}")]
+    S3UrlsIncomplete(&'static str),
     /// The environment's request to S3 failed (`curl` could not connect, or
     /// S3 refused it).
     #[error("remote: the environment's request to S3 failed: {0}")]
@@ -193,6 +197,7 @@ impl TransferError {
                 | TransferError::S3 { .. }
                 | TransferError::Http { .. }
                 | TransferError::EnvironmentS3(_)
+                | TransferError::S3UrlsIncomplete(_)
         )
     }
 
@@ -230,6 +235,39 @@ impl TransferError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_failures_of_the_s3_route_are_retried_in_band() {
+        let route = [
+            TransferError::S3 {
+                operation: "upload",
+                status: 403,
+                message: "AccessDenied: no".into(),
+            },
+            TransferError::EnvironmentS3("curl: (7) Failed to connect".into()),
+            TransferError::S3UrlsIncomplete("FileDownloadPresignedUrl"),
+        ];
+        for e in &route {
+            assert!(e.is_s3_route(), "{e}");
+        }
+        let other = [
+            TransferError::NotFound {
+                side: Side::Remote,
+                path: "x".into(),
+            },
+            TransferError::ChecksumMismatch {
+                sent: "a".into(),
+                received: "b".into(),
+            },
+            TransferError::Interrupted,
+            TransferError::Remote("cannot write".into()),
+            TransferError::Incomplete,
+            TransferError::UnknownEnvironment("env".into()),
+        ];
+        for e in &other {
+            assert!(!e.is_s3_route(), "{e}");
+        }
+    }
 
     #[test]
     fn local_errors_map_to_clear_variants() {

@@ -348,11 +348,7 @@ pub async fn upload(
         };
     let (runner, public) = tokio::join!(
         runner_for(client, environment_id, options),
-        is_public_if(
-            options.transport == Transport::Auto && large,
-            client,
-            environment_id
-        ),
+        is_public_if(large, client, environment_id),
     );
     let runner = runner?;
     match options.transport {

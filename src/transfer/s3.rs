@@ -97,8 +97,8 @@ fn api_error(e: crate::Error, environment_id: &str) -> TransferError {
     }
 }
 
-fn missing(what: &str) -> TransferError {
-    TransferError::Protocol(format!("the file-transfer URLs lack {what}"))
+fn missing(what: &'static str) -> TransferError {
+    TransferError::S3UrlsIncomplete(what)
 }
 
 /// What both directions need from a GetFile*Urls answer.
