@@ -240,7 +240,12 @@ async fn copy_many(
                     }
                 }
                 if global.output == OutputFormat::Json {
-                    print_json(source, &report)?;
+                    // The bar (on stderr) steps aside while the line is
+                    // written, so that a terminal shows no stale bar.
+                    match &bar {
+                        Some(b) => b.suspend(|| print_json(source, &report))?,
+                        None => print_json(source, &report)?,
+                    }
                 }
             }
             Err(e) => {

@@ -373,6 +373,29 @@ async fn cp_cli_progress_bar_on_a_terminal() {
         !screen[bar..error].contains("\x1b[2K") && screen[bar..error].contains("KiB"),
         "{screen:?}"
     );
+
+    // With --output json, the bar steps aside for each JSON line: no stale
+    // drawing of it stays in front of the line.
+    write_file(&local.join("c.bin"), &pseudo_random(3_000_000, 4), 0o644);
+    let (code, screen) = cp_on_a_terminal(
+        &cli,
+        &[
+            "--output".into(),
+            "json".into(),
+            "--via".into(),
+            "in-band".into(),
+            local.join("c.bin").into(),
+            ":~/".into(),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{screen:?}");
+    let json = screen.find("{\"Bytes\"").expect("the JSON line");
+    let drawn = screen[..json].rfind("ETA").expect("the bar was drawn");
+    assert!(
+        screen[drawn..json].contains("\x1b[2K"),
+        "a stale bar in front of the JSON line: {screen:?}"
+    );
 }
 
 /// By default (`--via auto`) a large upload to the public environment goes
