@@ -360,11 +360,7 @@ pub async fn upload(
             }
             match s3::upload(&runner, &src, remote, options).await {
                 Err(e) if e.is_s3_route() => {
-                    let why = crate::error_chain(&e);
-                    tracing::info!(error = %why, "S3 not usable, copying in-band");
-                    let mut report = inband::upload(&runner, &src, remote, options).await?;
-                    report.s3_fallback = Some(why);
-                    Ok(report)
+                    in_band_after(e, inband::upload(&runner, &src, remote, options)).await
                 }
                 other => other,
             }
@@ -379,16 +375,26 @@ async fn is_public_if(ask: bool, client: &Client, environment_id: &str) -> bool 
     if !ask {
         return false;
     }
-    match client.describe_environments().send().await {
-        Ok(out) => out
-            .environments
-            .iter()
-            .any(|e| e.environment_id == environment_id && e.is_default()),
+    match client.find_default().await {
+        Ok(default) => default.as_deref() == Some(environment_id),
         Err(e) => {
             tracing::debug!(error = %e, "DescribeEnvironments failed; copying in-band");
             false
         }
     }
+}
+
+/// [`Transport::Auto`] after the S3 route failed with `e`: the copy made
+/// in-band instead, its report saying why.
+pub(crate) async fn in_band_after(
+    e: TransferError,
+    copy: impl std::future::Future<Output = Result<TransferReport, TransferError>>,
+) -> Result<TransferReport, TransferError> {
+    let why = crate::error_chain(&e);
+    tracing::info!(error = %why, "S3 not usable, copying in-band");
+    let mut report = copy.await?;
+    report.s3_fallback = Some(why);
+    Ok(report)
 }
 
 /// Whether all these local files are under [`AUTO_S3_MIN_BYTES`] (one that

@@ -403,13 +403,7 @@ pub(crate) async fn download_auto(
     dest: &LocalDestination,
     options: &TransferOptions,
 ) -> Result<TransferReport, TransferError> {
-    let in_band = async |e: TransferError| {
-        let why = crate::error_chain(&e);
-        tracing::info!(error = %why, "S3 not usable, copying in-band");
-        let mut report = inband::download(runner, remote, dest, options).await?;
-        report.s3_fallback = Some(why);
-        Ok(report)
-    };
+    let in_band = |e| super::in_band_after(e, inband::download(runner, remote, dest, options));
     let (urls, presigned) = match download_urls(runner, remote).await {
         Ok(u) => u,
         Err(e) if e.is_s3_route() => return in_band(e).await,
