@@ -298,15 +298,7 @@ impl FrameDecoder {
                 if start > i {
                     self.line.clear();
                 }
-                let run = &data[start..end];
-                if self.line.len() + run.len() > MAX_FRAME_LINE {
-                    // Longer than any frame: not one.
-                    self.collecting = false;
-                    self.skipped += 1;
-                    self.line = Vec::new();
-                } else {
-                    self.line.extend_from_slice(run);
-                }
+                self.collect(&data[start..end]);
                 i = end;
                 continue;
             }
@@ -329,13 +321,7 @@ impl FrameDecoder {
                 continue;
             }
             if b != b'.' {
-                if self.line.len() >= MAX_FRAME_LINE {
-                    self.collecting = false;
-                    self.skipped += 1;
-                    self.line = Vec::new();
-                } else {
-                    self.line.push(b);
-                }
+                self.collect(&[b]);
                 continue;
             }
             self.collecting = false;
@@ -437,6 +423,18 @@ impl FrameDecoder {
         } else {
             Frame::Stderr(bytes)
         }))
+    }
+
+    /// Adds frame text to the frame being collected; text longer than any
+    /// frame is not one, and is dropped.
+    fn collect(&mut self, text: &[u8]) {
+        if self.line.len() + text.len() > MAX_FRAME_LINE {
+            self.collecting = false;
+            self.skipped += 1;
+            self.line = Vec::new();
+        } else {
+            self.line.extend_from_slice(text);
+        }
     }
 
     /// A stream's end: `<n>:<sha256>` must be what arrived.

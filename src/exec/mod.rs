@@ -455,7 +455,7 @@ where
     }
     if !sopts.forward_stdin {
         // The terminal's input is free: acknowledgements travel from the start.
-        send(&input, b".O0\n.E0\n").await?;
+        send(&input, acknowledgements((0, 0), None).as_bytes()).await?;
     }
 
     // Phase 2: stream.
@@ -525,13 +525,7 @@ where
                 if acks_on {
                     // Flow control: tell the script which frames arrived.
                     let now = decoder.accepted();
-                    let mut ack = String::new();
-                    if now.0 > acked.0 {
-                        ack.push_str(&format!(".O{}\n", now.0));
-                    }
-                    if now.1 > acked.1 {
-                        ack.push_str(&format!(".E{}\n", now.1));
-                    }
+                    let ack = acknowledgements(now, Some(acked));
                     if !ack.is_empty() {
                         acked = now;
                         // A closed input means the command has ended: its
@@ -549,7 +543,7 @@ where
                         // what has arrived so far.
                         acks_on = true;
                         acked = decoder.accepted();
-                        let ack = format!(".O{}\n.E{}\n", acked.0, acked.1);
+                        let ack = acknowledgements(acked, None);
                         let _ = send(&input, ack.as_bytes()).await;
                     }
                     // The remote side stopped taking input: a command that
@@ -579,6 +573,19 @@ where
             }
         }
     }
+}
+
+/// The acknowledgement lines for frames `now` (stdout, stderr) arrived:
+/// those that moved since `since`, or both.
+fn acknowledgements(now: (u64, u64), since: Option<(u64, u64)>) -> String {
+    let mut ack = String::new();
+    if since.is_none_or(|s| now.0 > s.0) {
+        ack.push_str(&format!(".O{}\n", now.0));
+    }
+    if since.is_none_or(|s| now.1 > s.1) {
+        ack.push_str(&format!(".E{}\n", now.1));
+    }
+    ack
 }
 
 /// The command line as bytes, checked with the variables to export: not
