@@ -421,13 +421,7 @@ fn cp_cli_auto_via_s3_and_the_fallback_line() {
     assert_eq!(sha256_file(&home.join("big.bin")), sha256_hex(&data));
 
     // The environment's curl cannot connect.
-    std::fs::create_dir_all(home.join("fakebin")).unwrap();
-    write_file(
-        &home.join("fakebin/curl"),
-        b"#!/bin/sh\ncat >/dev/null\necho 'curl: (7) Failed to connect to s3.us-east-1.amazonaws.com port 443' >&2\nexit 7\n",
-        0o755,
-    );
-    std::fs::write(home.join(".bash_profile"), "PATH=$HOME/fakebin:$PATH\n").unwrap();
+    environment_curl(&home, Some(CURL_CANNOT_CONNECT));
     let out = cli
         .cmd_with(&["--output", "json"], "cp")
         .arg(&src)
@@ -467,7 +461,7 @@ fn cp_cli_auto_via_s3_and_the_fallback_line() {
         "{err}"
     );
     assert_eq!(sha256_file(&down), sha256_hex(&data));
-    std::fs::remove_file(home.join(".bash_profile")).unwrap();
+    environment_curl(&home, None);
     let down2 = local.join("down2.bin");
     let lines = json_lines(
         cli.cmd_with(&["--output", "json"], "cp")
@@ -476,8 +470,8 @@ fn cp_cli_auto_via_s3_and_the_fallback_line() {
     );
     assert_eq!(lines[0]["Transport"], "s3");
     assert_eq!(sha256_file(&down2), sha256_hex(&data));
-    std::fs::write(home.join(".bash_profile"), "PATH=$HOME/fakebin:$PATH\n").unwrap();
-    // --via in-band never tries S3: no line.
+    // --via in-band never tries S3, even where it would fail: no line.
+    environment_curl(&home, Some(CURL_CANNOT_CONNECT));
     let (code, err) = run(cli
         .cmd("cp")
         .args(["--via", "in-band"])

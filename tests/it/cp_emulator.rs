@@ -205,11 +205,18 @@ async fn cp_emu_trees_modes_and_times() {
 }
 
 fn create_sessions(emu: &Emu) -> usize {
+    operations(emu, |o| o == "CreateSession").len()
+}
+
+/// The operations the emulator has served (since its requests were last
+/// cleared) that `wanted` picks, in order.
+fn operations(emu: &Emu, wanted: impl Fn(&str) -> bool) -> Vec<String> {
     emu.emulator
         .requests()
-        .iter()
-        .filter(|r| r.operation == "CreateSession")
-        .count()
+        .into_iter()
+        .map(|r| r.operation)
+        .filter(|o| wanted(o))
+        .collect()
 }
 
 /// Several files into one directory go through one session and one remote
@@ -781,13 +788,7 @@ async fn cp_emu_auto_keeps_vpc_environments_in_band() {
         .unwrap();
     assert_eq!(d.transport, Transport::InBand);
     assert_eq!(sha256_file(&back), sha256_hex(&data));
-    let asked: Vec<_> = emu
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .filter(|o| o.starts_with("GetFile"))
-        .collect();
+    let asked = operations(&emu, |o| o.starts_with("GetFile"));
     assert!(asked.is_empty(), "{asked:?}");
 }
 
@@ -833,14 +834,7 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
     assert_eq!(sha256_file(&back), sha256_hex(&data));
 
     // The environment cannot reach S3: its curl fails to connect.
-    let bin = emu.home.join("fakebin");
-    std::fs::create_dir_all(&bin).unwrap();
-    write_file(
-        &bin.join("curl"),
-        b"#!/bin/sh\ncat >/dev/null\necho 'curl: (7) Failed to connect to s3.us-east-1.amazonaws.com port 443' >&2\nexit 7\n",
-        0o755,
-    );
-    std::fs::write(emu.home.join(".bash_profile"), "PATH=$HOME/fakebin:$PATH\n").unwrap();
+    environment_curl(&emu.home, Some(CURL_CANNOT_CONNECT));
     let r = transfer::upload(&emu.client, &emu.env, &src, "b.bin", &auto)
         .await
         .unwrap();
@@ -863,19 +857,13 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
     let why = d.s3_fallback.unwrap();
     assert!(why.contains("curl: (7) Failed to connect"), "{why}");
     assert_eq!(sha256_file(&back), sha256_hex(&data));
-    let sessions = emu
-        .emulator
-        .requests()
-        .iter()
-        .filter(|r| r.operation == "CreateSession")
-        .count();
-    assert_eq!(sessions, 1, "one run");
+    assert_eq!(create_sessions(&emu), 1, "one run");
     assert_clean(&emu.local);
     assert_clean(&emu.home);
 
     // A destination that cannot be written: the same error as in-band, and
     // no second attempt (one session only).
-    std::fs::remove_file(emu.home.join(".bash_profile")).unwrap();
+    environment_curl(&emu.home, None);
     emu.emulator.clear_requests();
     let e = transfer::upload(&emu.client, &emu.env, &src, "nowhere/c.bin", &auto)
         .await
@@ -890,13 +878,7 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
         ),
         "{e:?}"
     );
-    let ops: Vec<_> = emu
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .filter(|o| o == "CreateSession" || o == "GetFileUploadUrls")
-        .collect();
+    let ops = operations(&emu, |o| o == "CreateSession" || o == "GetFileUploadUrls");
     assert_eq!(
         ops,
         ["GetFileUploadUrls", "CreateSession"],
@@ -953,13 +935,12 @@ async fn cp_emu_s3_download_of_a_growing_file_copies_its_beginning() {
     let data = pseudo_random(2 * 1024 * 1024 + 5, 16);
     write_file(&emu.home.join("grow.log"), &data, 0o644);
     // The environment's curl: the file grows just before it is sent.
-    std::fs::create_dir_all(emu.home.join("fakebin")).unwrap();
-    write_file(
-        &emu.home.join("fakebin/curl"),
-        b"#!/bin/sh\nprintf 'more lines\\n' >> \"$HOME/grow.log\"\nPATH=${PATH#*fakebin:} exec curl \"$@\"\n",
-        0o755,
+    environment_curl(
+        &emu.home,
+        Some(
+            "#!/bin/sh\nprintf 'more lines\\n' >> \"$HOME/grow.log\"\nPATH=${PATH#*fakebin:} exec curl \"$@\"\n",
+        ),
     );
-    std::fs::write(emu.home.join(".bash_profile"), "PATH=$HOME/fakebin:$PATH\n").unwrap();
     for (i, t) in [Transport::S3, Transport::Auto].into_iter().enumerate() {
         let back = emu.local.join(format!("grow{i}.log"));
         let r = transfer::download(

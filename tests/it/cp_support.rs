@@ -269,6 +269,25 @@ pub fn tree_listing(root: &Path) -> Vec<(String, &'static str, u32, String)> {
     out
 }
 
+/// A `curl` for the environment that cannot reach S3.
+pub const CURL_CANNOT_CONNECT: &str = "#!/bin/sh\ncat >/dev/null\n\
+echo 'curl: (7) Failed to connect to s3.us-east-1.amazonaws.com port 443' >&2\nexit 7\n";
+
+/// The environment whose home is `home` runs `script` as its `curl` (the
+/// login shell's `~/.bash_profile` puts `~/fakebin` first on the PATH), or
+/// with `None` its real `curl` again.
+pub fn environment_curl(home: &Path, script: Option<&str>) {
+    let profile = home.join(".bash_profile");
+    match script {
+        Some(script) => {
+            std::fs::create_dir_all(home.join("fakebin")).unwrap();
+            write_file(&home.join("fakebin/curl"), script.as_bytes(), 0o755);
+            std::fs::write(&profile, "PATH=$HOME/fakebin:$PATH\n").unwrap();
+        }
+        None => std::fs::remove_file(&profile).unwrap(),
+    }
+}
+
 /// Fails if a leftover temporary name exists anywhere under `dir`.
 #[track_caller]
 pub fn assert_clean(dir: &Path) {
