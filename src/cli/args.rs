@@ -264,7 +264,8 @@ user's data directory), so it survives restarts.")]
     /// Run a command in an environment, like `ssh host cmd`.
     #[command(after_long_help = "\
 stdout and stderr arrive byte for byte and apart; the exit code is the
-command's (128+N when a signal N killed it). Arguments are passed exactly, with
+command's (128+N when a signal N killed it; 127 when it is not found, 126 when
+it cannot be run). Arguments are passed exactly, with
 no shell in between: use `bash -c '...'` for pipes and variables. A piped stdin
 feeds the command and its end is delivered as EOF; with a terminal on stdin
 the command reads /dev/null. Ctrl-C interrupts the remote command (exit 130).

@@ -105,6 +105,10 @@ fn non_empty(
 /// Runs the command and exits with its status.
 pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResult {
     let (env, cmd) = split_words(args.words)?;
+    let words: Vec<String> = cmd
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
     let argv: Vec<Vec<u8>> = cmd.into_iter().map(os_bytes).collect();
     if args.tty {
         let mut options = ExecOptions::new();
@@ -128,7 +132,8 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResul
             argv,
             options: Box::new(options),
         };
-        return super::connect::on_terminal(ctx, global, terminal, what).await;
+        let result = super::connect::on_terminal(ctx, global, terminal, what).await;
+        return result.map_err(|e| one_word_hint(e, &words));
     }
     let env = ctx.env_or_create_default(env).await?;
 
@@ -190,14 +195,34 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResul
     ctrl_c.abort();
     match result {
         Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(CliError::with_code(
-            "",
-            u8::try_from(status.code()).unwrap_or(1),
+        Ok(status) => Err(one_word_hint(
+            CliError::with_code("", u8::try_from(status.code()).unwrap_or(1)),
+            &words,
         )),
         Err(ExecError::Interrupted) => Err(CliError::with_code("", 130)),
         Err(e @ ExecError::Timeout(_)) => Err(CliError::with_code(chain(&e), TIMEOUT_EXIT)),
         Err(ExecError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::new(chain(&e))),
+    }
+}
+
+/// A command line given as one argument (`exec -- 'ls -l'`) is a command
+/// name with a space in it, which no shell finds (exit code 127): the error
+/// then says how to write it. Any other outcome is returned as it is.
+fn one_word_hint(e: CliError, words: &[String]) -> CliError {
+    match words {
+        [only] if e.code == 127 && e.message.is_empty() && only.contains(char::is_whitespace) => {
+            CliError::with_code(
+                format!(
+                    "hint: \"{}\" was taken as the name of one command, since arguments \
+                     are passed exactly; give its words apart (exec -- ls -l), or run it \
+                     through a shell (exec -- bash -c '...')",
+                    only.escape_debug()
+                ),
+                127,
+            )
+        }
+        _ => e,
     }
 }
 

@@ -172,6 +172,14 @@ for __csx_t in dd stty mapfile; do command -v "$__csx_t" >/dev/null 2>&1 || __cs
     s.push_str(
         r#"mapfile -d '' -t __csx_argv < <(printf %s "$__csx_args" | base64 -d)
 [ "${#__csx_argv[@]}" -gt 0 ] || __csx_fail "empty command"
+# A command that cannot run: the message and status of a shell, without the
+# script's name and line number in front.
+__csx_found() { command -v -- "$1" >/dev/null 2>&1 && return 0
+  case $1 in
+  */*) if [ -d "$1" ]; then printf '%s: Is a directory\n' "$1"; return 126; elif [ -e "$1" ]; then printf '%s: Permission denied\n' "$1"; return 126; fi
+    printf '%s: No such file or directory\n' "$1";;
+  *) printf '%s: command not found\n' "$1";;
+  esac >&2; return 127; }
 "#,
     );
     if with_env {
@@ -212,7 +220,7 @@ fn tty_script(nonce: &Nonce, argv: &[Vec<u8>], with_env: bool) -> String {
         r#"trap '' INT QUIT
 \command stty sane 2>/dev/null
 printf '\n%s:S.' "$N"
-( trap - INT QUIT; exec "${__csx_argv[@]}" )
+( trap - INT QUIT; __csx_found "${__csx_argv[0]}" || exit; exec "${__csx_argv[@]}" )
 __csx_st=$?
 printf '\r%s:X:%d\n' "$N" "$__csx_st"
 # Not gone before the marker is out: tmux drops what it has not yet passed
@@ -293,9 +301,9 @@ __csx_dec=$!
   if [ -n "$h" ]; then exec 9>&-; IFS=' ' read -r s _ <&6; exec 6<&-; fi
   printf '\n%s:Z:%s:%d:%s.\n' "$N" "$1" "$n" "$s" >&4
 }
-__csx_run() { trap - INT; "${__csx_argv[@]}"; }
+__csx_run() { trap - INT; __csx_found "$1" || return; "$@"; }
 printf '\n%s:S.\n' "$N" >&4
-{ { __csx_run <&5 5<&- 2>&1 >&3 3>&- 4>&- 7<&- 8<&- | __csx_enc E 8 3>&- 5<&-; exit "${PIPESTATUS[0]}"; } 3>&1 | __csx_enc O 7 5<&-; }
+{ { __csx_run "${__csx_argv[@]}" <&5 5<&- 2>&1 >&3 3>&- 4>&- 7<&- 8<&- | __csx_enc E 8 3>&- 5<&-; exit "${PIPESTATUS[0]}"; } 3>&1 | __csx_enc O 7 5<&-; }
 __csx_st=${PIPESTATUS[0]}
 exec 5<&-
 kill "$__csx_dec" 2>/dev/null

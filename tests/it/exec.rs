@@ -239,7 +239,36 @@ async fn exec_empty_command_is_rejected() {
 async fn exec_missing_command_reports_127() {
     let out = run_local(&["no-such-command-xyz"], ExecOptions::new()).await;
     assert_eq!(out.status.code(), 127);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-xyz"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "no-such-command-xyz: command not found\n"
+    );
+}
+
+/// A command that cannot run gets a shell's message and status (127 not
+/// found, 126 not executable), with nothing of the remote script in front.
+#[tokio::test]
+async fn exec_commands_that_cannot_run_say_why_like_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.txt");
+    std::fs::write(&plain, "not a program").unwrap();
+    let missing = dir.path().join("missing");
+    let cases = [
+        (missing.to_str().unwrap(), "No such file or directory", 127),
+        (plain.to_str().unwrap(), "Permission denied", 126),
+        (dir.path().to_str().unwrap(), "Is a directory", 126),
+    ];
+    for (command, why, code) in cases {
+        let out = run_local(&[command], ExecOptions::new()).await;
+        assert_eq!(
+            (String::from_utf8_lossy(&out.stderr), out.status.code()),
+            (format!("{command}: {why}\n").into(), code),
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // Builtins and programs on PATH still run, with their arguments.
+    let out = run_local(&["echo", "-n", "a b"], ExecOptions::new()).await;
+    assert_eq!((out.stdout, out.status.code()), (b"a b".to_vec(), 0));
 }
 
 /// Hashes and counts what it is given, storing nothing.

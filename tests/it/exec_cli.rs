@@ -45,6 +45,41 @@ fn exec_cli_stdin_eof_exit_code_and_streams() {
     assert_eq!(out.status.code(), Some(124));
 }
 
+/// A whole command line given as one argument is not found (no shell splits
+/// it): the shell's message, then a hint saying how to write it. A command
+/// that is simply missing gets no hint.
+#[test]
+fn exec_cli_one_argument_command_line_gets_a_hint() {
+    let cli = Cli::new();
+    let out = cli
+        .cmd("exec")
+        .args(["--", "echo hi"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "echo hi: command not found\ncloudshell-rs: hint: \"echo hi\" was taken as the name \
+         of one command, since arguments are passed exactly; give its words apart \
+         (exec -- ls -l), or run it through a shell (exec -- bash -c '...')\n"
+    );
+    let out = cli
+        .cmd("exec")
+        .args(["--", "no-such-command-here", "echo hi"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (String::from_utf8_lossy(&out.stderr), out.status.code()),
+        (
+            "no-such-command-here: command not found\n".into(),
+            Some(127)
+        )
+    );
+}
+
 #[test]
 fn exec_cli_sigint_interrupts_the_remote_command() {
     let cli = Cli::new();

@@ -411,6 +411,11 @@ async fn exec_emu_start_tty_runs_a_command_on_the_terminal() {
         .await
         .unwrap();
     let (out, status) = until_status(&mut session, &mut command, None).await;
-    assert_eq!(status, Some(127));
-    assert!(String::from_utf8_lossy(&out).contains("no-such-command-here"));
+    assert_eq!(
+        (String::from_utf8_lossy(&out), status),
+        (
+            "no-such-command-here: command not found\r\n".into(),
+            Some(127)
+        )
+    );
 }
