@@ -162,6 +162,8 @@ pub(super) async fn on_terminal(
     what: OnTerminal,
 ) -> CliResult {
     let client = ctx.client.clone();
+    // The data channel's connection is made while the API calls are.
+    cloudshell_rs::session::preconnect(&session_options(global, &client));
     let spinner = Spinner::new("looking up the environment");
     let env = ctx.env_or_create_default(args.env.clone()).await?;
     spinner.set(format!("waiting for {env} to be RUNNING"));

@@ -106,6 +106,9 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
             return Err(usage("all remote sources must be in the same environment"));
         }
     }
+    // The data channel's connection is made while the API calls are.
+    let session_options = super::connect::session_options(global, &ctx.client);
+    cloudshell_rs::session::preconnect(&session_options);
     // By id or name as in every command; like the Console (and `exec`), the
     // default environment is created on first use.
     let env = ctx.env_or_create_default(env_spec).await?;
@@ -121,7 +124,7 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: CpArgs) -> CliResult 
             Via::Auto => Transport::Auto,
         })
         .interrupt(interrupt.clone())
-        .session_options(super::connect::session_options(global, &ctx.client));
+        .session_options(session_options);
 
     // One progress bar and, with --output json, one line per file. Several
     // sources go into one directory through one session (in-band files).

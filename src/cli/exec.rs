@@ -135,12 +135,15 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResul
         let result = super::connect::on_terminal(ctx, global, terminal, what).await;
         return result.map_err(|e| one_word_hint(e, &words));
     }
+    // The data channel's connection is made while the API calls are.
+    let session_options = super::connect::session_options(global, &ctx.client);
+    cloudshell_rs::session::preconnect(&session_options);
     let env = ctx.env_or_create_default(env).await?;
 
     let interrupt = Interrupt::new();
     let mut options = ExecOptions::new()
         .interrupt(interrupt.clone())
-        .session_options(super::connect::session_options(global, &ctx.client));
+        .session_options(session_options);
     if let Some(t) = args.timeout {
         if !(t.is_finite() && t > 0.0) {
             return Err(CliError::with_code(

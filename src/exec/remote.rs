@@ -87,6 +87,7 @@ impl ExecSession {
         session_options: SessionOptions,
         tap: Option<Tap>,
     ) -> Result<Self, ExecError> {
+        crate::session::preconnect(&session_options);
         let created = client
             .create_session()
             .environment_id(environment_id)
@@ -323,14 +324,15 @@ where
     if argv.is_empty() {
         return Err(ExecError::EmptyCommand);
     }
-    client
-        .wait_until_running(environment_id, ENVIRONMENT_WAIT, |_| {})
-        .await
-        .map_err(|e| ExecError::Session(Box::new(e)))?;
     let session_options = options
         .session_options
         .clone()
         .unwrap_or_else(|| session_options_for(client));
+    crate::session::preconnect(&session_options);
+    client
+        .wait_until_running(environment_id, ENVIRONMENT_WAIT, |_| {})
+        .await
+        .map_err(|e| ExecError::Session(Box::new(e)))?;
     let mut session =
         ExecSession::open(client, environment_id, session_options, options.tap.clone()).await?;
     let link = session.take_link();

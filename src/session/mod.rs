@@ -183,6 +183,14 @@ pub struct SessionOptions {
     /// The proxy the WebSocket goes through (default: from `HTTPS_PROXY`,
     /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, as for the REST calls).
     pub proxy: Proxy,
+    /// Whether [`preconnect`] opens a connection to the gateway ahead of the
+    /// session (default true).
+    pub preconnect: bool,
+    /// The message gateway the stream URL is expected to name
+    /// (`wss://host[:port]`), for [`preconnect`]. Default `None`: the AWS
+    /// gateway of `expected_region` (`wss://ssmmessages.<region>.amazonaws.com`)
+    /// under [`HostPolicy::AwsOnly`], and none otherwise.
+    pub gateway: Option<String>,
 }
 
 impl fmt::Debug for SessionOptions {
@@ -200,6 +208,8 @@ impl fmt::Debug for SessionOptions {
             .field("max_reconnect_attempts", &self.max_reconnect_attempts)
             .field("kms", &self.data_key_provider.is_some())
             .field("proxy", &self.proxy)
+            .field("preconnect", &self.preconnect)
+            .field("gateway", &self.gateway)
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +233,8 @@ impl Default for SessionOptions {
             event_queue: 64,
             client_id: None,
             proxy: Proxy::default(),
+            preconnect: true,
+            gateway: None,
         }
     }
 }
@@ -246,10 +258,44 @@ impl SessionOptions {
         self
     }
 
+    /// The gateway [`preconnect`] connects to: [`SessionOptions::gateway`],
+    /// or the AWS one of `expected_region` under [`HostPolicy::AwsOnly`].
+    pub fn gateway_url(&self) -> Option<String> {
+        if let Some(g) = &self.gateway {
+            return Some(g.clone());
+        }
+        match (self.host_policy, self.expected_region.as_deref()) {
+            (HostPolicy::AwsOnly, Some(region)) => url::aws_gateway(region),
+            _ => None,
+        }
+    }
+
     /// Sets the data-key provider for KMS-encrypted sessions.
     pub fn data_key_provider(mut self, p: impl DataKeyProvider) -> Self {
         self.data_key_provider = Some(Arc::new(p));
         self
+    }
+}
+
+/// Starts opening a connection to the message gateway `options` expect
+/// ([`SessionOptions::gateway_url`]) in the background: the name lookup, the
+/// TCP handshake, the proxy's tunnel and the TLS handshake then overlap the
+/// API calls that come before a session (GetEnvironmentStatus,
+/// CreateSession), instead of following them. The next session whose stream
+/// URL names that host and port (through the same proxy) within 20 s takes
+/// the connection; otherwise it is dropped, unused. No token or session data
+/// is sent on it before that. Does nothing when `options.preconnect` is
+/// false, when no gateway is known, or outside a Tokio runtime.
+///
+/// `exec`, the `transfer` functions and [`Session::connect`]'s callers in
+/// this crate call it themselves; call it before CreateSession when you open
+/// sessions yourself.
+pub fn preconnect(options: &SessionOptions) {
+    if !options.preconnect {
+        return;
+    }
+    if let Some(gateway) = options.gateway_url() {
+        ws::preconnect(&gateway, &options.proxy);
     }
 }
 

@@ -102,6 +102,19 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Which way a connection to `host:port` goes: `direct`, or the proxy's
+    /// URI; `None` when the setting cannot be used. Two connections with the
+    /// same key are interchangeable. Never shown: it may hold credentials.
+    pub(crate) fn route_key(&self, tls: bool, host: &str, port: u16) -> Option<String> {
+        match self.route(tls, host, port) {
+            Ok(None) => Some("direct".to_owned()),
+            Ok(Some(route)) => Some(format!("{} {:?}", route.uri, route.auth)),
+            Err(_) => None,
+        }
+    }
+}
+
 impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.rule {

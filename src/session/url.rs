@@ -47,6 +47,16 @@ fn partition_suffix(region: &str) -> Option<&'static str> {
     }
 }
 
+/// `wss://ssmmessages.<region>.<partition>`: the message gateway whose
+/// stream URLs the service hands out for sessions in `region`; `None` for a
+/// region that is not a valid name or whose partition is not supported.
+pub(crate) fn aws_gateway(region: &str) -> Option<String> {
+    if !looks_like_region(region) {
+        return None;
+    }
+    partition_suffix(region).map(|suffix| format!("wss://ssmmessages.{region}.{suffix}"))
+}
+
 /// A syntactically valid region name: lowercase letters, digits and hyphens,
 /// at least two hyphen-separated parts, ending in a digit (`us-east-1`).
 fn looks_like_region(s: &str) -> bool {

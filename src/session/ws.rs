@@ -1,13 +1,15 @@
 //! Opening the data-channel WebSocket.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::SessionError;
 use super::proxy::{self, Proxy};
@@ -137,6 +139,135 @@ fn load_tls_config() -> Result<Arc<rustls::ClientConfig>, WsError> {
     Ok(Arc::new(config))
 }
 
+/// A connection being opened, or opened, ahead of its session.
+struct Warm {
+    /// Scheme, host, port and the proxy route it went through.
+    key: String,
+    started: Instant,
+    task: JoinHandle<Result<MaybeTlsStream<TcpStream>, WsError>>,
+}
+
+/// Connections opened by [`preconnect`] and not yet taken: a few at most.
+/// Their keys are never logged (a proxy's credentials may be part of them).
+static WARM: Mutex<Vec<Warm>> = Mutex::new(Vec::new());
+
+/// A preconnected stream older than this is not used (a server may close a
+/// connection on which no request came).
+const WARM_MAX_AGE: Duration = Duration::from_secs(20);
+
+/// At most this many preconnected streams wait at a time.
+const WARM_MAX: usize = 4;
+
+/// What a connection to `host:port` is keyed by: the scheme, the address and
+/// the proxy route; `None` when the proxy setting cannot be used (the
+/// connection will fail and say why).
+fn warm_key(proxy: &Proxy, tls: bool, host: &str, port: u16) -> Option<String> {
+    let route = proxy.route_key(tls, host, port)?;
+    Some(format!(
+        "{}://{host}:{port} via {route}",
+        if tls { "wss" } else { "ws" }
+    ))
+}
+
+/// The scheme, host and port of a `ws://` or `wss://` URL.
+fn address(url: &str) -> Result<(bool, String, u16), WsError> {
+    let request = url.into_client_request()?;
+    let uri = request.uri();
+    let tls = uri.scheme_str() == Some("wss");
+    let host = uri
+        .host()
+        .ok_or(WsError::Url(
+            tokio_tungstenite::tungstenite::error::UrlError::NoHostName,
+        ))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    Ok((tls, host, port))
+}
+
+/// Starts opening a connection (name lookup, TCP, proxy tunnel, TLS) to the
+/// host and port of `url` in the background; the next WebSocket opened to
+/// that address through the same proxy route, within 20 s, uses it. See
+/// [`super::preconnect`].
+pub(crate) fn preconnect(url: &str, proxy: &Proxy) {
+    let Ok((tls, host, port)) = address(url) else {
+        return;
+    };
+    let Some(key) = warm_key(proxy, tls, &host, port) else {
+        return;
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut warm = WARM.lock().unwrap_or_else(PoisonError::into_inner);
+    warm.retain(|w| {
+        let fresh = w.started.elapsed() < WARM_MAX_AGE;
+        if !fresh {
+            w.task.abort();
+        }
+        fresh
+    });
+    // One waiting per address is enough: each session takes one.
+    if warm.len() >= WARM_MAX || warm.iter().any(|w| w.key == key) {
+        return;
+    }
+    let proxy = proxy.clone();
+    // Not the key: it may hold the proxy's credentials.
+    tracing::debug!(%host, port, "preconnecting the data channel");
+    let task = runtime.spawn(async move { stream(&proxy, tls, &host, port).await });
+    warm.push(Warm {
+        key,
+        started: Instant::now(),
+        task,
+    });
+}
+
+/// A preconnected stream for `key`, if one was started: waited for if it is
+/// still being opened. `None` when there is none, or it failed.
+async fn take_warm(key: &str) -> Option<MaybeTlsStream<TcpStream>> {
+    let task = {
+        let mut warm = WARM.lock().unwrap_or_else(PoisonError::into_inner);
+        let i = warm
+            .iter()
+            .position(|w| w.key == key && w.started.elapsed() < WARM_MAX_AGE)?;
+        warm.swap_remove(i).task
+    };
+    match task.await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "the preconnected stream failed; connecting again");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// A connection to `host:port` through `proxy`, with TLS when `tls`: what a
+/// WebSocket handshake is sent on.
+async fn stream(
+    proxy: &Proxy,
+    tls: bool,
+    host: &str,
+    port: u16,
+) -> Result<MaybeTlsStream<TcpStream>, WsError> {
+    let tcp = async { Ok::<_, WsError>(proxy::connect(proxy, tls, host, port).await?) };
+    if !tls {
+        return Ok(MaybeTlsStream::Plain(tcp.await?));
+    }
+    // The name lookup and the TCP handshake (and the proxy's tunnel) overlap
+    // the root store load.
+    let (tcp, config) = tokio::join!(tcp, tls_config());
+    let (tcp, config) = (tcp?, config?);
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+        WsError::Tls(tokio_tungstenite::tungstenite::error::TlsError::InvalidDnsName)
+    })?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    Ok(MaybeTlsStream::Rustls(tls))
+}
+
 /// Opens the WebSocket to `url` (used verbatim, no extra headers).
 pub(crate) async fn open(
     url: &str,
@@ -165,30 +296,21 @@ async fn connect(url: &str, proxy: &Proxy) -> Result<Ws, WsError> {
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let request = url.into_client_request()?;
-    let uri = request.uri();
-    let tls = uri.scheme_str() == Some("wss");
-    let host = uri
-        .host()
-        .ok_or(WsError::Url(
-            tokio_tungstenite::tungstenite::error::UrlError::NoHostName,
-        ))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = async { Ok::<_, WsError>(proxy::connect(proxy, tls, &host, port).await?) };
-    let (stream, connector) = if tls {
-        // The name lookup and the TCP handshake (and the proxy's tunnel)
-        // overlap the root store load.
-        let (stream, tls) = tokio::join!(tcp, tls_config());
-        (stream?, Some(Connector::Rustls(tls?)))
-    } else {
-        (tcp.await?, None)
-    };
+    let (tls, host, port) = address(url)?;
+    if let Some(key) = warm_key(proxy, tls, &host, port)
+        && let Some(warm) = take_warm(&key).await
+    {
+        match tokio_tungstenite::client_async_with_config(url, warm, Some(config)).await {
+            Ok((ws, _response)) => return Ok(ws),
+            // Closed by the server meanwhile, say: a new connection may do.
+            Err(e) => {
+                tracing::debug!(error = %e, "the preconnected stream was refused; connecting again")
+            }
+        }
+    }
+    let stream = stream(proxy, tls, &host, port).await?;
     let (ws, _response) =
-        tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), connector)
-            .await?;
+        tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
     Ok(ws)
 }
 
@@ -196,6 +318,65 @@ async fn connect(url: &str, proxy: &Proxy) -> Result<Ws, WsError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::session::{SessionOptions, preconnect as preconnect_options};
+
+    fn waiting(key: &str) -> usize {
+        WARM.lock().unwrap().iter().filter(|w| w.key == key).count()
+    }
+
+    /// The gateway a session is expected on: the AWS one of the region
+    /// under the AWS-only policy, the one set, or none.
+    #[test]
+    fn the_gateway_follows_the_region_and_policy() {
+        let aws = |region: &str| SessionOptions {
+            expected_region: Some(region.to_string()),
+            ..SessionOptions::default()
+        };
+        assert_eq!(
+            aws("eu-west-3").gateway_url().as_deref(),
+            Some("wss://ssmmessages.eu-west-3.amazonaws.com")
+        );
+        assert_eq!(
+            aws("cn-north-1").gateway_url().as_deref(),
+            Some("wss://ssmmessages.cn-north-1.amazonaws.com.cn")
+        );
+        assert_eq!(aws("us-isob-east-1").gateway_url(), None);
+        assert_eq!(aws("not a region").gateway_url(), None);
+        assert_eq!(SessionOptions::default().gateway_url(), None);
+        assert_eq!(aws("eu-west-3").allow_any_host().gateway_url(), None);
+        let set = SessionOptions {
+            gateway: Some("wss://gw.example:8443".into()),
+            ..aws("eu-west-3")
+        };
+        assert_eq!(set.gateway_url().as_deref(), Some("wss://gw.example:8443"));
+    }
+
+    /// One connection waits per address; none when preconnecting is off.
+    #[tokio::test]
+    async fn preconnect_opens_one_connection_per_address_unless_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("ws://127.0.0.1:{port}");
+        let key = warm_key(&Proxy::none(), false, "127.0.0.1", port).unwrap();
+        let mut options = SessionOptions {
+            gateway: Some(url),
+            proxy: Proxy::none(),
+            preconnect: false,
+            ..SessionOptions::default()
+        };
+        preconnect_options(&options);
+        assert_eq!(waiting(&key), 0);
+        options.preconnect = true;
+        preconnect_options(&options);
+        preconnect_options(&options);
+        assert_eq!(waiting(&key), 1);
+        let _accepted = listener.accept().await.unwrap();
+        assert!(matches!(
+            take_warm(&key).await,
+            Some(MaybeTlsStream::Plain(_))
+        ));
+        assert_eq!(waiting(&key), 0);
+    }
 
     #[test]
     fn kernel_releases_compare() {

@@ -305,6 +305,10 @@ async fn runner_for(
     environment_id: &str,
     options: &TransferOptions,
 ) -> Result<ExecRunner, TransferError> {
+    match &options.session_options {
+        Some(o) => crate::session::preconnect(o),
+        None => crate::session::preconnect(&crate::exec::remote::session_options_for(client)),
+    }
     client
         .wait_until_running(environment_id, ENVIRONMENT_WAIT, |_| {})
         .await

@@ -17,6 +17,7 @@ mod client_ops;
 mod client_support;
 
 mod connect;
+mod preconnect;
 mod proxy;
 mod session;
 mod session_replay;

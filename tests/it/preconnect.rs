@@ -1,0 +1,150 @@
+//! `session::preconnect`: the data channel's connection opened ahead of the
+//! session, and taken by the session whose stream URL names its address.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cloudshell_rs::session::{Session, SessionOptions, SessionTarget, preconnect};
+use tokio::sync::Notify;
+
+use crate::session_support::*;
+
+/// A TCP relay on 127.0.0.1:0 to the emulator's listener that counts the
+/// connections it accepts; with `close_first`, it closes the first one at
+/// once (a server that dropped an idle connection).
+struct Relay {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    changed: Arc<Notify>,
+}
+
+impl Relay {
+    async fn start(backend: std::net::SocketAddr, close_first: bool) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let changed = Arc::new(Notify::new());
+        let (count, notify) = (accepted.clone(), changed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                notify.notify_waiters();
+                if close_first && n == 0 {
+                    drop(tcp);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
+                });
+            }
+        });
+        Relay {
+            port,
+            accepted,
+            changed,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` connections were accepted.
+    async fn until_accepted(&self, n: usize) {
+        loop {
+            let changed = self.changed.notified();
+            if self.accepted() >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The emulator's address in `target`'s stream URL.
+fn backend(target: &SessionTarget) -> std::net::SocketAddr {
+    let rest = target.stream_url.strip_prefix("ws://").unwrap();
+    rest[..rest.find('/').unwrap()].parse().unwrap()
+}
+
+/// `target` with its stream URL moved to `base` (same path).
+fn through(target: &SessionTarget, base: &str) -> SessionTarget {
+    let rest = target.stream_url.strip_prefix("ws://").unwrap();
+    let mut t = target.clone();
+    t.stream_url = format!("{base}{}", &rest[rest.find('/').unwrap()..]);
+    t
+}
+
+fn options_for(gateway: &str) -> SessionOptions {
+    let mut options = local_options();
+    options.gateway = Some(gateway.to_string());
+    options
+}
+
+async fn works(mut s: Session) {
+    s.send_input(b"echo pre-$((6*7))\r").await.unwrap();
+    read_until(&mut s, "pre-42").await;
+    s.close().await.unwrap();
+}
+
+/// The session takes the connection opened ahead of it: one connection in
+/// all, made before CreateSession.
+#[tokio::test]
+async fn the_session_uses_the_preconnected_stream() {
+    let env = start().await;
+    within(60, async {
+        let probe = env.create(&new_tab()).await;
+        let relay = Relay::start(backend(&probe), false).await;
+        let options = options_for(&relay.url());
+        preconnect(&options);
+        relay.until_accepted(1).await;
+        let target = through(&env.create(&new_tab()).await, &relay.url());
+        works(Session::connect(target, options).await.unwrap()).await;
+        assert_eq!(relay.accepted(), 1);
+    })
+    .await;
+}
+
+/// A preconnected stream the server has closed meanwhile is given up for a
+/// new connection: the session works, nothing is reported.
+#[tokio::test]
+async fn a_closed_preconnected_stream_is_replaced() {
+    let env = start().await;
+    within(60, async {
+        let probe = env.create(&new_tab()).await;
+        let relay = Relay::start(backend(&probe), true).await;
+        let options = options_for(&relay.url());
+        preconnect(&options);
+        relay.until_accepted(1).await;
+        let target = through(&env.create(&new_tab()).await, &relay.url());
+        works(Session::connect(target, options).await.unwrap()).await;
+        assert_eq!(relay.accepted(), 2);
+    })
+    .await;
+}
+
+/// A connection opened to another address is never used for the session:
+/// the session reaches the host its stream URL names.
+#[tokio::test]
+async fn a_stream_to_another_address_is_not_used() {
+    let env = start().await;
+    within(60, async {
+        let probe = env.create(&new_tab()).await;
+        let elsewhere = Relay::start(backend(&probe), false).await;
+        let named = Relay::start(backend(&probe), false).await;
+        let options = options_for(&elsewhere.url());
+        preconnect(&options);
+        elsewhere.until_accepted(1).await;
+        let target = through(&env.create(&new_tab()).await, &named.url());
+        works(Session::connect(target, options).await.unwrap()).await;
+        assert_eq!((elsewhere.accepted(), named.accepted()), (1, 1));
+    })
+    .await;
+}
