@@ -302,6 +302,8 @@ async fn connect(url: &str, proxy: &Proxy) -> Result<Ws, WsError> {
     {
         match tokio_tungstenite::client_async_with_config(url, warm, Some(config)).await {
             Ok((ws, _response)) => return Ok(ws),
+            // The server answered: a new connection would get the same answer.
+            Err(e @ WsError::Http(_)) => return Err(e),
             // Closed by the server meanwhile, say: a new connection may do.
             Err(e) => {
                 tracing::debug!(error = %e, "the preconnected stream was refused; connecting again")

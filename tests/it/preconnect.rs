@@ -148,3 +148,27 @@ async fn a_stream_to_another_address_is_not_used() {
     })
     .await;
 }
+
+/// A gateway that answers the upgrade with an HTTP error has answered: the
+/// error is reported, and no second connection asks again.
+#[tokio::test]
+async fn an_http_answer_on_the_preconnected_stream_is_final() {
+    let env = start().await;
+    within(60, async {
+        let probe = env.create(&new_tab()).await;
+        let relay = Relay::start(backend(&probe), false).await;
+        let options = options_for(&relay.url());
+        preconnect(&options);
+        relay.until_accepted(1).await;
+        let mut target = through(&probe, &relay.url());
+        target.stream_url = format!("{}/no/such/path", relay.url());
+        let err = Session::connect(target, options).await.err().unwrap();
+        assert!(
+            cloudshell_rs::error_chain(&err).contains("HTTP error: 403"),
+            "{}",
+            cloudshell_rs::error_chain(&err)
+        );
+        assert_eq!(relay.accepted(), 1);
+    })
+    .await;
+}
