@@ -5,7 +5,8 @@
 //! ```
 //!
 //! The path from the first API call to a ready session, as `exec`, `cp` and
-//! `connect` take it: GetEnvironmentStatus, CreateSession, then the data
+//! `connect` take it for the default environment: DescribeEnvironments (the
+//! wait for RUNNING then asks nothing more), CreateSession, then the data
 //! channel (TCP, TLS, WebSocket upgrade, open frame, handshake). The API and
 //! the data channel are each reached through a relay that holds every chunk
 //! for half the round-trip time in each direction; the data channel is
@@ -192,6 +193,7 @@ async fn run(rtt_ms: u64) {
         options.preconnect = pre;
         let t0 = Instant::now();
         preconnect(&options);
+        let env = client.find_or_create_default().await.unwrap();
         client
             .wait_until_running(&env, Duration::from_secs(30), |_| {})
             .await

@@ -83,6 +83,8 @@ pub(crate) struct Inner {
     pub(crate) credentials: CredentialsCache,
     pub(crate) max_attempts: u32,
     pub(crate) operation_timeout: Duration,
+    /// The environment a response last showed RUNNING, and when.
+    pub(crate) seen_running: waiter::SeenRunning,
 }
 
 impl fmt::Debug for Client {
@@ -374,6 +376,7 @@ impl ClientBuilder {
                 credentials: CredentialsCache::new(provider),
                 max_attempts,
                 operation_timeout: self.operation_timeout.unwrap_or(DEFAULT_OPERATION_TIMEOUT),
+                seen_running: waiter::SeenRunning::default(),
             }),
         })
     }

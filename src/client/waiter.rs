@@ -1,5 +1,6 @@
 //! Higher-level helpers: waiting for RUNNING and finding the default environment.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
@@ -15,6 +16,51 @@ const POLL_INITIAL: Duration = Duration::from_millis(250);
 const POLL_CAP: Duration = Duration::from_secs(2);
 /// Least time between two StartEnvironment calls for the same wait.
 const RESTART_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a RUNNING status seen in a response is taken as current by
+/// [`Client::wait_until_running`].
+pub(crate) const RUNNING_SEEN_FOR: Duration = Duration::from_secs(5);
+
+/// The environment a response last showed RUNNING, and when: what lets
+/// `find_or_create_default` then `wait_until_running` make one request, not
+/// two (a round trip less before every session).
+#[derive(Default)]
+pub(crate) struct SeenRunning(Mutex<Option<(String, Instant)>>);
+
+impl SeenRunning {
+    /// `environment_id` was RUNNING in a response received now.
+    pub(crate) fn record(&self, environment_id: &str) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((environment_id.to_owned(), Instant::now()));
+    }
+
+    /// Whatever was seen of `environment_id` no longer holds.
+    pub(crate) fn forget(&self, environment_id: &str) {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.as_ref().is_some_and(|(id, _)| id == environment_id) {
+            *seen = None;
+        }
+    }
+
+    /// Whether `environment_id` was seen RUNNING less than `within` before `now`.
+    fn recent(&self, environment_id: &str, now: Instant, within: Duration) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|(id, at)| {
+                id == environment_id && now.saturating_duration_since(*at) < within
+            })
+    }
+
+    /// Records `status` of `environment_id` as a response showed it.
+    fn saw(&self, environment_id: &str, status: Option<&EnvironmentStatus>) {
+        if status == Some(&EnvironmentStatus::Running) {
+            self.record(environment_id);
+        } else {
+            self.forget(environment_id);
+        }
+    }
+}
 
 impl Client {
     /// Waits until the environment is RUNNING and returns that status.
@@ -25,6 +71,15 @@ impl Client {
     /// through first, as the service only starts SUSPENDED environments. CREATING
     /// and RESUMING are waited through.
     ///
+    /// A RUNNING status this client received for the environment less than
+    /// 5 s before (from DescribeEnvironments in [`Client::find_default`],
+    /// [`Client::find_or_create_default`] or [`Client::resolve_environment`],
+    /// from CreateEnvironment in `find_or_create_default`, or from an earlier
+    /// wait) is taken as it is, without a request: the usual
+    /// find-then-wait before a session costs one round trip, not two.
+    /// StartEnvironment, StopEnvironment and DeleteEnvironment sent through
+    /// this client (or a clone) forget it.
+    ///
     /// Fails with [`Error::UnexpectedStatus`] on DELETING or a status this library
     /// does not know, with [`Error::WaitTimeout`] when `timeout` elapses, and with
     /// the call's error when a poll fails.
@@ -34,6 +89,15 @@ impl Client {
         timeout: Duration,
         mut on_change: impl FnMut(&EnvironmentStatus),
     ) -> Result<EnvironmentStatus, Error> {
+        if self
+            .inner
+            .seen_running
+            .recent(environment_id, Instant::now(), RUNNING_SEEN_FOR)
+        {
+            debug!(environment_id, "RUNNING a moment ago: not asked again");
+            on_change(&EnvironmentStatus::Running);
+            return Ok(EnvironmentStatus::Running);
+        }
         let deadline = Instant::now() + timeout;
         let mut last: Option<EnvironmentStatus> = None;
         let waited = tokio::time::timeout_at(
@@ -66,6 +130,7 @@ impl Client {
                 .send()
                 .await?
                 .status;
+            self.inner.seen_running.saw(environment_id, Some(&status));
             if last.as_ref() != Some(&status) {
                 debug!(environment_id, status = %status, "environment status");
                 on_change(&status);
@@ -128,6 +193,9 @@ impl Client {
                     .find(|e| e.environment_name.as_deref() == Some(id_or_name))
             })
         {
+            self.inner
+                .seen_running
+                .saw(&found.environment_id, found.status.as_ref());
             return Ok(found.environment_id.clone());
         }
         let mut names: Vec<String> = envs
@@ -150,7 +218,12 @@ impl Client {
             .environments
             .into_iter()
             .find(|e| e.is_default() && e.status.as_ref() != Some(&EnvironmentStatus::Deleting))
-            .map(|e| e.environment_id);
+            .map(|e| {
+                self.inner
+                    .seen_running
+                    .saw(&e.environment_id, e.status.as_ref());
+                e.environment_id
+            });
         if let Some(id) = &found {
             debug!(environment_id = %id, "found default environment");
         }
@@ -166,6 +239,36 @@ impl Client {
         }
         let created = self.create_environment().send().await?;
         debug!(environment_id = %created.environment_id, status = %created.status, "created default environment");
+        self.inner
+            .seen_running
+            .saw(&created.environment_id, Some(&created.status));
         Ok(created.environment_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A RUNNING status counts for 5 s, for its environment only, until a
+    /// response shows another status or the status is forgotten.
+    #[test]
+    fn a_running_status_is_taken_for_a_few_seconds() {
+        let seen = SeenRunning::default();
+        let now = Instant::now();
+        assert!(!seen.recent("e1", now, RUNNING_SEEN_FOR));
+        seen.record("e1");
+        let now = Instant::now();
+        assert!(seen.recent("e1", now, RUNNING_SEEN_FOR));
+        assert!(!seen.recent("e2", now, RUNNING_SEEN_FOR));
+        assert!(!seen.recent("e1", now + RUNNING_SEEN_FOR, RUNNING_SEEN_FOR));
+        seen.forget("e2");
+        assert!(seen.recent("e1", now, RUNNING_SEEN_FOR));
+        seen.saw("e1", Some(&EnvironmentStatus::Suspending));
+        assert!(!seen.recent("e1", now, RUNNING_SEEN_FOR));
+        seen.saw("e1", Some(&EnvironmentStatus::Running));
+        assert!(seen.recent("e1", Instant::now(), RUNNING_SEEN_FOR));
+        seen.saw("e1", None);
+        assert!(!seen.recent("e1", Instant::now(), RUNNING_SEEN_FOR));
     }
 }

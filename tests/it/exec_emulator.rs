@@ -419,3 +419,64 @@ async fn exec_emu_start_tty_runs_a_command_on_the_terminal() {
         )
     );
 }
+
+/// Finding the environment and waiting for it take one request when the
+/// listing shows it RUNNING: an exec is DescribeEnvironments, CreateSession,
+/// DeleteSession. After StopEnvironment the wait asks again (and starts
+/// it); a listing without statuses leaves the asking to the wait.
+#[tokio::test]
+async fn exec_emu_a_running_environment_is_looked_up_once() {
+    let emu = start_emulator().await;
+    let run = async |emulator: &cloudshell_emulator::EmulatorHandle,
+                     client: &cloudshell_rs::Client| {
+        emulator.clear_requests();
+        let env = client.find_or_create_default().await.unwrap();
+        let out = exec::run(client, &env, &["echo", "up"], ExecOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, b"up\n");
+        emulator
+            .requests()
+            .into_iter()
+            .map(|r| r.operation)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run(&emu.emulator, &emu.client).await,
+        ["DescribeEnvironments", "CreateSession", "DeleteSession"]
+    );
+    emu.client
+        .stop_environment()
+        .environment_id(emu.env.clone())
+        .send()
+        .await
+        .unwrap();
+    emu.emulator.clear_requests();
+    emu.client
+        .wait_until_running(&emu.env, std::time::Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    let ops: Vec<String> = emu
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(ops[0], "GetEnvironmentStatus", "{ops:?}");
+    assert!(ops.contains(&"StartEnvironment".to_string()), "{ops:?}");
+
+    let quiet = crate::session_support::start_config(|mut c| {
+        c.describe_includes_status = false;
+        c
+    })
+    .await;
+    assert_eq!(
+        run(&quiet.emulator, &quiet.client).await,
+        [
+            "DescribeEnvironments",
+            "GetEnvironmentStatus",
+            "CreateSession",
+            "DeleteSession"
+        ]
+    );
+}

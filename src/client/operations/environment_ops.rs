@@ -50,6 +50,11 @@ macro_rules! environment_id_operation {
                 let input = EnvironmentIdInput {
                     environment_id: &environment_id,
                 };
+                // Starting, stopping or deleting changes the status: a
+                // RUNNING seen before is no longer known to hold.
+                if matches!($op, "StartEnvironment" | "StopEnvironment" | "DeleteEnvironment") {
+                    self.client.inner.seen_running.forget(&environment_id);
+                }
                 self.client.inner.call($op, $path, &input).await
             }
         }
