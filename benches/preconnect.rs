@@ -13,6 +13,10 @@
 //! `wss://` (TLS 1.3, a certificate from fixtures/tls), as on AWS. Each run
 //! is made with and without a preconnect started before the first API call,
 //! alternating, and the medians are printed for a few round-trip times.
+//! Then the same for `exec -- true` as the CLI runs it for the default
+//! environment (DescribeEnvironments, then `exec::run_with_io`: a login
+//! shell on a new tab, the bootstrap, the command, its status,
+//! DeleteSession).
 //!
 //! The relays delay data, not TCP's own handshake (which completes on
 //! loopback at once), so on a real network a preconnect saves one round trip
@@ -26,8 +30,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudshell_emulator::gateway::{GatewayConfig, SessionMode, SessionOptions as GwOptions};
+use cloudshell_emulator::gateway::{SessionMode, SessionOptions as GwOptions};
 use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
+use cloudshell_rs::exec::ExecOptions;
 use cloudshell_rs::session::{Session, SessionOptions, SessionTarget, preconnect};
 use cloudshell_rs::{Client, Credentials};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -64,11 +69,9 @@ async fn delayed_copy(
     reader.abort();
 }
 
-/// A relay on 127.0.0.1:0 to `backend` whose every chunk arrives `delay`
-/// after it was sent, both ways. Returns its port.
-async fn latency_relay(backend: std::net::SocketAddr, delay: Duration) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+/// A relay from `listener` to `backend` whose every chunk arrives `delay`
+/// after it was sent, both ways.
+fn latency_relay(listener: TcpListener, backend: std::net::SocketAddr, delay: Duration) {
     tokio::spawn(async move {
         while let Ok((down, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -85,7 +88,6 @@ async fn latency_relay(backend: std::net::SocketAddr, delay: Duration) -> u16 {
             });
         }
     });
-    port
 }
 
 /// A TLS front on 127.0.0.1:0 for the emulator's plain listener, with the
@@ -128,39 +130,40 @@ async fn tls_front(backend: std::net::SocketAddr) -> std::net::SocketAddr {
     addr
 }
 
-/// The `host:port` of a `ws://` stream URL, and its path.
-fn split_url(url: &str) -> (std::net::SocketAddr, String) {
-    let rest = url.strip_prefix("ws://").unwrap();
-    let slash = rest.find('/').unwrap();
-    (rest[..slash].parse().unwrap(), rest[slash..].to_string())
-}
-
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
+async fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
 async fn run(rtt_ms: u64) {
     let delay = Duration::from_micros(rtt_ms * 500);
+    // The gateway: the emulator's listener behind TLS behind the latency;
+    // its stream URLs name the relay.
+    let (gw_listener, gw_port) = listener().await;
+    let gateway_url = format!("wss://localhost:{gw_port}");
     let dir = tempfile::tempdir().unwrap();
-    let config = EmulatorConfig::new(dir.path())
+    let mut config = EmulatorConfig::new(dir.path())
         .with_credentials(AcceptedCredentials::new(AK, SK))
         .with_timings(Timings::instant())
-        .with_gateway(GatewayConfig {
-            defaults: GwOptions::default().with_mode(SessionMode::Echo),
-            ..GatewayConfig::default()
-        })
         .with_region("us-east-1");
-    let emu = Emulator::start(config, TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .await
-        .unwrap();
-    let rest: std::net::SocketAddr = emu
+    config.stream_base = Some(gateway_url.clone());
+    let (emu_listener, _) = listener().await;
+    let emu = Emulator::start(config, emu_listener).await.unwrap();
+    let emu_addr: std::net::SocketAddr = emu
         .endpoint()
         .strip_prefix("http://")
         .unwrap()
         .parse()
         .unwrap();
-    let api_port = latency_relay(rest, delay).await;
+    latency_relay(gw_listener, tls_front(emu_addr).await, delay);
+    let (api_listener, api_port) = listener().await;
+    latency_relay(api_listener, emu_addr, delay);
     let client = Client::builder()
         .region("us-east-1")
         .endpoint_url(format!("http://127.0.0.1:{api_port}"))
@@ -173,26 +176,24 @@ async fn run(rtt_ms: u64) {
         .wait_until_running(&env, Duration::from_secs(30), |_| {})
         .await
         .unwrap();
-    // The gateway: the emulator's listener behind TLS behind the latency.
-    let first = client
-        .create_session()
-        .environment_id(env.clone())
-        .send()
-        .await
-        .unwrap();
-    let (gateway, _) = split_url(&first.stream_url);
-    let front = tls_front(gateway).await;
-    let gw_port = latency_relay(front, delay).await;
-    let gateway_url = format!("wss://localhost:{gw_port}");
 
-    let mut times = [Vec::new(), Vec::new()];
-    for i in 0..RUNS * 2 {
-        let pre = i % 2 == 1;
+    let options = |pre: bool| {
         let mut options = SessionOptions::default().allow_any_host();
         options.gateway = Some(gateway_url.clone());
         options.preconnect = pre;
+        options
+    };
+    // Up to a ready session (echo mode: no shell to wait for).
+    let mut ready = [Vec::new(), Vec::new()];
+    for i in 0..RUNS * 2 {
+        let pre = i % 2 == 1;
+        let tab = uuid::Uuid::new_v4().to_string();
+        emu.configure_tab(
+            tab.clone(),
+            GwOptions::default().with_mode(SessionMode::Echo),
+        );
         let t0 = Instant::now();
-        preconnect(&options);
+        preconnect(&options(pre));
         let env = client.find_or_create_default().await.unwrap();
         client
             .wait_until_running(&env, Duration::from_secs(30), |_| {})
@@ -201,15 +202,15 @@ async fn run(rtt_ms: u64) {
         let created = client
             .create_session()
             .environment_id(env.clone())
-            .tab_id(uuid::Uuid::new_v4().to_string())
+            .tab_id(tab)
             .send()
             .await
             .unwrap();
-        let (_, path) = split_url(&created.stream_url);
-        let mut target = SessionTarget::from(created);
-        target.stream_url = format!("{gateway_url}{path}");
-        let session = Session::connect(target.clone(), options).await.unwrap();
-        times[usize::from(pre)].push(t0.elapsed().as_secs_f64() * 1000.0);
+        let target = SessionTarget::from(created);
+        let session = Session::connect(target.clone(), options(pre))
+            .await
+            .unwrap();
+        ready[usize::from(pre)].push(t0.elapsed().as_secs_f64() * 1000.0);
         session.close().await.unwrap();
         client
             .delete_session()
@@ -219,13 +220,39 @@ async fn run(rtt_ms: u64) {
             .await
             .unwrap();
     }
-    let [mut without, mut with] = times;
-    let (a, b) = (median(&mut without), median(&mut with));
-    println!(
-        "round trip {rtt_ms:>3} ms: first API call to a ready session, median of {RUNS}: \
-         {a:7.1} ms without preconnect, {b:7.1} ms with it ({:+.1} ms)",
-        b - a
-    );
+    // `exec -- true` as the CLI runs it for the default environment: the
+    // lookup, then exec (a login shell on a new tab, the bootstrap, the
+    // command, its status, DeleteSession).
+    let mut exec_ms = [Vec::new(), Vec::new()];
+    for i in 0..RUNS * 2 {
+        let pre = i % 2 == 1;
+        let t0 = Instant::now();
+        preconnect(&options(pre));
+        let env = client.find_or_create_default().await.unwrap();
+        let status = cloudshell_rs::exec::run_with_io(
+            &client,
+            &env,
+            &["true"],
+            ExecOptions::new().session_options(options(pre)),
+            None::<tokio::io::Empty>,
+            &mut tokio::io::sink(),
+            &mut tokio::io::sink(),
+        )
+        .await
+        .unwrap();
+        assert!(status.success());
+        exec_ms[usize::from(pre)].push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let report = |what: &str, [mut without, mut with]: [Vec<f64>; 2]| {
+        let (a, b) = (median(&mut without), median(&mut with));
+        println!(
+            "round trip {rtt_ms:>3} ms, {what}, median of {RUNS}: {a:7.1} ms without \
+             preconnect, {b:7.1} ms with it ({:+.1} ms)",
+            b - a
+        );
+    };
+    report("first API call to a ready session", ready);
+    report("exec -- true", exec_ms);
     emu.shutdown().await;
 }
 

@@ -240,6 +240,10 @@ pub struct EmulatorConfig {
     pub clock: Arc<dyn Clock>,
     /// Data-channel gateway settings (session modes, faults, grace periods).
     pub gateway: crate::gateway::GatewayConfig,
+    /// The `ws://` or `wss://` base (scheme, host and port) of the stream
+    /// URLs handed out, for a TLS front, a proxy or a relay in front of the
+    /// gateway. Default `None`: the emulator's own listener (`ws://`).
+    pub stream_base: Option<String>,
 }
 
 impl EmulatorConfig {
@@ -259,6 +263,7 @@ impl EmulatorConfig {
             max_object_size: 1 << 30,
             clock: Arc::new(SystemClock),
             gateway: crate::gateway::GatewayConfig::default(),
+            stream_base: None,
         }
     }
 

@@ -142,7 +142,7 @@ pub(crate) struct Shared {
     pub(crate) store: state::Store,
     /// `http://127.0.0.1:PORT`
     pub(crate) http_base: String,
-    /// `ws://127.0.0.1:PORT`
+    /// `ws://127.0.0.1:PORT`, or the configured `stream_base`
     pub(crate) ws_base: String,
     /// `127.0.0.1:PORT` (the Host header clients send)
     pub(crate) host: String,
@@ -170,11 +170,15 @@ impl Shared {
             addr.ip()
         };
         let host = SocketAddr::new(ip, addr.port()).to_string();
+        let ws_base = config
+            .stream_base
+            .clone()
+            .unwrap_or_else(|| format!("ws://{host}"));
         Ok(Self {
             config,
             store,
             http_base: format!("http://{host}"),
-            ws_base: format!("ws://{host}"),
+            ws_base,
             host,
             faults: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),

@@ -146,6 +146,28 @@ async fn stop_start_delete_with_instant_timings() {
     assert_ne!(env_id(&v), id);
 }
 
+/// With a stream base configured (a TLS front or a relay in front of the
+/// gateway), stream URLs name it instead of the emulator's own listener.
+#[tokio::test]
+async fn stream_urls_name_the_configured_base() {
+    let t = TestEmulator::start_with(Timings::instant(), |mut c| {
+        c.stream_base = Some("wss://gateway.test:8443".into());
+        c
+    })
+    .await;
+    let id = running_env(&t).await;
+    let v = t
+        .client
+        .ok("createSession", json!({"EnvironmentId": id}))
+        .await;
+    let sid = v["SessionId"].as_str().unwrap();
+    let url = v["StreamUrl"].as_str().unwrap();
+    let prefix = format!(
+        "wss://gateway.test:8443/v1/data-channel/{sid}?role=publish_subscribe&cell-number="
+    );
+    assert!(url.starts_with(&prefix), "{url}");
+}
+
 #[tokio::test]
 async fn sessions_heartbeats_and_stream_url() {
     let t = TestEmulator::start(Timings::instant()).await;

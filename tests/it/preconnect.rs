@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use cloudshell_rs::exec::{self, ExecOptions};
 use cloudshell_rs::session::{Session, SessionOptions, SessionTarget, preconnect};
 use tokio::sync::Notify;
 
@@ -21,6 +22,14 @@ struct Relay {
 impl Relay {
     async fn start(backend: std::net::SocketAddr, close_first: bool) -> Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Relay::on(listener, backend, close_first)
+    }
+
+    fn on(
+        listener: tokio::net::TcpListener,
+        backend: std::net::SocketAddr,
+        close_first: bool,
+    ) -> Relay {
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let changed = Arc::new(Notify::new());
@@ -169,6 +178,44 @@ async fn an_http_answer_on_the_preconnected_stream_is_final() {
             cloudshell_rs::error_chain(&err)
         );
         assert_eq!(relay.accepted(), 1);
+    })
+    .await;
+}
+
+/// `exec` opens the connection to the gateway its options name before its
+/// API calls (here another relay than the one the stream URL names, so that
+/// the two are told apart), and its session runs through the stream URL.
+#[tokio::test]
+async fn exec_opens_the_gateway_connection_ahead() {
+    let named = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("ws://{}", named.local_addr().unwrap());
+    let env = start_config(|mut c| {
+        c.stream_base = Some(base);
+        c
+    })
+    .await;
+    within(60, async {
+        let backend: std::net::SocketAddr = env
+            .emulator
+            .endpoint()
+            .strip_prefix("http://")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let named = Relay::on(named, backend, false);
+        let ahead = Relay::start(backend, false).await;
+        let options = options_for(&ahead.url());
+        let out = exec::run(
+            &env.client,
+            &env.env_id,
+            &["echo", "ran"],
+            ExecOptions::new().session_options(options),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.stdout, b"ran\n");
+        assert_eq!(named.accepted(), 1);
+        ahead.until_accepted(1).await;
     })
     .await;
 }
