@@ -77,10 +77,14 @@ impl Relay {
     }
 }
 
-/// The emulator's address in `target`'s stream URL.
-fn backend(target: &SessionTarget) -> std::net::SocketAddr {
-    let rest = target.stream_url.strip_prefix("ws://").unwrap();
-    rest[..rest.find('/').unwrap()].parse().unwrap()
+/// The emulator's listener: its REST endpoint and its gateway.
+fn gateway(env: &Env) -> std::net::SocketAddr {
+    env.emulator
+        .endpoint()
+        .strip_prefix("http://")
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// `target` with its stream URL moved to `base` (same path).
@@ -97,6 +101,17 @@ fn options_for(gateway: &str) -> SessionOptions {
     options
 }
 
+/// A relay before the emulator's gateway (closing its first connection
+/// with `close_first`) and options naming it as the gateway, with a
+/// connection opened ahead and accepted by the relay.
+async fn preconnected(env: &Env, close_first: bool) -> (Relay, SessionOptions) {
+    let relay = Relay::start(gateway(env), close_first).await;
+    let options = options_for(&relay.url());
+    preconnect(&options);
+    relay.until_accepted(1).await;
+    (relay, options)
+}
+
 async fn works(mut s: Session) {
     s.send_input(b"echo pre-$((6*7))\r").await.unwrap();
     read_until(&mut s, "pre-42").await;
@@ -109,11 +124,7 @@ async fn works(mut s: Session) {
 async fn the_session_uses_the_preconnected_stream() {
     let env = start().await;
     within(60, async {
-        let probe = env.create(&new_tab()).await;
-        let relay = Relay::start(backend(&probe), false).await;
-        let options = options_for(&relay.url());
-        preconnect(&options);
-        relay.until_accepted(1).await;
+        let (relay, options) = preconnected(&env, false).await;
         let target = through(&env.create(&new_tab()).await, &relay.url());
         works(Session::connect(target, options).await.unwrap()).await;
         assert_eq!(relay.accepted(), 1);
@@ -127,11 +138,7 @@ async fn the_session_uses_the_preconnected_stream() {
 async fn a_closed_preconnected_stream_is_replaced() {
     let env = start().await;
     within(60, async {
-        let probe = env.create(&new_tab()).await;
-        let relay = Relay::start(backend(&probe), true).await;
-        let options = options_for(&relay.url());
-        preconnect(&options);
-        relay.until_accepted(1).await;
+        let (relay, options) = preconnected(&env, true).await;
         let target = through(&env.create(&new_tab()).await, &relay.url());
         works(Session::connect(target, options).await.unwrap()).await;
         assert_eq!(relay.accepted(), 2);
@@ -145,12 +152,8 @@ async fn a_closed_preconnected_stream_is_replaced() {
 async fn a_stream_to_another_address_is_not_used() {
     let env = start().await;
     within(60, async {
-        let probe = env.create(&new_tab()).await;
-        let elsewhere = Relay::start(backend(&probe), false).await;
-        let named = Relay::start(backend(&probe), false).await;
-        let options = options_for(&elsewhere.url());
-        preconnect(&options);
-        elsewhere.until_accepted(1).await;
+        let (elsewhere, options) = preconnected(&env, false).await;
+        let named = Relay::start(gateway(&env), false).await;
         let target = through(&env.create(&new_tab()).await, &named.url());
         works(Session::connect(target, options).await.unwrap()).await;
         assert_eq!((elsewhere.accepted(), named.accepted()), (1, 1));
@@ -164,12 +167,8 @@ async fn a_stream_to_another_address_is_not_used() {
 async fn an_http_answer_on_the_preconnected_stream_is_final() {
     let env = start().await;
     within(60, async {
-        let probe = env.create(&new_tab()).await;
-        let relay = Relay::start(backend(&probe), false).await;
-        let options = options_for(&relay.url());
-        preconnect(&options);
-        relay.until_accepted(1).await;
-        let mut target = through(&probe, &relay.url());
+        let (relay, options) = preconnected(&env, false).await;
+        let mut target = env.create(&new_tab()).await;
         target.stream_url = format!("{}/no/such/path", relay.url());
         let err = Session::connect(target, options).await.err().unwrap();
         assert!(
@@ -195,15 +194,8 @@ async fn exec_opens_the_gateway_connection_ahead() {
     })
     .await;
     within(60, async {
-        let backend: std::net::SocketAddr = env
-            .emulator
-            .endpoint()
-            .strip_prefix("http://")
-            .unwrap()
-            .parse()
-            .unwrap();
-        let named = Relay::on(named, backend, false);
-        let ahead = Relay::start(backend, false).await;
+        let named = Relay::on(named, gateway(&env), false);
+        let ahead = Relay::start(gateway(&env), false).await;
         let options = options_for(&ahead.url());
         let out = exec::run(
             &env.client,
