@@ -134,24 +134,12 @@ fn wire_overhead(file: &Path, size: u64, want_sha: &str) {
             .with_region("us-east-1");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let emu = Emulator::start(config, listener).await.unwrap();
-        let client = cloudshell_rs::Client::builder()
-            .region("us-east-1")
-            .endpoint_url(emu.endpoint())
-            .credentials(cloudshell_rs::Credentials::new(
-                "AKIDCPBENCH",
-                "cp-bench-secret",
-                None,
-                None,
-                "bench",
-            ))
-            .build()
-            .await
-            .unwrap();
-        let env = client.find_or_create_default().await.unwrap();
-        client
-            .wait_until_running(&env, Duration::from_secs(30), |_| {})
-            .await
-            .unwrap();
+        let (client, env) = support::client_and_default_env(
+            &emu.endpoint(),
+            "AKIDCPBENCH",
+            "cp-bench-secret",
+        )
+        .await;
         let back_dir = tempfile::tempdir().unwrap();
         for t in [Transport::InBand, Transport::S3] {
             let o = TransferOptions::new().transport(t);

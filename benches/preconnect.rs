@@ -27,21 +27,23 @@
 #![allow(unsafe_code)] // set_var before any thread starts
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudshell_emulator::gateway::{SessionMode, SessionOptions as GwOptions};
 use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
 use cloudshell_rs::exec::ExecOptions;
 use cloudshell_rs::session::{Session, SessionOptions, SessionTarget, preconnect};
-use cloudshell_rs::{Client, Credentials};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+
+mod support;
+#[path = "../tests/it/support/tls_front.rs"]
+mod tls_front;
+use tls_front::{TLS_DIR, tls_front};
 
 const AK: &str = "AKIDBENCH";
 const SK: &str = "bench-secret-key";
 const RUNS: usize = 15;
-const TLS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls");
 
 /// Copies `from` to `to`, each chunk `delay` after it was read; the delay
 /// is a pipe's latency, not a limit on its throughput.
@@ -90,46 +92,6 @@ fn latency_relay(listener: TcpListener, backend: std::net::SocketAddr, delay: Du
     });
 }
 
-/// A TLS front on 127.0.0.1:0 for the emulator's plain listener, with the
-/// certificate for `localhost` in fixtures/tls. Returns its address.
-async fn tls_front(backend: std::net::SocketAddr) -> std::net::SocketAddr {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(format!("{TLS_DIR}/localhost.pem"))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(format!("{TLS_DIR}/localhost.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut plain) = TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = plain.set_nodelay(true);
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    addr
-}
-
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -164,18 +126,8 @@ async fn run(rtt_ms: u64) {
     latency_relay(gw_listener, tls_front(emu_addr).await, delay);
     let (api_listener, api_port) = listener().await;
     latency_relay(api_listener, emu_addr, delay);
-    let client = Client::builder()
-        .region("us-east-1")
-        .endpoint_url(format!("http://127.0.0.1:{api_port}"))
-        .credentials(Credentials::new(AK, SK, None, None, "bench"))
-        .build()
-        .await
-        .unwrap();
-    let env = client.find_or_create_default().await.unwrap();
-    client
-        .wait_until_running(&env, Duration::from_secs(30), |_| {})
-        .await
-        .unwrap();
+    let (client, _) =
+        support::client_and_default_env(&format!("http://127.0.0.1:{api_port}"), AK, SK).await;
 
     let options = |pre: bool| {
         let mut options = SessionOptions::default().allow_any_host();

@@ -24,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use cloudshell_emulator::gateway::{GatewayConfig, SessionMode, SessionOptions as GwOptions};
 use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
+use cloudshell_rs::Client;
 use cloudshell_rs::session::{Session, SessionEvent, SessionOptions, SessionTarget};
-use cloudshell_rs::{Client, Credentials};
+
+mod support;
 
 const AK: &str = "AKIDBENCH";
 const SK: &str = "bench-secret-key";
@@ -137,19 +139,7 @@ impl Drop for EmulatorProcess {
 }
 
 async fn client_for(endpoint: &str) -> (Client, String) {
-    let client = Client::builder()
-        .region("us-east-1")
-        .endpoint_url(endpoint)
-        .credentials(Credentials::new(AK, SK, None, None, "bench"))
-        .build()
-        .await
-        .unwrap();
-    let env = client.find_or_create_default().await.unwrap();
-    client
-        .wait_until_running(&env, Duration::from_secs(30), |_| {})
-        .await
-        .unwrap();
-    (client, env)
+    support::client_and_default_env(endpoint, AK, SK).await
 }
 
 /// CreateSession for a new tab.

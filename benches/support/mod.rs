@@ -123,3 +123,30 @@ impl Drop for Emulator {
         let _ = self.child.wait();
     }
 }
+
+/// A library client for the emulator at `endpoint` (plain HTTP, the given
+/// key pair) and the id of its default environment, RUNNING.
+pub async fn client_and_default_env(
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+) -> (cloudshell_rs::Client, String) {
+    let client = cloudshell_rs::Client::builder()
+        .region("us-east-1")
+        .endpoint_url(endpoint)
+        .credentials(cloudshell_rs::Credentials::new(
+            key, secret, None, None, "bench",
+        ))
+        .build()
+        .await
+        .expect("client");
+    let env = client
+        .find_or_create_default()
+        .await
+        .expect("default environment");
+    client
+        .wait_until_running(&env, std::time::Duration::from_secs(30), |_| {})
+        .await
+        .expect("environment running");
+    (client, env)
+}

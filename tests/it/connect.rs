@@ -1232,46 +1232,6 @@ async fn plugin_mode_reports_an_unreachable_destination_and_goes_on() {
     );
 }
 
-/// A TLS front on 127.0.0.1 for the emulator's plain listener, with the
-/// certificate for `localhost` in fixtures/tls (signed by fixtures/tls/ca.pem):
-/// what a `wss://` stream URL reaches. Returns its port.
-async fn tls_front(backend: std::net::SocketAddr) -> u16 {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls");
-    let certs = CertificateDer::pem_file_iter(format!("{dir}/localhost.pem"))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(format!("{dir}/localhost.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    port
-}
-
 /// `target` with its stream URL moved to `wss://localhost:PORT` (same path).
 fn over_tls(
     target: &cloudshell_rs::session::SessionTarget,
@@ -1299,7 +1259,9 @@ impl<'a> OverTls<'a> {
     async fn start(env: &'a session_support::Env) -> Self {
         OverTls {
             env,
-            port: tls_front(env.emulator.local_addr()).await,
+            port: crate::support::tls_front::tls_front(env.emulator.local_addr())
+                .await
+                .port(),
             home: tempfile::tempdir().unwrap(),
         }
     }

@@ -7,6 +7,7 @@ mod support {
     pub mod local_cli;
     pub mod log_capture;
     pub mod mock_http;
+    pub mod tls_front;
 }
 
 mod cli;
