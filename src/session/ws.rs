@@ -201,13 +201,7 @@ pub(crate) fn preconnect(url: &str, proxy: &Proxy) {
         return;
     };
     let mut warm = WARM.lock().unwrap_or_else(PoisonError::into_inner);
-    warm.retain(|w| {
-        let fresh = w.started.elapsed() < WARM_MAX_AGE;
-        if !fresh {
-            w.task.abort();
-        }
-        fresh
-    });
+    drop_stale(&mut warm);
     // One waiting per address is enough: each session takes one.
     if warm.len() >= WARM_MAX || warm.iter().any(|w| w.key == key) {
         return;
@@ -223,14 +217,24 @@ pub(crate) fn preconnect(url: &str, proxy: &Proxy) {
     });
 }
 
+/// Closes and forgets the connections older than [`WARM_MAX_AGE`].
+fn drop_stale(warm: &mut Vec<Warm>) {
+    warm.retain(|w| {
+        let fresh = w.started.elapsed() < WARM_MAX_AGE;
+        if !fresh {
+            w.task.abort();
+        }
+        fresh
+    });
+}
+
 /// A preconnected stream for `key`, if one was started: waited for if it is
 /// still being opened. `None` when there is none, or it failed.
 async fn take_warm(key: &str) -> Option<MaybeTlsStream<TcpStream>> {
     let task = {
         let mut warm = WARM.lock().unwrap_or_else(PoisonError::into_inner);
-        let i = warm
-            .iter()
-            .position(|w| w.key == key && w.started.elapsed() < WARM_MAX_AGE)?;
+        drop_stale(&mut warm);
+        let i = warm.iter().position(|w| w.key == key)?;
         warm.swap_remove(i).task
     };
     match task.await {
@@ -351,6 +355,28 @@ mod tests {
             ..aws("eu-west-3")
         };
         assert_eq!(set.gateway_url().as_deref(), Some("wss://gw.example:8443"));
+    }
+
+    /// A connection older than 20 s is not used, and is closed.
+    #[tokio::test]
+    async fn a_stale_preconnected_stream_is_closed_not_used() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let key = warm_key(&Proxy::none(), false, "127.0.0.1", port).unwrap();
+        let task =
+            tokio::spawn(async move { stream(&Proxy::none(), false, "127.0.0.1", port).await });
+        WARM.lock().unwrap().push(Warm {
+            key: key.clone(),
+            started: Instant::now().checked_sub(WARM_MAX_AGE).unwrap(),
+            task,
+        });
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        assert!(take_warm(&key).await.is_none());
+        assert_eq!(waiting(&key), 0);
+        // Closed: the other end reads its end.
+        let mut buf = [0u8; 1];
+        use tokio::io::AsyncReadExt as _;
+        assert_eq!(accepted.read(&mut buf).await.unwrap(), 0);
     }
 
     /// One connection waits per address; none when preconnecting is off.
