@@ -60,6 +60,18 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.endpoint_url(e.clone());
     }
     let client = builder.build().await?;
+    let mut options = SessionOptions {
+        expected_region: Some(client.region().to_string()),
+        ..SessionOptions::default()
+    };
+    if endpoint.is_some() {
+        // An emulator hands out ws://127.0.0.1 stream URLs.
+        options = options.allow_any_host();
+        options.expected_region = None;
+    }
+    // The data channel's connection (TCP, TLS) is made while the API calls
+    // below are: on AWS, the session is ready a round trip or two sooner.
+    cloudshell_rs::session::preconnect(&options);
 
     let env = match arg("--env") {
         Some(e) => e,
@@ -77,15 +89,6 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let session_id = out.session_id.clone();
     let target = SessionTarget::from(out);
-    let mut options = SessionOptions {
-        expected_region: Some(client.region().to_string()),
-        ..SessionOptions::default()
-    };
-    if endpoint.is_some() {
-        // An emulator hands out ws://127.0.0.1 stream URLs.
-        options = options.allow_any_host();
-        options.expected_region = None;
-    }
     let session = Session::connect(target, options.clone()).await?;
     let injection = if inject_credentials() {
         // A separate, hidden run writes the values into a private file in the
