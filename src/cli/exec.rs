@@ -215,17 +215,29 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResul
 fn one_word_hint(e: CliError, words: &[String]) -> CliError {
     match words {
         [only] if e.code == 127 && e.message.is_empty() && only.contains(char::is_whitespace) => {
-            CliError::with_code(
-                format!(
-                    "hint: \"{}\" was taken as the name of one command, since arguments \
-                     are passed exactly; give its words apart (exec -- ls -l), or run it \
-                     through a shell (exec -- bash -c '...')",
-                    only.escape_debug()
-                ),
-                127,
-            )
+            CliError::with_code(one_word_advice(only), 127)
         }
         _ => e,
+    }
+}
+
+/// What to write instead of `exec -- 'LINE'`: its words apart when it holds
+/// nothing a shell would read otherwise, and `bash -c 'LINE'` in any case.
+fn one_word_advice(line: &str) -> String {
+    let through_shell = format!("exec -- bash -c '{}'", line.replace('\'', "'\\''"));
+    let plain = !line
+        .contains(|c: char| c.is_control() && c != '\t' || "|&;<>()$`\\\"'*?[]#~={}!".contains(c));
+    if plain {
+        let apart = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        format!(
+            "hint: {line:?} is one argument, taken as a command's name (arguments are passed \
+             exactly); write: exec -- {apart}  or: {through_shell}"
+        )
+    } else {
+        format!(
+            "hint: {line:?} is one argument, taken as a command's name (arguments are passed \
+             exactly); for a shell command line write: {through_shell}"
+        )
     }
 }
 
@@ -276,6 +288,26 @@ mod tests {
 
     fn w(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn advice_for_a_command_line_given_as_one_argument() {
+        assert_eq!(
+            one_word_advice("ls  -l /tmp"),
+            "hint: \"ls  -l /tmp\" is one argument, taken as a command's name (arguments \
+             are passed exactly); write: exec -- ls -l /tmp  or: exec -- bash -c 'ls  -l /tmp'"
+        );
+        assert_eq!(
+            one_word_advice("grep x f | wc -l"),
+            "hint: \"grep x f | wc -l\" is one argument, taken as a command's name \
+             (arguments are passed exactly); for a shell command line write: \
+             exec -- bash -c 'grep x f | wc -l'"
+        );
+        assert_eq!(
+            one_word_advice("echo it's"),
+            "hint: \"echo it's\" is one argument, taken as a command's name (arguments \
+             are passed exactly); for a shell command line write: exec -- bash -c 'echo it'\\''s'"
+        );
     }
 
     #[test]

@@ -61,9 +61,9 @@ fn exec_cli_one_argument_command_line_gets_a_hint() {
     assert!(out.stdout.is_empty());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "echo hi: command not found\ncloudshell-rs: hint: \"echo hi\" was taken as the name \
-         of one command, since arguments are passed exactly; give its words apart \
-         (exec -- ls -l), or run it through a shell (exec -- bash -c '...')\n"
+        "echo hi: command not found\ncloudshell-rs: hint: \"echo hi\" is one argument, taken \
+         as a command's name (arguments are passed exactly); write: exec -- echo hi  or: \
+         exec -- bash -c 'echo hi'\n"
     );
     let out = cli
         .cmd("exec")
