@@ -155,8 +155,9 @@ static WARM: Mutex<Vec<Warm>> = Mutex::new(Vec::new());
 /// connection on which no request came).
 const WARM_MAX_AGE: Duration = Duration::from_secs(20);
 
-/// At most this many preconnected streams wait at a time.
-const WARM_MAX: usize = 4;
+/// At most this many preconnected streams wait at a time (one per address;
+/// a process rarely expects more than one gateway).
+const WARM_MAX: usize = 16;
 
 /// What a connection to `host:port` is keyed by: the scheme, the address and
 /// the proxy route; `None` when the proxy setting cannot be used (the
