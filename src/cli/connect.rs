@@ -163,7 +163,8 @@ pub(super) async fn on_terminal(
 ) -> CliResult {
     let client = ctx.client.clone();
     // The data channel's connection is made while the API calls are.
-    cloudshell_rs::session::preconnect(&session_options(global, &client));
+    let mut options = session_options(global, &client);
+    cloudshell_rs::session::preconnect(&options);
     let spinner = Spinner::new("looking up the environment");
     let env = ctx.env_or_create_default(args.env.clone()).await?;
     spinner.set(format!("waiting for {env} to be RUNNING"));
@@ -194,7 +195,6 @@ pub(super) async fn on_terminal(
             return Err(e.into());
         }
     };
-    let mut options = session_options(global, &client);
     options.kms_target_id = Some(env.clone());
     options.resume = !args.no_reconnect;
     if !args.no_reconnect {
