@@ -105,10 +105,11 @@ fn non_empty(
 /// Runs the command and exits with its status.
 pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResult {
     let (env, cmd) = split_words(args.words)?;
-    let words: Vec<String> = cmd
-        .iter()
-        .map(|w| w.to_string_lossy().into_owned())
-        .collect();
+    // For the hint after a command that was not found.
+    let only_word = match &cmd[..] {
+        [only] => Some(only.to_string_lossy().into_owned()),
+        _ => None,
+    };
     let argv: Vec<Vec<u8>> = cmd.into_iter().map(os_bytes).collect();
     if args.tty {
         let mut options = ExecOptions::new();
@@ -133,7 +134,7 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResul
             options: Box::new(options),
         };
         let result = super::connect::on_terminal(ctx, global, terminal, what).await;
-        return result.map_err(|e| one_word_hint(e, &words));
+        return result.map_err(|e| one_word_hint(e, only_word.as_deref()));
     }
     // The data channel's connection is made while the API calls are.
     let session_options = super::connect::session_options(global, &ctx.client);
@@ -200,7 +201,7 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResul
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(one_word_hint(
             CliError::with_code("", u8::try_from(status.code()).unwrap_or(1)),
-            &words,
+            only_word.as_deref(),
         )),
         Err(ExecError::Interrupted) => Err(CliError::with_code("", 130)),
         Err(e @ ExecError::Timeout(_)) => Err(CliError::with_code(chain(&e), TIMEOUT_EXIT)),
@@ -212,10 +213,12 @@ pub async fn run(ctx: &Context, global: &GlobalArgs, args: ExecArgs) -> CliResul
 /// A command line given as one argument (`exec -- 'ls -l'`) is a command
 /// name with a space in it, which no shell finds (exit code 127): the error
 /// then says how to write it. Any other outcome is returned as it is.
-fn one_word_hint(e: CliError, words: &[String]) -> CliError {
-    match words {
-        [only] if e.code == 127 && e.message.is_empty() && only.contains(char::is_whitespace) => {
-            CliError::with_code(one_word_advice(only), 127)
+fn one_word_hint(e: CliError, only_word: Option<&str>) -> CliError {
+    match only_word {
+        Some(line)
+            if e.code == 127 && e.message.is_empty() && line.contains(char::is_whitespace) =>
+        {
+            CliError::with_code(one_word_advice(line), 127)
         }
         _ => e,
     }
@@ -227,18 +230,16 @@ fn one_word_advice(line: &str) -> String {
     let through_shell = format!("exec -- bash -c '{}'", line.replace('\'', "'\\''"));
     let plain = !line
         .contains(|c: char| c.is_control() && c != '\t' || "|&;<>()$`\\\"'*?[]#~={}!".contains(c));
-    if plain {
+    let write = if plain {
         let apart = line.split_whitespace().collect::<Vec<_>>().join(" ");
-        format!(
-            "hint: {line:?} is one argument, taken as a command's name (arguments are passed \
-             exactly); write: exec -- {apart}  or: {through_shell}"
-        )
+        format!("write: exec -- {apart}  or: {through_shell}")
     } else {
-        format!(
-            "hint: {line:?} is one argument, taken as a command's name (arguments are passed \
-             exactly); for a shell command line write: {through_shell}"
-        )
-    }
+        format!("for a shell command line write: {through_shell}")
+    };
+    format!(
+        "hint: {line:?} is one argument, taken as a command's name (arguments are passed \
+         exactly); {write}"
+    )
 }
 
 /// `connect --inject-credentials`: writes the credentials file through a
