@@ -16,7 +16,7 @@
 //! Then the same for `exec -- true` as the CLI runs it for the default
 //! environment (DescribeEnvironments, then `exec::run_with_io`: a login
 //! shell on a new tab, the bootstrap, the command, its status,
-//! DeleteSession).
+//! DeleteSession). Last, `cp` of a small file through S3 each way.
 //!
 //! The relays delay data, not TCP's own handshake (which completes on
 //! loopback at once), so on a real network a preconnect saves one round trip
@@ -33,6 +33,7 @@ use cloudshell_emulator::gateway::{SessionMode, SessionOptions as GwOptions};
 use cloudshell_emulator::{AcceptedCredentials, Emulator, EmulatorConfig, Timings};
 use cloudshell_rs::exec::ExecOptions;
 use cloudshell_rs::session::{Session, SessionOptions, SessionTarget, preconnect};
+use cloudshell_rs::transfer::{self, TransferOptions, Transport};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -205,6 +206,42 @@ async fn run(rtt_ms: u64) {
     };
     report("first API call to a ready session", ready);
     report("exec -- true", exec_ms);
+
+    // `cp` of a 64 KiB file through S3 each way, as the CLI runs it for the
+    // default environment (the lookup, then the transfer: GetFile*Urls, the
+    // object to or from S3, a session whose command moves it, DeleteSession).
+    // With the preconnect only: these rows time the transfer's own order.
+    let local = dir.path().join("file.bin");
+    std::fs::write(&local, vec![7u8; 64 * 1024]).unwrap();
+    let copy_options = TransferOptions::new()
+        .transport(Transport::S3)
+        .session_options(options(true));
+    let mut up_ms = Vec::new();
+    let mut down_ms = Vec::new();
+    for _ in 0..RUNS {
+        let t0 = Instant::now();
+        preconnect(&options(true));
+        let env = client.find_or_create_default().await.unwrap();
+        transfer::upload(&client, &env, &local, "file.bin", &copy_options)
+            .await
+            .unwrap();
+        up_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let back = dir.path().join("back.bin");
+        let t0 = Instant::now();
+        preconnect(&options(true));
+        let env = client.find_or_create_default().await.unwrap();
+        transfer::download(&client, &env, "file.bin", &back, &copy_options)
+            .await
+            .unwrap();
+        down_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        std::fs::remove_file(&back).unwrap();
+    }
+    println!(
+        "round trip {rtt_ms:>3} ms, cp of 64 KiB through S3, median of {RUNS}: up {:7.1} ms, \
+         down {:7.1} ms",
+        median(&mut up_ms),
+        median(&mut down_ms)
+    );
     emu.shutdown().await;
 }
 
