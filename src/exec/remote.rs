@@ -193,6 +193,11 @@ impl ExecSession {
         &self.session_id
     }
 
+    /// Whether the session is still open (its events have not ended).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.output_task.is_finished()
+    }
+
     /// Input bytes sent and output bytes received so far.
     pub(crate) fn bytes(&self) -> (u64, u64) {
         (

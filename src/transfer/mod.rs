@@ -69,6 +69,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use error::{Side, TransferError};
+use runner::Primed;
 pub use runner::{ExecRunner, RemoteRunner, RunFuture, RunOutcome};
 pub use spec::{Location, parse_location};
 
@@ -329,6 +330,19 @@ async fn runner_for(
     Ok(runner)
 }
 
+/// [`runner_for`], with the session of its first command opening at once:
+/// while the copy asks for S3 URLs, sends the file to S3 or learns whether
+/// the environment is the public one.
+async fn primed_runner_for(
+    client: &Client,
+    environment_id: &str,
+    options: &TransferOptions,
+) -> Result<Primed, TransferError> {
+    runner_for(client, environment_id, options)
+        .await
+        .map(Primed::new)
+}
+
 /// Copies the local file (or, with `recursive`, directory) `local` to `remote`
 /// in the environment. When `remote` is an existing directory the source keeps
 /// its name inside it.
@@ -351,25 +365,23 @@ pub async fn upload(
             src.size >= AUTO_S3_MIN_BYTES
         };
     let (runner, public) = tokio::join!(
-        runner_for(client, environment_id, options),
+        primed_runner_for(client, environment_id, options),
         is_public_if(large, client, environment_id),
     );
     let runner = runner?;
-    match options.transport {
+    let copied = match options.transport {
         Transport::InBand => inband::upload(&runner, &src, remote, options).await,
         Transport::S3 => s3::upload(&runner, &src, remote, options).await,
-        Transport::Auto => {
-            if !public {
-                return inband::upload(&runner, &src, remote, options).await;
+        Transport::Auto if !public => inband::upload(&runner, &src, remote, options).await,
+        Transport::Auto => match s3::upload(&runner, &src, remote, options).await {
+            Err(e) if e.is_s3_route() => {
+                in_band_after(e, inband::upload(&runner, &src, remote, options)).await
             }
-            match s3::upload(&runner, &src, remote, options).await {
-                Err(e) if e.is_s3_route() => {
-                    in_band_after(e, inband::upload(&runner, &src, remote, options)).await
-                }
-                other => other,
-            }
-        }
-    }
+            other => other,
+        },
+    };
+    runner.finish().await;
+    copied
 }
 
 /// With `ask`, whether the environment is the public one (no VPC
@@ -608,15 +620,17 @@ pub async fn download(
     let dest = destination(remote, local, options);
     dest.precheck()?;
     let (runner, public) = tokio::join!(
-        runner_for(client, environment_id, options),
+        primed_runner_for(client, environment_id, options),
         is_public_if(options.transport == Transport::Auto, client, environment_id),
     );
     let runner = runner?;
-    match options.transport {
+    let copied = match options.transport {
         Transport::S3 => s3::download(&runner, remote, &dest, options).await,
         Transport::Auto if public => s3::download_auto(&runner, remote, &dest, options).await,
         _ => inband::download(&runner, remote, &dest, options).await,
-    }
+    };
+    runner.finish().await;
+    copied
 }
 
 /// Copies several remote sources into the local directory `local`, as

@@ -2,9 +2,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
 
 use crate::Client;
 use crate::exec::remote::{ExecSession, session_options_for};
@@ -100,20 +102,26 @@ impl ExecRunner {
         &self.client
     }
 
-    async fn run_inner(
-        &self,
-        argv: &[Vec<u8>],
-        stdin: Option<&mut (dyn AsyncRead + Send + Unpin)>,
-        stdout: &mut (dyn AsyncWrite + Send + Unpin),
-        stderr: &mut (dyn AsyncWrite + Send + Unpin),
-    ) -> Result<RunOutcome, ExecError> {
-        let mut session = ExecSession::open(
+    /// Creates a session for a command and connects to it.
+    async fn open(&self) -> Result<ExecSession, ExecError> {
+        ExecSession::open(
             &self.client,
             &self.environment_id,
             self.session_options.clone(),
             None,
         )
-        .await?;
+        .await
+    }
+
+    /// Runs `argv` in `session`, then deletes the session.
+    async fn run_in(
+        &self,
+        mut session: ExecSession,
+        argv: &[Vec<u8>],
+        stdin: Option<&mut (dyn AsyncRead + Send + Unpin)>,
+        stdout: &mut (dyn AsyncWrite + Send + Unpin),
+        stderr: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<RunOutcome, ExecError> {
         let link = session.take_link();
         let mut options = ExecOptions::new().startup_timeout(self.startup_timeout);
         if let Some(i) = &self.interrupt {
@@ -144,6 +152,96 @@ impl RemoteRunner for ExecRunner {
         stdout: &'a mut (dyn AsyncWrite + Send + Unpin),
         stderr: &'a mut (dyn AsyncWrite + Send + Unpin),
     ) -> RunFuture<'a> {
-        Box::pin(self.run_inner(argv, stdin, stdout, stderr))
+        Box::pin(async move {
+            let session = self.open().await?;
+            self.run_in(session, argv, stdin, stdout, stderr).await
+        })
+    }
+}
+
+/// An [`ExecRunner`] whose first command runs in a session opened as soon as
+/// the runner is made: the session's set-up (CreateSession, the WebSocket,
+/// the open frame, the tab's shell) overlaps what the transfer does first,
+/// such as asking for S3 URLs or sending the file to S3. Later commands (a
+/// clean-up after a failure, a fallback) get sessions of their own.
+/// [`finish`](Self::finish) deletes the session if no command took it.
+pub(crate) struct Primed {
+    runner: ExecRunner,
+    ahead: Mutex<Option<JoinHandle<Result<ExecSession, ExecError>>>>,
+}
+
+impl Primed {
+    /// Starts opening a session for `runner`'s first command.
+    pub(crate) fn new(runner: ExecRunner) -> Self {
+        let opener = runner.clone();
+        let ahead = tokio::spawn(async move { opener.open().await });
+        Self {
+            runner,
+            ahead: Mutex::new(Some(ahead)),
+        }
+    }
+
+    /// The environment commands run in.
+    pub(crate) fn environment_id(&self) -> &str {
+        self.runner.environment_id()
+    }
+
+    /// The API client.
+    pub(crate) fn client(&self) -> &Client {
+        self.runner.client()
+    }
+
+    fn take_ahead(&self) -> Option<JoinHandle<Result<ExecSession, ExecError>>> {
+        self.ahead.lock().ok().and_then(|mut a| a.take())
+    }
+
+    /// A session for the next command: the one opened ahead if it is still
+    /// unused and open, else a new one.
+    async fn session(&self) -> Result<ExecSession, ExecError> {
+        let Some(ahead) = self.take_ahead() else {
+            return self.runner.open().await;
+        };
+        match ahead.await {
+            Ok(Ok(session)) if session.is_open() => Ok(session),
+            Ok(Ok(session)) => {
+                // It ended while the transfer did its first part (the
+                // service closed it, the connection dropped).
+                tracing::debug!("the session opened ahead has ended; opening another");
+                session.finish().await;
+                self.runner.open().await
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => {
+                tracing::debug!("opening a session ahead failed: {e}");
+                self.runner.open().await
+            }
+        }
+    }
+
+    /// Deletes the session opened ahead if no command used it (waiting for
+    /// it to open first: a session being created cannot be called off).
+    pub(crate) async fn finish(self) {
+        if let Some(ahead) = self.take_ahead()
+            && let Ok(Ok(session)) = ahead.await
+        {
+            session.finish().await;
+        }
+    }
+}
+
+impl RemoteRunner for Primed {
+    fn run<'a>(
+        &'a self,
+        argv: &'a [Vec<u8>],
+        stdin: Option<&'a mut (dyn AsyncRead + Send + Unpin)>,
+        stdout: &'a mut (dyn AsyncWrite + Send + Unpin),
+        stderr: &'a mut (dyn AsyncWrite + Send + Unpin),
+    ) -> RunFuture<'a> {
+        Box::pin(async move {
+            let session = self.session().await?;
+            self.runner
+                .run_in(session, argv, stdin, stdout, stderr)
+                .await
+        })
     }
 }

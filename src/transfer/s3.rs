@@ -16,7 +16,7 @@ use super::inband::{
     run_to_success, upload_failure,
 };
 use super::local::{self, HashWriter, LocalDestination, SourceInfo};
-use super::runner::{ExecRunner, RunOutcome};
+use super::runner::{Primed, RunOutcome};
 use super::scripts::{self, DownloadSink, Report, UploadArgs, UploadSource};
 use super::{Reporter, TransferOptions, TransferReport, Transport};
 use crate::Secret;
@@ -144,7 +144,7 @@ impl Presigned {
 }
 
 pub(crate) async fn upload(
-    runner: &ExecRunner,
+    runner: &Primed,
     src: &SourceInfo,
     remote: &str,
     options: &TransferOptions,
@@ -360,7 +360,7 @@ fn post_config(post_url: &str, urls: &crate::types::FileUrlsOutput) -> String {
 }
 
 async fn download_urls(
-    runner: &ExecRunner,
+    runner: &Primed,
     remote: &str,
 ) -> Result<(crate::types::FileUrlsOutput, Presigned), TransferError> {
     let env = runner.environment_id();
@@ -377,7 +377,7 @@ async fn download_urls(
 }
 
 pub(crate) async fn download(
-    runner: &ExecRunner,
+    runner: &Primed,
     remote: &str,
     dest: &LocalDestination,
     options: &TransferOptions,
@@ -398,7 +398,7 @@ pub(crate) async fn download(
 /// When the S3 route fails, the copy goes in-band, with
 /// [`TransferReport::s3_fallback`] saying why.
 pub(crate) async fn download_auto(
-    runner: &ExecRunner,
+    runner: &Primed,
     remote: &str,
     dest: &LocalDestination,
     options: &TransferOptions,

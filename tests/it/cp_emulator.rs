@@ -806,12 +806,14 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
     let src = emu.local.join("f.bin");
     write_file(&src, &data, 0o644);
 
-    // GetFileUploadUrls answers with truncated JSON.
+    // GetFileUploadUrls answers with truncated JSON. The copy goes in-band,
+    // in the session opened while the URLs were asked for.
     emu.emulator.inject(RestFault::on(
         "GetFileUploadUrls",
         FaultKind::MalformedJson,
         1,
     ));
+    emu.emulator.clear_requests();
     let r = transfer::upload(&emu.client, &emu.env, &src, "a.bin", &auto)
         .await
         .unwrap();
@@ -819,6 +821,7 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
     let why = r.s3_fallback.unwrap();
     assert!(why.contains("CloudShell API call failed"), "{why}");
     assert_eq!(sha256_file(&emu.home.join("a.bin")), sha256_hex(&data));
+    assert_eq!(create_sessions(&emu), 1, "the session opened ahead is used");
     emu.emulator.inject(RestFault::on(
         "GetFileDownloadUrls",
         FaultKind::MalformedJson,
@@ -878,10 +881,11 @@ async fn cp_emu_auto_falls_back_in_band_when_s3_fails() {
         ),
         "{e:?}"
     );
-    let ops = operations(&emu, |o| o == "CreateSession" || o == "GetFileUploadUrls");
+    let mut ops = operations(&emu, |o| o == "CreateSession" || o == "GetFileUploadUrls");
+    ops.sort();
     assert_eq!(
         ops,
-        ["GetFileUploadUrls", "CreateSession"],
+        ["CreateSession", "GetFileUploadUrls"],
         "a destination error is not retried in-band"
     );
 }
@@ -962,4 +966,100 @@ async fn cp_emu_s3_download_of_a_growing_file_copies_its_beginning() {
     assert_eq!(now, data.len() as u64 + 2 * "more lines\n".len() as u64);
     assert_clean(&emu.local);
     assert_clean(&emu.home);
+}
+
+/// An S3 copy opens its session while it asks for the presigned URLs (and,
+/// up, while it sends the file to S3): with GetFile*Urls slow to answer,
+/// CreateSession has been answered first. One session each way, deleted.
+#[tokio::test]
+async fn cp_emu_s3_session_opens_while_the_urls_are_asked() {
+    use cloudshell_emulator::{FaultKind, RestFault};
+    let emu = start(GatewayConfig::default()).await;
+    let data = pseudo_random(100 * 1024, 21);
+    let src = emu.local.join("o.bin");
+    write_file(&src, &data, 0o644);
+    let slow = |op: &str| RestFault::on(op, FaultKind::Delay(Duration::from_secs(1)), 1);
+    let wanted = |o: &str| o.ends_with("Session") || o.starts_with("GetFile");
+
+    emu.emulator.clear_requests();
+    emu.emulator.inject(slow("GetFileUploadUrls"));
+    transfer::upload(&emu.client, &emu.env, &src, "o.bin", &opts(Transport::S3))
+        .await
+        .unwrap();
+    assert_eq!(sha256_file(&emu.home.join("o.bin")), sha256_hex(&data));
+    assert_eq!(
+        operations(&emu, wanted),
+        ["CreateSession", "GetFileUploadUrls", "DeleteSession"]
+    );
+
+    emu.emulator.clear_requests();
+    emu.emulator.inject(slow("GetFileDownloadUrls"));
+    let back = emu.local.join("o.back");
+    transfer::download(&emu.client, &emu.env, "o.bin", &back, &opts(Transport::S3))
+        .await
+        .unwrap();
+    assert_eq!(sha256_file(&back), sha256_hex(&data));
+    assert_eq!(
+        operations(&emu, wanted),
+        ["CreateSession", "GetFileDownloadUrls", "DeleteSession"]
+    );
+    assert!(emu.emulator.gateway().live_sessions().is_empty());
+}
+
+/// A copy that fails before running anything (GetFileDownloadUrls refused)
+/// deletes the session it opened ahead, and says what failed.
+#[tokio::test]
+async fn cp_emu_s3_failure_deletes_the_session_opened_ahead() {
+    use cloudshell_emulator::{FaultKind, RestFault};
+    let emu = start(GatewayConfig::default()).await;
+    std::fs::write(emu.home.join("f.bin"), b"x").unwrap();
+    emu.emulator.clear_requests();
+    emu.emulator.inject(RestFault::on(
+        "GetFileDownloadUrls",
+        FaultKind::ExpiredToken,
+        1,
+    ));
+    let back = emu.local.join("f.back");
+    let e = transfer::download(&emu.client, &emu.env, "f.bin", &back, &opts(Transport::S3))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TransferError::Api(_)), "{e:?}");
+    assert!(!back.exists());
+    let mut ops = operations(&emu, |o| o.ends_with("Session"));
+    ops.sort();
+    assert_eq!(ops, ["CreateSession", "DeleteSession"]);
+    assert!(emu.emulator.gateway().live_sessions().is_empty());
+}
+
+/// The session opened ahead ends before the copy needs it (the service
+/// closed it while the URLs were asked for): the copy opens another one.
+#[tokio::test]
+async fn cp_emu_s3_session_that_ended_meanwhile_is_replaced() {
+    use cloudshell_emulator::{FaultKind, RestFault};
+    let emu = start(GatewayConfig::default()).await;
+    let data = pseudo_random(10 * 1024, 22);
+    std::fs::write(emu.home.join("e.bin"), &data).unwrap();
+    emu.emulator.clear_requests();
+    emu.emulator.inject(RestFault::on(
+        "GetFileDownloadUrls",
+        FaultKind::Delay(Duration::from_secs(2)),
+        1,
+    ));
+    let (client, env, back) = (
+        emu.client.clone(),
+        emu.env.clone(),
+        emu.local.join("e.back"),
+    );
+    let back2 = back.clone();
+    let copy = tokio::spawn(async move {
+        transfer::download(&client, &env, "e.bin", &back2, &opts(Transport::S3)).await
+    });
+    let gateway = emu.emulator.gateway();
+    wait_for(|| !gateway.live_sessions().is_empty()).await;
+    let first = gateway.live_sessions().remove(0);
+    gateway.close_session(&first);
+    let report = copy.await.unwrap().unwrap();
+    assert_eq!(sha256_file(&back), sha256_hex(&data));
+    assert_eq!(create_sessions(&emu), 2);
+    assert_ne!(report.session_ids, [first]);
 }
