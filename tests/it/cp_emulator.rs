@@ -1054,9 +1054,18 @@ async fn cp_emu_s3_session_that_ended_meanwhile_is_replaced() {
     let copy = tokio::spawn(async move {
         transfer::download(&client, &env, "e.bin", &back2, &opts(Transport::S3)).await
     });
+    // Once the session is open: its shell's first output has been sent (the
+    // close then reaches the client after it, on the same connection).
     let gateway = emu.emulator.gateway();
-    wait_for(|| !gateway.live_sessions().is_empty()).await;
-    let first = gateway.live_sessions().remove(0);
+    let opened = || {
+        gateway.live_sessions().into_iter().find(|id| {
+            gateway
+                .session_metrics(id)
+                .is_some_and(|m| m.output_bytes > 0)
+        })
+    };
+    wait_for(|| opened().is_some()).await;
+    let first = opened().unwrap();
     gateway.close_session(&first);
     let report = copy.await.unwrap().unwrap();
     assert_eq!(sha256_file(&back), sha256_hex(&data));
