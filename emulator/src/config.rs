@@ -244,6 +244,12 @@ pub struct EmulatorConfig {
     /// URLs handed out, for a TLS front, a proxy or a relay in front of the
     /// gateway. Default `None`: the emulator's own listener (`ws://`).
     pub stream_base: Option<String>,
+    /// The `http://` or `https://` base (scheme, host and port) of the
+    /// presigned S3 URLs handed out by GetFileUploadUrls and
+    /// GetFileDownloadUrls, for a relay or a proxy in front of the fake S3
+    /// (the download URL is signed for that host). Default `None`: the
+    /// emulator's own listener.
+    pub s3_base: Option<String>,
 }
 
 impl EmulatorConfig {
@@ -264,6 +270,7 @@ impl EmulatorConfig {
             clock: Arc::new(SystemClock),
             gateway: crate::gateway::GatewayConfig::default(),
             stream_base: None,
+            s3_base: None,
         }
     }
 

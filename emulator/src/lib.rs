@@ -144,8 +144,10 @@ pub(crate) struct Shared {
     pub(crate) http_base: String,
     /// `ws://127.0.0.1:PORT`, or the configured `stream_base`
     pub(crate) ws_base: String,
-    /// `127.0.0.1:PORT` (the Host header clients send)
-    pub(crate) host: String,
+    /// Base of the presigned S3 URLs: `http_base`, or the configured `s3_base`.
+    pub(crate) s3_base: String,
+    /// The host (and port) of `s3_base`, which presigned downloads are signed for.
+    pub(crate) s3_host: String,
     faults: Mutex<Vec<RestFault>>,
     requests: Mutex<Vec<RecordedRequest>>,
 }
@@ -174,12 +176,29 @@ impl Shared {
             .stream_base
             .clone()
             .unwrap_or_else(|| format!("ws://{host}"));
+        let (s3_base, s3_host) = match &config.s3_base {
+            None => (format!("http://{host}"), host.clone()),
+            Some(base) => {
+                let base = base.trim_end_matches('/');
+                let authority = base
+                    .strip_prefix("http://")
+                    .or_else(|| base.strip_prefix("https://"))
+                    .filter(|a| !a.is_empty() && !a.contains('/'))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "s3_base {base:?} is not an http:// or https:// scheme, host and port"
+                        ))
+                    })?;
+                (base.to_owned(), authority.to_owned())
+            }
+        };
         Ok(Self {
             config,
             store,
             http_base: format!("http://{host}"),
             ws_base,
-            host,
+            s3_base,
+            s3_host,
             faults: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
         })

@@ -135,7 +135,7 @@ pub(crate) fn presign(
         "GET",
         &object_path,
         &query,
-        &[("host".to_owned(), app.host.clone())],
+        &[("host".to_owned(), app.s3_host.clone())],
         "UNSIGNED-PAYLOAD",
     );
     let scope = format!("{date}/{region}/s3/aws4_request");
@@ -145,9 +145,9 @@ pub(crate) fn presign(
     query.push_str(&signature);
 
     FileUrlsResponse {
-        file_upload_presigned_url: format!("{}/_s3/{bucket}", app.http_base),
+        file_upload_presigned_url: format!("{}/_s3/{bucket}", app.s3_base),
         file_upload_presigned_fields: fields,
-        file_download_presigned_url: format!("{}{object_path}?{query}", app.http_base),
+        file_download_presigned_url: format!("{}{object_path}?{query}", app.s3_base),
         file_download_presigned_key: sse_key_b64,
         file_download_presigned_key_hash: sse_key_md5,
     }

@@ -294,3 +294,56 @@ async fn size_limit_and_expiry() {
     let (s, b) = get(&t, &u.download, &[(SSE_KEY, &u.key)]).await;
     assert_eq!((s, s3_code(&b).as_str()), (403, "AccessDenied"));
 }
+
+/// With `s3_base`, the presigned URLs name that base (a relay in front of
+/// the fake S3 here), and the download URL is signed for its host: both
+/// requests work through the relay.
+#[tokio::test]
+async fn urls_name_the_configured_base() {
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", relay.local_addr().unwrap());
+    let t = TestEmulator::start_with(Timings::instant(), |mut c| {
+        c.s3_base = Some(format!("{base}/"));
+        c
+    })
+    .await;
+    let backend = t.handle.local_addr();
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = relay.accept().await {
+            tokio::spawn(async move {
+                let mut up = tokio::net::TcpStream::connect(backend).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            });
+        }
+    });
+    let u = urls(&t).await;
+    assert!(
+        u.upload.starts_with(&format!("{base}/_s3/")),
+        "{}",
+        u.upload
+    );
+    assert!(
+        u.download.starts_with(&format!("{base}/_s3/")),
+        "{}",
+        u.download
+    );
+    let (s, _, body) = post(&t, &u.upload, form(&field_list(&u), "file", b"relayed")).await;
+    assert_eq!(s, 204, "{body}");
+    let (s, got) = get(&t, &u.download, &[(SSE_KEY, &u.key)]).await;
+    assert_eq!((s, got.as_slice()), (200, b"relayed".as_slice()));
+}
+
+#[tokio::test]
+async fn a_bad_s3_base_is_refused_at_start() {
+    for bad in ["ftp://x", "http://", "127.0.0.1:9", "http://h/path"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config =
+            cloudshell_emulator::EmulatorConfig::new(dir.path()).with_credentials(creds());
+        config.s3_base = Some(bad.into());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let e = cloudshell_emulator::Emulator::start(config, listener)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("s3_base"), "{bad}: {e}");
+    }
+}
