@@ -44,6 +44,12 @@
 //! (a file that only grew, as a log being written to, is copied as it was
 //! when the copy began).
 //!
+//! [`upload`] and [`download`] open their session as soon as the environment
+//! is known to be running, while they ask for the S3 URLs, send the file to
+//! S3 or check whether the environment is the public one: the session's
+//! set-up is off the copy's critical path. A session no command used is
+//! deleted before they return.
+//!
 //! ```no_run
 //! # async fn demo(client: cloudshell_rs::Client) -> Result<(), Box<dyn std::error::Error>> {
 //! use cloudshell_rs::transfer::{self, TransferOptions};
