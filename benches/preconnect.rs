@@ -237,25 +237,21 @@ async fn run(rtt_ms: u64) {
             .await
             .unwrap();
         up_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Down through S3, then with the default transport: the public
+        // environment is asked to send the file to S3 if large, and sends
+        // this one in-band in the same run.
         let back = dir.path().join("back.bin");
-        let t0 = Instant::now();
-        preconnect(&options(true));
-        let env = client.find_or_create_default().await.unwrap();
-        transfer::download(&client, &env, "file.bin", &back, &copy_options)
-            .await
-            .unwrap();
-        down_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-        std::fs::remove_file(&back).unwrap();
-        // The default transport: the public environment is asked to send
-        // the file to S3 if large, and sends this one in-band in the same run.
-        let t0 = Instant::now();
-        preconnect(&options(true));
-        let env = client.find_or_create_default().await.unwrap();
-        transfer::download(&client, &env, "file.bin", &back, &auto_options)
-            .await
-            .unwrap();
-        auto_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-        std::fs::remove_file(&back).unwrap();
+        for (times, copy_options) in [(&mut down_ms, &copy_options), (&mut auto_ms, &auto_options)]
+        {
+            let t0 = Instant::now();
+            preconnect(&options(true));
+            let env = client.find_or_create_default().await.unwrap();
+            transfer::download(&client, &env, "file.bin", &back, copy_options)
+                .await
+                .unwrap();
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            std::fs::remove_file(&back).unwrap();
+        }
     }
     println!(
         "round trip {rtt_ms:>3} ms, cp of 64 KiB through S3, median of {RUNS}: up {:7.1} ms, \
