@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 
+use super::TransferError;
 use crate::Client;
 use crate::exec::remote::{ExecSession, session_options_for};
 use crate::exec::{self, ExecError, ExecOptions, ExitStatus, Interrupt};
@@ -167,17 +168,25 @@ impl RemoteRunner for ExecRunner {
 /// [`finish`](Self::finish) deletes the session if no command took it.
 pub(crate) struct Primed {
     runner: ExecRunner,
-    ahead: Mutex<Option<JoinHandle<Result<ExecSession, ExecError>>>>,
+    ahead: Mutex<Option<Ahead>>,
+}
+
+/// The session opened ahead, before a command takes it.
+enum Ahead {
+    /// Still being opened.
+    Opening(JoinHandle<Result<ExecSession, ExecError>>),
+    /// Open (it may have ended since).
+    Open(ExecSession),
 }
 
 impl Primed {
     /// Starts opening a session for `runner`'s first command.
     pub(crate) fn new(runner: ExecRunner) -> Self {
         let opener = runner.clone();
-        let ahead = tokio::spawn(async move { opener.open().await });
+        let opening = tokio::spawn(async move { opener.open().await });
         Self {
             runner,
-            ahead: Mutex::new(Some(ahead)),
+            ahead: Mutex::new(Some(Ahead::Opening(opening))),
         }
     }
 
@@ -191,39 +200,86 @@ impl Primed {
         self.runner.client()
     }
 
-    fn take_ahead(&self) -> Option<JoinHandle<Result<ExecSession, ExecError>>> {
+    fn take_ahead(&self) -> Option<Ahead> {
         self.ahead.lock().ok().and_then(|mut a| a.take())
+    }
+
+    fn put_ahead(&self, ahead: Ahead) {
+        if let Ok(mut slot) = self.ahead.lock() {
+            *slot = Some(ahead);
+        }
+    }
+
+    /// Runs `work` (a step before the first command, such as sending the
+    /// file to S3); if opening the session fails meanwhile, `work` is given
+    /// up and that failure returned at once: the command could not run.
+    pub(crate) async fn unless_session_fails<T>(
+        &self,
+        work: impl Future<Output = Result<T, TransferError>>,
+    ) -> Result<T, TransferError> {
+        let mut opening = match self.take_ahead() {
+            Some(Ahead::Opening(h)) => h,
+            other => {
+                if let Some(a) = other {
+                    self.put_ahead(a);
+                }
+                return work.await;
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            done = &mut work => {
+                self.put_ahead(Ahead::Opening(opening));
+                done
+            }
+            opened = &mut opening => match opened {
+                Ok(Ok(session)) => {
+                    self.put_ahead(Ahead::Open(session));
+                    work.await
+                }
+                Ok(Err(ExecError::Interrupted)) => Err(TransferError::Interrupted),
+                Ok(Err(e)) => Err(TransferError::Exec(e)),
+                Err(e) => {
+                    tracing::debug!("opening a session ahead failed: {e}");
+                    work.await
+                }
+            },
+        }
     }
 
     /// A session for the next command: the one opened ahead if it is still
     /// unused and open, else a new one.
     async fn session(&self) -> Result<ExecSession, ExecError> {
-        let Some(ahead) = self.take_ahead() else {
-            return self.runner.open().await;
+        let opened = match self.take_ahead() {
+            None => return self.runner.open().await,
+            Some(Ahead::Open(session)) => session,
+            Some(Ahead::Opening(opening)) => match opening.await {
+                Ok(opened) => opened?,
+                Err(e) => {
+                    tracing::debug!("opening a session ahead failed: {e}");
+                    return self.runner.open().await;
+                }
+            },
         };
-        match ahead.await {
-            Ok(Ok(session)) if session.is_open() => Ok(session),
-            Ok(Ok(session)) => {
-                // It ended while the transfer did its first part (the
-                // service closed it, the connection dropped).
-                tracing::debug!("the session opened ahead has ended; opening another");
-                session.finish().await;
-                self.runner.open().await
-            }
-            Ok(Err(e)) => Err(e),
-            Err(e) => {
-                tracing::debug!("opening a session ahead failed: {e}");
-                self.runner.open().await
-            }
+        if opened.is_open() {
+            return Ok(opened);
         }
+        // It ended while the transfer did its first part (the service
+        // closed it, the connection dropped).
+        tracing::debug!("the session opened ahead has ended; opening another");
+        opened.finish().await;
+        self.runner.open().await
     }
 
     /// Deletes the session opened ahead if no command used it (waiting for
     /// it to open first: a session being created cannot be called off).
     pub(crate) async fn finish(self) {
-        if let Some(ahead) = self.take_ahead()
-            && let Ok(Ok(session)) = ahead.await
-        {
+        let unused = match self.take_ahead() {
+            Some(Ahead::Open(session)) => Some(session),
+            Some(Ahead::Opening(opening)) => opening.await.ok().and_then(Result::ok),
+            None => None,
+        };
+        if let Some(session) = unused {
             session.finish().await;
         }
     }

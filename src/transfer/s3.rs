@@ -245,12 +245,17 @@ pub(crate) async fn upload(
     }
     form = form.part("file", part);
     let http = http_client()?;
-    let resp = http
-        .post(&post_url)
-        .multipart(form)
-        .send()
-        .await
-        .map_err(|source| http_error("upload", source))?;
+    // A session that cannot be opened (the data channel blocked, say) ends
+    // the copy at once, not after the whole file has gone to S3.
+    let resp = runner
+        .unless_session_fails(async {
+            http.post(&post_url)
+                .multipart(form)
+                .send()
+                .await
+                .map_err(|source| http_error("upload", source))
+        })
+        .await?;
     if !resp.status().is_success() {
         return Err(s3_error("upload", resp).await);
     }

@@ -1072,3 +1072,44 @@ async fn cp_emu_s3_session_that_ended_meanwhile_is_replaced() {
     assert_eq!(create_sessions(&emu), 2);
     assert_ne!(report.session_ids, [first]);
 }
+
+/// An upload through S3 whose session cannot be opened (CreateSession
+/// refused) stops at once with that error, without waiting for the file to
+/// reach S3: here S3 never answers.
+#[tokio::test]
+async fn cp_emu_s3_upload_stops_when_the_session_cannot_open() {
+    use cloudshell_emulator::{FaultKind, RestFault};
+    // An S3 that takes the request and never answers.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s3_base = format!("http://{}", black_hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = black_hole.accept().await {
+            held.push(conn);
+        }
+    });
+    let crate::session_support::Env {
+        emulator,
+        client,
+        env_id,
+        ..
+    } = crate::session_support::start_config(|mut c| {
+        c.s3_base = Some(s3_base);
+        c
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("h.bin");
+    write_file(&src, &pseudo_random(64 * 1024, 23), 0o644);
+    emulator.inject(RestFault::on("CreateSession", FaultKind::ExpiredToken, 10));
+    let s3 = opts(Transport::S3);
+    let copy = transfer::upload(&client, &env_id, &src, "h.bin", &s3);
+    let e = tokio::time::timeout(Duration::from_secs(60), copy)
+        .await
+        .expect("the copy waited for S3")
+        .unwrap_err();
+    assert!(matches!(e, TransferError::Exec(_)), "{e:?}");
+    let why = cloudshell_rs::error_chain(&e);
+    assert!(why.contains("ExpiredToken"), "{why}");
+    assert!(!emulator.gateway().home_dir(&env_id).join("h.bin").exists());
+}
