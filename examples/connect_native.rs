@@ -60,15 +60,9 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.endpoint_url(e.clone());
     }
     let client = builder.build().await?;
-    let mut options = SessionOptions {
-        expected_region: Some(client.region().to_string()),
-        ..SessionOptions::default()
-    };
-    if endpoint.is_some() {
-        // An emulator hands out ws://127.0.0.1 stream URLs.
-        options = options.allow_any_host();
-        options.expected_region = None;
-    }
+    // AWS endpoints: only their region's message gateway; an emulator hands
+    // out ws://127.0.0.1 stream URLs.
+    let options = SessionOptions::for_client(&client);
     // The data channel's connection (TCP, TLS) is made while the API calls
     // below are: on AWS, the session is ready a round trip or two sooner.
     cloudshell_rs::session::preconnect(&options);

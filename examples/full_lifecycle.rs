@@ -56,14 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let session_id = out.session_id.clone();
     println!("session: {session_id} (tab {tab})");
-    let mut options = SessionOptions {
-        expected_region: Some(client.region().to_string()),
-        ..SessionOptions::default()
-    };
-    if endpoint.is_some() {
-        options = options.allow_any_host();
-        options.expected_region = None;
-    }
+    // AWS endpoints: only their region's message gateway; an emulator hands
+    // out ws://127.0.0.1 stream URLs.
+    let options = SessionOptions::for_client(&client);
     let mut session = Session::connect(SessionTarget::from(out), options).await?;
 
     // 3. Run a command and collect its output until the shell exits.

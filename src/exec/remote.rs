@@ -21,31 +21,6 @@ const EXEC_ROWS: u16 = 100;
 /// How long to wait for the environment to be RUNNING before creating the session.
 const ENVIRONMENT_WAIT: Duration = Duration::from_secs(300);
 
-/// Whether the endpoint is an AWS one (the stream URL must then be an AWS
-/// message gateway); any other endpoint (an emulator) may hand out any host.
-pub(crate) fn session_options_for(client: &Client) -> SessionOptions {
-    let host = client
-        .endpoint()
-        .split("://")
-        .nth(1)
-        .unwrap_or_default()
-        .split(['/', ':'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if host.ends_with(".amazonaws.com")
-        || host.ends_with(".amazonaws.com.cn")
-        || host.ends_with(".api.aws")
-    {
-        SessionOptions {
-            expected_region: Some(client.region().to_string()),
-            ..SessionOptions::default()
-        }
-    } else {
-        SessionOptions::default().allow_any_host()
-    }
-}
-
 /// How a session's event stream ended, when it says more than "closed".
 enum Ended {
     /// The session failed.
@@ -332,7 +307,7 @@ where
     let session_options = options
         .session_options
         .clone()
-        .unwrap_or_else(|| session_options_for(client));
+        .unwrap_or_else(|| SessionOptions::for_client(client));
     crate::session::preconnect(&session_options);
     client
         .wait_until_running(environment_id, ENVIRONMENT_WAIT, |_| {})

@@ -240,6 +240,33 @@ impl Default for SessionOptions {
 }
 
 impl SessionOptions {
+    /// The options for sessions created through `client`: with an AWS
+    /// endpoint (`*.amazonaws.com`, `*.amazonaws.com.cn`, `*.api.aws`), only
+    /// `wss://` to the message gateway of the client's region is accepted;
+    /// with any other endpoint (the emulator, a custom one), any host.
+    pub fn for_client(client: &crate::Client) -> Self {
+        let host = client
+            .endpoint()
+            .split("://")
+            .nth(1)
+            .unwrap_or_default()
+            .split(['/', ':'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if host.ends_with(".amazonaws.com")
+            || host.ends_with(".amazonaws.com.cn")
+            || host.ends_with(".api.aws")
+        {
+            SessionOptions {
+                expected_region: Some(client.region().to_string()),
+                ..SessionOptions::default()
+            }
+        } else {
+            SessionOptions::default().allow_any_host()
+        }
+    }
+
     /// Allows any `ws://`/`wss://` host (an emulator or a custom endpoint).
     pub fn allow_any_host(mut self) -> Self {
         self.host_policy = HostPolicy::AllowAny;
@@ -638,5 +665,42 @@ impl Session {
     /// shutting down waits until all input is acknowledged.
     pub fn into_stream(self) -> SessionStream {
         SessionStream::new(self.writer, self.reader)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn client(endpoint: &str) -> crate::Client {
+        crate::Client::builder()
+            .region("eu-west-1")
+            .credentials(aws_credential_types::Credentials::new(
+                "AK", "SK", None, None, "test",
+            ))
+            .endpoint_url(endpoint)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    /// AWS endpoints get their region's gateways only; others any host.
+    #[tokio::test]
+    async fn options_for_a_client_follow_its_endpoint() {
+        for aws in [
+            "https://cloudshell.eu-west-1.amazonaws.com",
+            "https://cloudshell.cn-north-1.amazonaws.com.cn/",
+            "https://cloudshell.eu-west-1.api.aws",
+        ] {
+            let o = SessionOptions::for_client(&client(aws).await);
+            assert_eq!(o.host_policy, HostPolicy::AwsOnly, "{aws}");
+            assert_eq!(o.expected_region.as_deref(), Some("eu-west-1"), "{aws}");
+        }
+        for other in ["http://127.0.0.1:4566", "https://amazonaws.com.example.org"] {
+            let o = SessionOptions::for_client(&client(other).await);
+            assert_eq!(o.host_policy, HostPolicy::AllowAny, "{other}");
+            assert_eq!(o.expected_region, None, "{other}");
+        }
     }
 }

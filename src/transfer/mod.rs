@@ -314,7 +314,7 @@ async fn runner_for(
 ) -> Result<ExecRunner, TransferError> {
     match &options.session_options {
         Some(o) => crate::session::preconnect(o),
-        None => crate::session::preconnect(&crate::exec::remote::session_options_for(client)),
+        None => crate::session::preconnect(&crate::session::SessionOptions::for_client(client)),
     }
     client
         .wait_until_running(environment_id, ENVIRONMENT_WAIT, |_| {})

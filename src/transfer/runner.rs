@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::TransferError;
 use crate::Client;
-use crate::exec::remote::{ExecSession, session_options_for};
+use crate::exec::remote::ExecSession;
 use crate::exec::{self, ExecError, ExecOptions, ExitStatus, Interrupt};
 use crate::session::SessionOptions;
 
@@ -72,7 +72,7 @@ impl ExecRunner {
     /// A runner for `environment_id` (which must be RUNNING).
     pub fn new(client: &Client, environment_id: impl Into<String>) -> Self {
         Self {
-            session_options: session_options_for(client),
+            session_options: SessionOptions::for_client(client),
             client: client.clone(),
             environment_id: environment_id.into(),
             interrupt: None,
