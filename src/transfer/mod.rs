@@ -312,10 +312,11 @@ async fn runner_for(
     environment_id: &str,
     options: &TransferOptions,
 ) -> Result<ExecRunner, TransferError> {
-    match &options.session_options {
-        Some(o) => crate::session::preconnect(o),
-        None => crate::session::preconnect(&crate::session::SessionOptions::for_client(client)),
-    }
+    let session_options = options
+        .session_options
+        .clone()
+        .unwrap_or_else(|| crate::session::SessionOptions::for_client(client));
+    crate::session::preconnect(&session_options);
     client
         .wait_until_running(environment_id, ENVIRONMENT_WAIT, |_| {})
         .await
@@ -326,10 +327,7 @@ async fn runner_for(
                 TransferError::Api(e)
             }
         })?;
-    let mut runner = ExecRunner::new(client, environment_id);
-    if let Some(o) = &options.session_options {
-        runner = runner.session_options(o.clone());
-    }
+    let mut runner = ExecRunner::new(client, environment_id).session_options(session_options);
     if let Some(i) = &options.interrupt {
         runner = runner.interrupt(i.clone());
     }
