@@ -462,6 +462,18 @@ impl EmulatorHandle {
             .clone()
     }
 
+    /// The operation names of [`requests`](Self::requests), in the same order
+    /// (`"CreateSession"`, or the path of an unknown operation).
+    pub fn operations(&self) -> Vec<String> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|r| r.operation.clone())
+            .collect()
+    }
+
     /// Forget the recorded requests.
     pub fn clear_requests(&self) {
         self.shared

@@ -473,12 +473,7 @@ async fn resume_session_gives_a_new_token_and_the_old_one_opens_nothing() {
         "ValidationException",
     )
     .await;
-    let ops: Vec<_> = t
-        .handle
-        .requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let ops = t.handle.operations();
     assert!(
         ops.iter().any(|o| o == "AmazonSSM.ResumeSession"),
         "{ops:?}"

@@ -237,12 +237,7 @@ async fn exec_tty_with_pipes_exports_credentials_unseen_and_cleans_up() {
     // A pipe is typed into the remote terminal, which echoes it (as `ssh -tt`).
     assert_eq!(stdout, format!("typed\r\ngot typed\r\n{sk_sha}  -\r\n"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains(session_support::SK));
-    let ops: Vec<String> = env
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let ops = env.emulator.operations();
     assert!(
         ops.iter().rposition(|o| o == "DeleteSession")
             > ops.iter().position(|o| o == "CreateSession"),
@@ -297,12 +292,7 @@ async fn connect_with_pipes_sends_heartbeats_and_cleans_up() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("piped-21"), "{stdout:?}");
-    let ops: Vec<String> = env
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let ops = env.emulator.operations();
     let beats = ops.iter().filter(|o| *o == "SendHeartBeat").count();
     assert!(beats >= 2, "heartbeats: {ops:?}");
     let created = ops.iter().position(|o| o == "CreateSession").unwrap();

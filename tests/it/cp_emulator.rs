@@ -212,9 +212,8 @@ fn create_sessions(emu: &Emu) -> usize {
 /// cleared) that `wanted` picks, in order.
 fn operations(emu: &Emu, wanted: impl Fn(&str) -> bool) -> Vec<String> {
     emu.emulator
-        .requests()
+        .operations()
         .into_iter()
-        .map(|r| r.operation)
         .filter(|o| wanted(o))
         .collect()
 }

@@ -435,11 +435,7 @@ async fn exec_emu_a_running_environment_is_looked_up_once() {
             .await
             .unwrap();
         assert_eq!(out.stdout, b"up\n");
-        emulator
-            .requests()
-            .into_iter()
-            .map(|r| r.operation)
-            .collect::<Vec<_>>()
+        emulator.operations()
     };
     assert_eq!(
         run(&emu.emulator, &emu.client).await,
@@ -456,12 +452,7 @@ async fn exec_emu_a_running_environment_is_looked_up_once() {
         .wait_until_running(&emu.env, std::time::Duration::from_secs(30), |_| {})
         .await
         .unwrap();
-    let ops: Vec<String> = emu
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let ops = emu.emulator.operations();
     assert_eq!(ops[0], "GetEnvironmentStatus", "{ops:?}");
     assert!(ops.contains(&"StartEnvironment".to_string()), "{ops:?}");
 
