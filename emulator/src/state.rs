@@ -169,7 +169,10 @@ pub struct EnvironmentSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StateEvent {
-    /// CreateSession made a session (no client has connected yet).
+    /// CreateSession made a session (no client has connected yet). Sent as
+    /// soon as the session is decided, before the state is written to disk,
+    /// so that its shell can start meanwhile; if the write fails (the
+    /// CreateSession call then fails), [`StateEvent::SessionClosed`] follows.
     SessionCreated {
         /// The session.
         session_id: String,
@@ -580,16 +583,37 @@ impl Store {
             let before = inner.state.clone();
             let mut op_events = Vec::new();
             match f(&mut inner.state, now_ms, &mut op_events) {
-                Ok(r) => match self.persist(&mut inner) {
-                    Ok(()) => {
-                        events.extend(op_events);
-                        Ok(r)
+                Ok(r) => {
+                    // A new session's shell starts up while the state is
+                    // written (a file write and an fsync, about a
+                    // millisecond), not after.
+                    let (early, later): (Vec<_>, Vec<_>) = op_events
+                        .into_iter()
+                        .partition(|e| matches!(e, StateEvent::SessionCreated { .. }));
+                    self.publish(early.clone());
+                    match self.persist(&mut inner) {
+                        Ok(()) => {
+                            events.extend(later);
+                            Ok(r)
+                        }
+                        Err(e) => {
+                            inner.state = before;
+                            // The sessions announced early do not exist.
+                            events.extend(early.into_iter().filter_map(|e| match e {
+                                StateEvent::SessionCreated {
+                                    session_id,
+                                    environment_id,
+                                    ..
+                                } => Some(StateEvent::SessionClosed {
+                                    session_id,
+                                    environment_id,
+                                }),
+                                _ => None,
+                            }));
+                            Err(StoreError::Persist(e))
+                        }
                     }
-                    Err(e) => {
-                        inner.state = before;
-                        Err(StoreError::Persist(e))
-                    }
-                },
+                }
                 Err(e) => {
                     inner.state = before;
                     if advanced && let Err(pe) = self.persist(&mut inner) {
@@ -756,6 +780,71 @@ mod tests {
         assert!(ev.contains(&StateEvent::Deleted {
             environment_id: "e".into()
         }));
+    }
+
+    /// A write that adds a session the way CreateSession does.
+    fn create_session(store: &Store) -> Result<(), StoreError<()>> {
+        store.write(SystemTime::now(), |s, now_ms, events| {
+            s.sessions.push(SessionRecord {
+                session_id: "1-a".into(),
+                environment_id: "e".into(),
+                tab_id: None,
+                session_type: None,
+                q_cli_disabled: None,
+                token: SessionToken::new("t".into()),
+                created_ms: now_ms,
+            });
+            events.push(StateEvent::SessionCreated {
+                session_id: "1-a".into(),
+                environment_id: "e".into(),
+                tab_id: None,
+            });
+            Ok(())
+        })
+    }
+
+    fn drain(rx: &mut broadcast::Receiver<StateEvent>) -> Vec<StateEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_new_session_is_announced_before_the_state_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&EmulatorConfig::new(dir.path())).unwrap();
+        let mut rx = store.subscribe();
+        create_session(&store).unwrap();
+        let created = StateEvent::SessionCreated {
+            session_id: "1-a".into(),
+            environment_id: "e".into(),
+            tab_id: None,
+        };
+        assert_eq!(drain(&mut rx), vec![created.clone()]);
+
+        // The file cannot be replaced (a directory holds its name): the
+        // session was announced before that was known, so it is closed again
+        // and the state rolled back.
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&EmulatorConfig::new(store_dir.path())).unwrap();
+        let mut rx = store.subscribe();
+        let path = store_dir.path().join(STATE_FILE);
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("in-the-way"), b"x").unwrap();
+        assert!(matches!(
+            create_session(&store),
+            Err(StoreError::Persist(_))
+        ));
+        assert_eq!(
+            drain(&mut rx),
+            vec![
+                created,
+                StateEvent::SessionClosed {
+                    session_id: "1-a".into(),
+                    environment_id: "e".into(),
+                },
+            ]
+        );
+        assert!(store.read(SystemTime::now(), |s| s.sessions.is_empty()));
     }
 
     #[test]
