@@ -1,6 +1,7 @@
 //! The CloudShell control-plane REST operations: `POST /<lowerCamelOp>`, routed
 //! by path only, SigV4-verified, JSON in and out.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::{Body as HttpBody, to_bytes};
@@ -185,34 +186,46 @@ async fn respond(
     }
 
     let body = Body::parse(body)?;
+    // The operations read and write the state file (and fsync it): off the
+    // async workers, which meanwhile serve the data channel and the tasks
+    // that follow state events (a new session's shell starts while
+    // CreateSession's state is written).
+    let app = Arc::clone(app);
+    let value = tokio::task::spawn_blocking(move || operate(&app, &owner, operation, &body))
+        .await
+        .map_err(|e| ApiError::internal(format!("the operation failed: {e}")))??;
+    let bytes = serde_json::to_vec(&value)
+        .map_err(|e| ApiError::internal(format!("could not encode the response: {e}")))?;
+    Ok(raw_json_response(bytes, request_id))
+}
+
+/// Runs `operation` on the state.
+fn operate(app: &AppState, owner: &str, operation: &str, body: &Body) -> Result<Value, ApiError> {
     let ctx = Ctx {
         app,
-        owner: &owner,
+        owner,
         now: app.config.clock.now(),
     };
-    let value = match operation {
+    match operation {
         "DescribeEnvironments" => ctx.describe_environments(),
-        "CreateEnvironment" => ctx.create_environment(&body),
-        "GetEnvironmentStatus" => ctx.get_environment_status(&body),
-        "StartEnvironment" => ctx.start_environment(&body),
-        "StopEnvironment" => ctx.stop_environment(&body),
-        "DeleteEnvironment" => ctx.delete_environment(&body),
-        "CreateSession" => ctx.create_session(&body),
-        "DeleteSession" => ctx.delete_session(&body),
-        "SendHeartBeat" => ctx.send_heartbeat(&body),
-        "GetFileUploadUrls" => ctx.file_urls(&body, "FileUploadPath"),
-        "GetFileDownloadUrls" => ctx.file_urls(&body, "FileDownloadPath"),
-        "PutCredentials" => ctx.put_credentials(&body),
-        "RedeemCode" => ctx.redeem_code(&body),
+        "CreateEnvironment" => ctx.create_environment(body),
+        "GetEnvironmentStatus" => ctx.get_environment_status(body),
+        "StartEnvironment" => ctx.start_environment(body),
+        "StopEnvironment" => ctx.stop_environment(body),
+        "DeleteEnvironment" => ctx.delete_environment(body),
+        "CreateSession" => ctx.create_session(body),
+        "DeleteSession" => ctx.delete_session(body),
+        "SendHeartBeat" => ctx.send_heartbeat(body),
+        "GetFileUploadUrls" => ctx.file_urls(body, "FileUploadPath"),
+        "GetFileDownloadUrls" => ctx.file_urls(body, "FileDownloadPath"),
+        "PutCredentials" => ctx.put_credentials(body),
+        "RedeemCode" => ctx.redeem_code(body),
         other => Err(ApiError::new(
             404,
             "UnknownOperationException",
             format!("Unknown operation: {other}"),
         )),
-    }?;
-    let bytes = serde_json::to_vec(&value)
-        .map_err(|e| ApiError::internal(format!("could not encode the response: {e}")))?;
-    Ok(raw_json_response(bytes, request_id))
+    }
 }
 
 fn raw_json_response(body: Vec<u8>, request_id: &str) -> Response {
