@@ -764,15 +764,7 @@ mod tests {
         let mut s = StateFile::empty();
         s.environments
             .push(env("e", EnvironmentStatus::Deleting, 0));
-        s.sessions.push(SessionRecord {
-            session_id: "1-a".into(),
-            environment_id: "e".into(),
-            tab_id: None,
-            session_type: None,
-            q_cli_disabled: None,
-            token: SessionToken::new("t".into()),
-            created_ms: 0,
-        });
+        s.sessions.push(session("1-a", "e", 0));
         let mut ev = Vec::new();
         s.advance(3_000, &timings(), &mut ev);
         assert!(s.env("e").is_none());
@@ -782,18 +774,22 @@ mod tests {
         }));
     }
 
+    fn session(id: &str, env_id: &str, created_ms: u64) -> SessionRecord {
+        SessionRecord {
+            session_id: id.into(),
+            environment_id: env_id.into(),
+            tab_id: None,
+            session_type: None,
+            q_cli_disabled: None,
+            token: SessionToken::new("t".into()),
+            created_ms,
+        }
+    }
+
     /// A write that adds a session the way CreateSession does.
     fn create_session(store: &Store) -> Result<(), StoreError<()>> {
         store.write(SystemTime::now(), |s, now_ms, events| {
-            s.sessions.push(SessionRecord {
-                session_id: "1-a".into(),
-                environment_id: "e".into(),
-                tab_id: None,
-                session_type: None,
-                q_cli_disabled: None,
-                token: SessionToken::new("t".into()),
-                created_ms: now_ms,
-            });
+            s.sessions.push(session("1-a", "e", now_ms));
             events.push(StateEvent::SessionCreated {
                 session_id: "1-a".into(),
                 environment_id: "e".into(),
