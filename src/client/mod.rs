@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) operation_timeout: Duration,
     /// The environment a response last showed RUNNING, and when.
     pub(crate) seen_running: waiter::SeenRunning,
+    /// Which environments listings showed in a VPC and which not.
+    pub(crate) seen_placement: waiter::SeenPlacement,
 }
 
 impl fmt::Debug for Client {
@@ -377,6 +379,7 @@ impl ClientBuilder {
                 max_attempts,
                 operation_timeout: self.operation_timeout.unwrap_or(DEFAULT_OPERATION_TIMEOUT),
                 seen_running: waiter::SeenRunning::default(),
+                seen_placement: waiter::SeenPlacement::default(),
             }),
         })
     }

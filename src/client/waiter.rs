@@ -1,5 +1,6 @@
 //! Higher-level helpers: waiting for RUNNING and finding the default environment.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use rand::Rng;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::client::types::EnvironmentStatus;
+use crate::client::types::{Environment, EnvironmentStatus};
 use crate::{Client, Error};
 
 /// First delay between two status polls.
@@ -62,7 +63,57 @@ impl SeenRunning {
     }
 }
 
+/// Which environments a listing showed with and without a VPC
+/// configuration. An environment keeps that for life, so what was seen once
+/// holds: whether a copy may go through S3 is then known without listing
+/// the environments again.
+#[derive(Default)]
+pub(crate) struct SeenPlacement(Mutex<HashMap<String, bool>>);
+
+impl SeenPlacement {
+    /// Records each listed environment's placement.
+    pub(crate) fn saw_listing(&self, environments: &[Environment]) {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in environments {
+            seen.insert(e.environment_id.clone(), e.is_default());
+        }
+    }
+
+    /// `environment_id` is the public environment (it was just created as
+    /// the default one).
+    fn saw_public(&self, environment_id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(environment_id.to_owned(), true);
+    }
+
+    /// Whether `environment_id` is public, if a listing showed it.
+    fn is_public(&self, environment_id: &str) -> Option<bool> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(environment_id)
+            .copied()
+    }
+}
+
 impl Client {
+    /// Whether `environment_id` is the public environment (no VPC
+    /// configuration), as this client's listings showed it; DescribeEnvironments
+    /// when none did yet. Not listed counts as no.
+    pub(crate) async fn is_public_environment(&self, environment_id: &str) -> Result<bool, Error> {
+        if let Some(public) = self.inner.seen_placement.is_public(environment_id) {
+            return Ok(public);
+        }
+        self.describe_environments().send().await?;
+        Ok(self
+            .inner
+            .seen_placement
+            .is_public(environment_id)
+            .unwrap_or(false))
+    }
+
     /// Waits until the environment is RUNNING and returns that status.
     ///
     /// Polls GetEnvironmentStatus with a jittered backoff (250 ms doubling up to
@@ -240,6 +291,9 @@ impl Client {
         let created = self.create_environment().send().await?;
         debug!(environment_id = %created.environment_id, status = %created.status, "created default environment");
         self.inner
+            .seen_placement
+            .saw_public(&created.environment_id);
+        self.inner
             .seen_running
             .saw(&created.environment_id, Some(&created.status));
         Ok(created.environment_id)
@@ -249,6 +303,28 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a listed environment is public (no VPC configuration) is
+    /// kept: an environment keeps its placement for life.
+    #[test]
+    fn a_listed_placement_is_kept() {
+        let listed: Vec<Environment> = serde_json::from_value(serde_json::json!([
+            {"EnvironmentId": "pub", "Status": "RUNNING"},
+            {"EnvironmentId": "vpc", "EnvironmentName": "n", "Status": "RUNNING",
+             "VpcConfig": {"VpcId": "vpc-1", "SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}}
+        ]))
+        .expect("environments");
+        let seen = SeenPlacement::default();
+        assert_eq!(seen.is_public("pub"), None);
+        seen.saw_listing(&listed);
+        assert_eq!(seen.is_public("pub"), Some(true));
+        assert_eq!(seen.is_public("vpc"), Some(false));
+        assert_eq!(seen.is_public("other"), None);
+        seen.saw_listing(&[]);
+        assert_eq!(seen.is_public("vpc"), Some(false));
+        seen.saw_public("created");
+        assert_eq!(seen.is_public("created"), Some(true));
+    }
 
     /// A RUNNING status counts for 5 s, for its environment only, until a
     /// response shows another status or the status is forgotten.

@@ -35,7 +35,10 @@
 //!   key from its stdin (a curl config), never from its command line.
 //! - [`Transport::Auto`] (the CLI's default): S3 for a file or tree of
 //!   [`AUTO_S3_MIN_BYTES`] or more to or from the public environment,
-//!   in-band for the rest and again in-band when the S3 route fails.
+//!   in-band for the rest and again in-band when the S3 route fails. Whether
+//!   the environment is the public one (no VPC configuration), the client's
+//!   earlier DescribeEnvironments answers (as in [`Client::find_default`] or
+//!   [`Client::resolve_environment`]); one is sent only when none was.
 //!
 //! Remote paths are relative to the home directory; `~` and `~/…` are
 //! expanded there. Remote patterns (`logs/*.txt`) are expanded by [`glob`].
@@ -390,13 +393,15 @@ pub async fn upload(
 
 /// With `ask`, whether the environment is the public one (no VPC
 /// configuration: it has internet access, so it reaches S3); unknown counts
-/// as no. Without `ask`, false and no request.
+/// as no. A listing the client made before (to find the environment)
+/// answers it; else DescribeEnvironments. Without `ask`, false and no
+/// request.
 async fn is_public_if(ask: bool, client: &Client, environment_id: &str) -> bool {
     if !ask {
         return false;
     }
-    match client.find_default().await {
-        Ok(default) => default.as_deref() == Some(environment_id),
+    match client.is_public_environment(environment_id).await {
+        Ok(public) => public,
         Err(e) => {
             tracing::debug!(error = %e, "DescribeEnvironments failed; copying in-band");
             false

@@ -1112,3 +1112,50 @@ async fn cp_emu_s3_upload_stops_when_the_session_cannot_open() {
     assert!(why.contains("ExpiredToken"), "{why}");
     assert!(!emulator.gateway().home_dir(&env_id).join("h.bin").exists());
 }
+
+/// Whether a copy may go through S3 (is this the public environment?) is
+/// answered by a listing the client made before: after the lookup that
+/// found the environment, a download with the default transport lists the
+/// environments no more, and a client that had not listed them asks once
+/// for all its copies.
+#[tokio::test]
+async fn cp_emu_auto_lists_the_environments_at_most_once() {
+    use crate::session_support::{AK, SK};
+    let emu = start(GatewayConfig::default()).await;
+    std::fs::write(emu.home.join("p.txt"), b"where is it?").unwrap();
+    let listings = |emu: &Emu| operations(emu, |o| o == "DescribeEnvironments").len();
+    let fresh_client = || async {
+        cloudshell_rs::Client::builder()
+            .region("us-east-1")
+            .endpoint_url(emu.emulator.endpoint())
+            .credentials(cloudshell_rs::Credentials::new(AK, SK, None, None, "test"))
+            .build()
+            .await
+            .unwrap()
+    };
+    let download = |client: cloudshell_rs::Client, env: String, to: &str| {
+        let back = emu.local.join(to);
+        async move {
+            let report = transfer::download(&client, &env, "p.txt", &back, &opts(Transport::Auto))
+                .await
+                .unwrap();
+            assert_eq!(report.transport, Transport::InBand);
+            assert_eq!(std::fs::read(&back).unwrap(), b"where is it?");
+        }
+    };
+
+    // The lookup a copy starts with, then the copy.
+    let client = fresh_client().await;
+    emu.emulator.clear_requests();
+    let found = client.find_default().await.unwrap().unwrap();
+    assert_eq!(found, emu.env);
+    download(client, found, "p1.back").await;
+    assert_eq!(listings(&emu), 1);
+
+    // No lookup before: one listing for two copies.
+    let client = fresh_client().await;
+    emu.emulator.clear_requests();
+    download(client.clone(), emu.env.clone(), "p2.back").await;
+    download(client, emu.env.clone(), "p3.back").await;
+    assert_eq!(listings(&emu), 1);
+}

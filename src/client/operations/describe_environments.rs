@@ -19,9 +19,15 @@ impl DescribeEnvironments {
 
     /// Sends the request.
     pub async fn send(self) -> Result<DescribeEnvironmentsOutput, Error> {
-        self.client
+        let listed: DescribeEnvironmentsOutput = self
+            .client
             .inner
             .call("DescribeEnvironments", "describeEnvironments", &Input {})
-            .await
+            .await?;
+        self.client
+            .inner
+            .seen_placement
+            .saw_listing(&listed.environments);
+        Ok(listed)
     }
 }
