@@ -104,17 +104,12 @@ impl TabSessions {
     }
 }
 
-/// Session options for targets created through `client`.
+/// Session options for targets created through `client`: stream URLs are
+/// checked as the library checks them for that client (an AWS endpoint, even
+/// one set by `--endpoint-url` or `AWS_ENDPOINT_URL`, hands out only its
+/// region's message gateway; the emulator and other endpoints any host).
 pub(super) fn session_options(global: &GlobalArgs, client: &Client) -> SessionOptions {
-    let mut options = SessionOptions {
-        expected_region: Some(client.region().to_string()),
-        ..SessionOptions::default()
-    };
-    // An emulator or a custom endpoint hands out its own stream URLs.
-    if global.local || global.endpoint_url.is_some() || custom_endpoint_env() {
-        options = options.allow_any_host();
-        options.expected_region = None;
-    }
+    let mut options = SessionOptions::for_client(client);
     if global.local {
         // The in-process emulator is on loopback, out of any proxy's reach.
         options.proxy = Proxy::none();
@@ -126,12 +121,6 @@ pub(super) fn session_options(global: &GlobalArgs, client: &Client) -> SessionOp
     };
     options.data_key_provider = Some(Arc::new(KmsClient::for_client(client, kms_endpoint)));
     options
-}
-
-fn custom_endpoint_env() -> bool {
-    ["AWS_ENDPOINT_URL_CLOUDSHELL", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
 }
 
 /// `connect`
