@@ -71,16 +71,10 @@ pub(crate) fn follow_lifecycle(shared: &AppState, gateway: Gateway) -> JoinHandl
                     environment_id,
                     tab_id,
                 }) => {
-                    // Starting a program forks the emulator: not on an async
-                    // worker, which meanwhile sends CreateSession's answer.
                     // Awaited, so that events are still handled in order.
-                    let gateway = gateway.clone();
-                    let started = tokio::task::spawn_blocking(move || {
-                        gateway.session_created(&session_id, &environment_id, tab_id.as_deref());
-                    });
-                    if let Err(e) = started.await {
-                        tracing::warn!("starting a new session's shell failed: {e}");
-                    }
+                    gateway
+                        .session_created(&session_id, &environment_id, tab_id.as_deref())
+                        .await;
                 }
                 Ok(StateEvent::SessionClosed { session_id, .. }) => {
                     gateway.close_session(&session_id);

@@ -410,7 +410,7 @@ impl Gateway {
     /// A session was created: start its shell now, so that the shell starts
     /// up while the client connects instead of after. Only for sessions
     /// whose program is a shell, and not for a tab whose shell is running.
-    pub(crate) fn session_created(
+    pub(crate) async fn session_created(
         &self,
         session_id: &str,
         environment_id: &str,
@@ -432,14 +432,21 @@ impl Gateway {
                 return; // a re-attach
             }
         }
-        let config = self.config();
-        let backend = match Backend::start(
-            &options.mode,
-            Some(&self.shell_spec(environment_id)),
-            config.output_buffer,
-        ) {
-            Ok(b) => Arc::new(b),
+        // Starting it forks the emulator: on a blocking thread, not on an
+        // async worker, which meanwhile sends CreateSession's answer.
+        let spec = self.shell_spec(environment_id);
+        let pipe_capacity = self.config().output_buffer;
+        let started = tokio::task::spawn_blocking(move || {
+            Backend::start(&options.mode, Some(&spec), pipe_capacity)
+        })
+        .await;
+        let backend = match started {
+            Ok(Ok(b)) => Arc::new(b),
             Err(e) => {
+                tracing::warn!(%session_id, "starting the shell failed: {e}");
+                return;
+            }
+            Ok(Err(e)) => {
                 // The first connection tries again (and reports it).
                 tracing::debug!(%session_id, "shell not started at CreateSession: {e}");
                 return;
